@@ -1,0 +1,1866 @@
+"""RDS Initializer: make one RDS/Aurora database have exactly the users an event declares.
+
+The event names the users, their table privileges and their grantors; each user's credentials
+live in its own AWS Secrets Manager secret, in the structure AWS's rotation functions read.
+Running the same event twice changes nothing. The behaviour contract is SPEC.md; the README
+explains it for users.
+
+The file reads in the order the data flows:
+  1. the event: parsing and validation (pure)
+  2. Secrets Manager: reading and writing the user secrets
+  3. PostgreSQL: reading the current state
+  4. the plan: desired state vs current state -> ordered steps (pure)
+  5. applying the plan, with the never-lose-a-password protocol
+  6. the report, and the entry points (Lambda handler, command line)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import psycopg2
+from psycopg2 import sql
+
+TOOL = "rds-initializer"
+# Our own AWSPENDING versions carry this prefix, so an interrupted password change of ours
+# is told apart from a rotation in progress (whose version ids are plain UUIDs).
+VERSION_PREFIX = f"{TOOL}-"
+PASSWORD_EXCLUDED = ":/@\"'\\"  # noqa: S105 - the characters passwords leave out
+LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
+LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
+
+
+class InvalidEvent(Exception):
+    """The event (or the state it meets) cannot be applied; nothing was touched."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid event:\n- " + "\n- ".join(problems))
+
+
+class ApplyError(Exception):
+    """Applying failed part-way; the message says what was applied and that a re-run converges."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging: one JSON object per line on stdout, passwords scrubbed from every message.
+# ---------------------------------------------------------------------------------------------
+
+
+class Redactor:
+    """Remembers every password and verifier of the invocation and blanks them out of text."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, *values: str | None) -> None:
+        with self._lock:
+            self._secrets.update(v for v in values if v)
+
+    def __call__(self, text: str) -> str:
+        for value in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text
+
+
+REDACT = Redactor()
+
+
+class JsonFormatter(logging.Formatter):
+    request_id = "-"
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "request_id": self.request_id,
+            "message": REDACT(record.getMessage()),
+        }
+        entry.update(getattr(record, "fields", {}))
+        return REDACT(json.dumps(entry, default=str))
+
+
+class LineHandler(logging.StreamHandler):
+    """Writes to standard output as it is when the record comes (standard error for the
+    command line, whose standard output carries the report)."""
+
+    to_stderr = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr if self.to_stderr else sys.stdout
+        super().emit(record)
+
+
+log = logging.getLogger(TOOL)
+_handler = LineHandler()
+_handler.setFormatter(JsonFormatter())
+log.addHandler(_handler)
+log.propagate = False
+log.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+def info(message: str, **fields: Any) -> None:
+    log.info(message, extra={"fields": fields})
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The event: parsing and validation. Pure: every problem is collected, then raised at once.
+# ---------------------------------------------------------------------------------------------
+
+ENGINES = {"postgres": "postgres", "postgresql": "postgres", "aurora-postgresql": "postgres"}
+NOT_YET_ENGINES = {"mysql", "aurora-mysql", "mariadb"}
+PG_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
+ACTIONS = ("create", "update", "delete")
+SSL_MODES = ("require", "verify-full", "disable")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+
+TOP_KEYS = {
+    "secret_name",
+    "database_name",
+    "rds_host",
+    "rds_port",
+    "region",
+    "kms_key_id",
+    "db_engine",
+    "schemas",
+    "users",
+    "dry_run",
+    "rotation",
+    "secret_tags",
+    "secret_recovery_days",
+    "ssl_mode",
+    "verify_logins",
+}
+USER_KEYS = {
+    "db_user",
+    "user_secret_name",
+    "action",
+    "grant_ddl",
+    "grant_privileges",
+    "grantor",
+    "rotate_password",
+    "rotation",
+    "host",
+    "reassign_to",
+}
+TRUE_WORDS = {"true", "yes", "1"}
+FALSE_WORDS = {"false", "no", "0"}
+NONE_WORDS = {"", "none", "null"}
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    secret_name: str | None
+    action: str = "create"
+    ddl: bool = False
+    privileges: frozenset[str] = frozenset()
+    grantor: str | None = None
+    rotate_password: bool = False
+    reassign_to: str | None = None
+
+    @property
+    def deleting(self) -> bool:
+        return self.action == "delete"
+
+    @property
+    def wants_new_password(self) -> bool:
+        return self.action == "update" or self.rotate_password
+
+
+@dataclass(frozen=True)
+class Event:
+    secret_name: str
+    database: str
+    users: tuple[UserSpec, ...]
+    host: str | None = None
+    port: int | None = None
+    region: str | None = None
+    kms_key_id: str | None = None
+    engine: str | None = None
+    schemas: tuple[str, ...] = ("public",)
+    dry_run: bool = False
+    secret_tags: dict[str, str] = field(default_factory=dict)
+    recovery_days: int = 7
+    ssl_mode: str = "require"
+    verify_logins: bool = False
+
+    def user(self, name: str) -> UserSpec | None:
+        return next((u for u in self.users if u.name == name), None)
+
+
+def parse_bool(value: Any) -> bool | None:
+    """bool-ish: JSON booleans, 1/0, and true/false/yes/no/1/0 in any case; None if not."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    return None
+
+
+def is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)
+
+
+def parse_privileges(value: Any) -> tuple[frozenset[str], list[str]]:
+    """Comma-separated string or list; case-insensitive, blanks ignored, ALL = every one."""
+    if is_none(value):
+        return frozenset(), []
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        return frozenset(), ["must be a comma-separated string or a list of strings"]
+    names = {item.strip().upper() for item in items if item.strip()}
+    if "ALL" in names or "ALL PRIVILEGES" in names:
+        names = (names - {"ALL", "ALL PRIVILEGES"}) | set(PG_TABLE_PRIVILEGES)
+    unknown = sorted(names - set(PG_TABLE_PRIVILEGES))
+    if unknown:
+        allowed = ", ".join(PG_TABLE_PRIVILEGES)
+        return frozenset(), [f"unknown privilege(s) {', '.join(unknown)} (allowed: {allowed}, ALL)"]
+    return frozenset(names), []
+
+
+def role_name_problems(name: Any, what: str) -> list[str]:
+    """A PostgreSQL role name we may manage: any characters, quoted, within the limits."""
+    if not isinstance(name, str) or not name:
+        return [f"{what} must be a non-empty string"]
+    problems = []
+    if "\x00" in name:
+        problems.append(f"{what} {name!r} contains a NUL character")
+    if len(name.encode()) > PG_NAME_LIMIT:
+        problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
+    lowered = name.lower()
+    if lowered == "public" or lowered.startswith(("pg_", "rds")):
+        problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+    return problems
+
+
+def secret_name_problems(name: Any, what: str) -> list[str]:
+    if not isinstance(name, str) or not (name.startswith("arn:") or SECRET_NAME.match(name)):
+        return [f"{what} must be a secret name (letters, digits, /_+=.@-) or an ARN"]
+    return []
+
+
+def parse_event(raw: Any) -> Event:
+    """Turn the raw event into an Event, or raise InvalidEvent listing every problem."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent(["the event must be a JSON object"])
+    problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
+
+    def text(key: str, required: bool = False) -> str | None:
+        value = raw.get(key)
+        if is_none(value):
+            if required:
+                problems.append(f"{key} is required")
+            return None
+        if not isinstance(value, str):
+            problems.append(f"{key} must be a string")
+            return None
+        return value.strip()
+
+    def flag(key: str, default: bool = False) -> bool:
+        if key not in raw:
+            return default
+        value = parse_bool(raw[key])
+        if value is None:
+            problems.append(f"{key} must be a boolean (true/false/yes/no/1/0), not {raw[key]!r}")
+            return default
+        return value
+
+    secret_name = text("secret_name", required=True)
+    if secret_name:
+        problems += secret_name_problems(secret_name, "secret_name")
+    database = text("database_name", required=True)
+    if database and (len(database.encode()) > PG_NAME_LIMIT or "\x00" in database):
+        problems.append(f"database_name {database!r} is not a valid database name")
+    engine = text("db_engine")
+    if engine:
+        if engine.lower() in NOT_YET_ENGINES:
+            problems.append(f"db_engine {engine!r} is not supported yet (PostgreSQL only for now)")
+        elif engine.lower() not in ENGINES:
+            problems.append(f"db_engine {engine!r} is not one of {', '.join(ENGINES)}")
+        engine = ENGINES.get(engine.lower())
+    port = raw.get("rds_port")
+    if port is not None:
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            problems.append(f"rds_port must be a port number, not {raw['rds_port']!r}")
+            port = None
+    schemas = raw.get("schemas", ["public"])
+    if not (isinstance(schemas, list) and schemas and all(isinstance(s, str) for s in schemas)):
+        problems.append("schemas must be a non-empty list of schema names")
+        schemas = ["public"]
+    elif len(set(schemas)) != len(schemas) or not all(schemas):
+        problems.append("schemas must be distinct, non-empty names")
+    tags = raw.get("secret_tags", {})
+    if not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+        problems.append("secret_tags must be an object of string values")
+        tags = {}
+    elif "managed-by" in tags:
+        problems.append("secret_tags must not set 'managed-by': the tool sets it")
+    recovery = raw.get("secret_recovery_days", 7)
+    if (
+        isinstance(recovery, bool)
+        or not isinstance(recovery, int)
+        or not (recovery == 0 or 7 <= recovery <= 30)
+    ):
+        problems.append(f"secret_recovery_days must be 0 or 7..30, not {recovery!r}")
+        recovery = 7
+    ssl_mode = text("ssl_mode") or os.environ.get("DB_SSL_MODE", "require")
+    if ssl_mode not in SSL_MODES:
+        problems.append(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {ssl_mode!r}")
+    if "rotation" in raw:
+        problems.append("rotation is not supported yet: remove it (the secret's rotation is kept)")
+
+    users = parse_users(raw.get("users"), problems)
+    event = Event(
+        secret_name=secret_name or "",
+        database=database or "",
+        users=users,
+        host=text("rds_host"),
+        port=port,
+        region=text("region"),
+        kms_key_id=text("kms_key_id"),
+        engine=engine,
+        schemas=tuple(schemas),
+        dry_run=flag("dry_run"),
+        secret_tags=dict(tags),
+        recovery_days=recovery,
+        ssl_mode=ssl_mode,
+        verify_logins=flag("verify_logins"),
+    )
+    problems += relationship_problems(event)
+    if problems:
+        raise InvalidEvent(problems)
+    return event
+
+
+def parse_users(raw_users: Any, problems: list[str]) -> tuple[UserSpec, ...]:
+    if not isinstance(raw_users, list) or not raw_users:
+        problems.append("users must be a non-empty list")
+        return ()
+    users = []
+    for index, raw in enumerate(raw_users):
+        where = f"users[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        name = raw.get("db_user")
+        if isinstance(name, str) and name:
+            where = f"user {name!r}"
+        problems.extend(f"{where}: unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS))
+        problems.extend(f"{where}: {p}" for p in role_name_problems(name, "db_user"))
+        user = parse_user(raw, where, problems)
+        if user:
+            users.append(user)
+    return tuple(users)
+
+
+def parse_user(raw: dict, where: str, problems: list[str]) -> UserSpec | None:
+    start = len(problems)
+    action = raw.get("action", "create")
+    action = action.strip().lower() if isinstance(action, str) else action
+    if action not in ACTIONS:
+        problems.append(f"{where}: action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
+    if secret_name is None and action != "delete":
+        problems.append(f"{where}: user_secret_name is required (except for delete)")
+    elif secret_name is not None:
+        problems += secret_name_problems(secret_name, f"{where}: user_secret_name")
+    flags = {}
+    for key in ("grant_ddl", "rotate_password"):
+        flags[key] = parse_bool(raw.get(key, False))
+        if flags[key] is None:
+            problems.append(f"{where}: {key} must be a boolean, not {raw[key]!r}")
+    privileges, privilege_problems = parse_privileges(raw.get("grant_privileges"))
+    problems.extend(f"{where}: grant_privileges: {p}" for p in privilege_problems)
+    grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
+    if grantor is not None:
+        problems.extend(f"{where}: {p}" for p in role_name_problems(grantor, "grantor"))
+    reassign_to = None if is_none(raw.get("reassign_to")) else raw["reassign_to"]
+    if reassign_to is not None:
+        problems.extend(f"{where}: {p}" for p in role_name_problems(reassign_to, "reassign_to"))
+        if action != "delete":
+            problems.append(f"{where}: reassign_to applies only to action delete")
+    if "host" in raw:
+        problems.append(f"{where}: host applies only to MySQL/MariaDB users")
+    if "rotation" in raw:
+        problems.append(f"{where}: rotation is not supported yet: remove it")
+    if len(problems) > start:
+        return None
+    return UserSpec(
+        name=raw["db_user"],
+        secret_name=secret_name,
+        action=action,
+        ddl=bool(flags["grant_ddl"]),
+        privileges=privileges,
+        grantor=grantor,
+        rotate_password=bool(flags["rotate_password"]),
+        reassign_to=reassign_to,
+    )
+
+
+def relationship_problems(event: Event) -> list[str]:
+    """Duplicates, self-grants, cycles, and grantors deleted while their grantees stay."""
+    problems = []
+    seen: set[str] = set()
+    for user in event.users:
+        if user.name in seen:
+            problems.append(f"user {user.name!r} is declared more than once")
+        seen.add(user.name)
+    secrets = [u.secret_name for u in event.users if u.secret_name]
+    problems += [
+        f"secret {s!r} is used by more than one user"
+        for s in sorted(set(secrets))
+        if secrets.count(s) > 1
+    ]
+    for user in event.users:
+        grantor = event.user(user.grantor) if user.grantor else None
+        if user.grantor == user.name:
+            problems.append(f"user {user.name!r} cannot be its own grantor")
+        elif grantor and grantor.deleting and not user.deleting:
+            problems.append(
+                f"user {user.name!r} stays but its grantor {grantor.name!r} is being deleted"
+            )
+        if user.reassign_to == user.name:
+            problems.append(f"user {user.name!r} cannot reassign its objects to itself")
+    problems += [f"grantor cycle: {' -> '.join(cycle)}" for cycle in grantor_cycles(event)]
+    return problems
+
+
+def grantor_cycles(event: Event) -> list[list[str]]:
+    """Each cycle of two or more users once, as a path back to its start."""
+    cycles, seen = [], set()
+    for user in event.users:
+        path: list[str] = []
+        current: str | None = user.name
+        while current and event.user(current) and current not in path:
+            path.append(current)
+            current = event.user(current).grantor
+        if current in path:
+            cycle = path[path.index(current) :]
+            if len(cycle) > 1 and frozenset(cycle) not in seen:
+                seen.add(frozenset(cycle))
+                cycles.append([*cycle, current])
+    return cycles
+
+
+def grantor_order(users: Iterable[UserSpec]) -> list[UserSpec]:
+    """Grantors before their grantees (the event is acyclic by now)."""
+    users = list(users)
+    by_name = {u.name: u for u in users}
+    ordered: list[UserSpec] = []
+    placed: set[str] = set()
+
+    def place(user: UserSpec) -> None:
+        if user.name in placed:
+            return
+        placed.add(user.name)
+        if user.grantor in by_name:
+            place(by_name[user.grantor])
+        ordered.append(user)
+
+    for user in users:
+        place(user)
+    return ordered
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Secrets Manager: the master secret, the user secrets, passwords.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and as whom: the event completed by the master secret."""
+
+    engine: str
+    host: str
+    port: int
+    database: str
+    master_user: str
+    master_password: str = field(repr=False)
+    master_arn: str
+    ssl_mode: str
+
+    def connect_args(self, user: str, password: str, database: str | None = None) -> dict:
+        args = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": database or self.database,
+            "user": user,
+            "password": password,
+            "sslmode": self.ssl_mode,
+            "connect_timeout": int(os.environ.get("DB_CONNECT_TIMEOUT", "10")),
+            "application_name": TOOL,
+        }
+        if self.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
+            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        return args
+
+
+def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target:
+    """Fill in what the event left out from the master secret, or list what is missing."""
+    problems = []
+    username, password = master_secret.get("username"), master_secret.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        problems.append(f"master secret {event.secret_name!r} has no username and password")
+    host = event.host or master_secret.get("host")
+    if not host:
+        problems.append("rds_host is required (the master secret has no host)")
+    engine = event.engine or ENGINES.get(str(master_secret.get("engine", "")).lower())
+    if not engine:
+        problems.append("db_engine is required (the master secret has no PostgreSQL engine)")
+    port = event.port or int(master_secret.get("port") or 5432)
+    if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
+        problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
+    problems += [
+        f"user {u.name!r} is the master user: never managed"
+        for u in event.users
+        if u.name == username
+    ]
+    if problems:
+        raise InvalidEvent(problems)
+    return Target(
+        engine=engine,
+        host=host,
+        port=port,
+        database=event.database,
+        master_user=username,
+        master_password=password,
+        master_arn=master_arn,
+        ssl_mode=event.ssl_mode,
+    )
+
+
+@dataclass
+class SecretState:
+    """What Secrets Manager holds for one user's secret."""
+
+    name: str
+    arn: str | None = None
+    exists: bool = False
+    scheduled_for_deletion: bool = False
+    value: dict | None = None  # AWSCURRENT, parsed; None when it has no value
+    foreign_value: bool = False  # a value that is not a JSON object: somebody else's secret
+    current_version: str | None = None
+    pending_version: str | None = None
+    pending_value: dict | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def password(self) -> str | None:
+        return (self.value or {}).get("password")
+
+    @property
+    def pending_is_ours(self) -> bool:
+        return bool(self.pending_version and self.pending_version.startswith(VERSION_PREFIX))
+
+
+class RateLimiter:
+    """Spaces out calls so a burst of writes stays under Secrets Manager's 50 per second."""
+
+    def __init__(self, per_second: float):
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if delay > 0:
+            time.sleep(delay)
+
+
+class Secrets:
+    """The Secrets Manager calls the tool makes, counted, retried by botocore, run concurrently."""
+
+    WORKERS = 16
+
+    def __init__(self, region: str | None):
+        config = botocore.config.Config(
+            retries={"mode": "standard", "max_attempts": 8},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=self.WORKERS,
+        )
+        self.client = boto3.client("secretsmanager", region_name=region, config=config)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.client.meta.events.register("before-call.secrets-manager", self._count)
+        self._writes = RateLimiter(per_second=40)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def map(self, function: Callable, items: Iterable) -> list:
+        items = list(items)
+        if len(items) <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(self.WORKERS) as pool:
+            return list(pool.map(function, items))
+
+    def write(self, operation: str, **kwargs: Any) -> dict:
+        self._writes.wait()
+        return getattr(self.client, operation)(**kwargs)
+
+    def master_secret(self, secret_id: str) -> tuple[dict, str]:
+        response = self.client.get_secret_value(SecretId=secret_id)
+        REDACT.add(response.get("SecretString"))
+        try:
+            value = json.loads(response["SecretString"])
+        except (KeyError, ValueError):
+            raise InvalidEvent([f"master secret {secret_id!r} does not hold JSON"]) from None
+        REDACT.add(value.get("password"))
+        return value, response["ARN"]
+
+    def read_states(self, names: list[str]) -> dict[str, SecretState]:
+        """Describe each secret, then read the current values in batches of 20."""
+        states = {s.name: s for s in self.map(self._describe, names)}
+        readable = [s for s in states.values() if s.exists and not s.scheduled_for_deletion]
+        by_arn = {s.arn: s for s in readable if s.current_version}
+        arns = list(by_arn)
+        for start in range(0, len(arns), 20):
+            response = self.client.batch_get_secret_value(SecretIdList=arns[start : start + 20])
+            for item in response["SecretValues"]:
+                state = by_arn[item["ARN"]]
+                state.value = parse_secret_value(item.get("SecretString"))
+                state.foreign_value = state.value is None and bool(item.get("SecretString"))
+            if response.get("Errors"):
+                failed = ", ".join(e["SecretId"] for e in response["Errors"])
+                raise ApplyError(f"could not read secrets {failed}: {response['Errors'][0]}")
+        for state in readable:
+            if state.pending_version and state.pending_is_ours:
+                response = self.client.get_secret_value(
+                    SecretId=state.arn, VersionId=state.pending_version
+                )
+                state.pending_value = parse_secret_value(response.get("SecretString"))
+        return states
+
+    def _describe(self, name: str) -> SecretState:
+        try:
+            found = self.client.describe_secret(SecretId=name)
+        except self.client.exceptions.ResourceNotFoundException:
+            return SecretState(name=name)
+        state = SecretState(
+            name=name,
+            arn=found["ARN"],
+            exists=True,
+            scheduled_for_deletion="DeletedDate" in found,
+            tags={t["Key"]: t["Value"] for t in found.get("Tags", [])},
+        )
+        for version, stages in found.get("VersionIdsToStages", {}).items():
+            if "AWSCURRENT" in stages:
+                state.current_version = version
+            if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
+                state.pending_version = version
+        return state
+
+    def random_password(self) -> str:
+        password = self.client.get_random_password(
+            PasswordLength=32, ExcludeCharacters=PASSWORD_EXCLUDED, IncludeSpace=False
+        )["RandomPassword"]
+        REDACT.add(password)
+        return password
+
+
+def parse_secret_value(text: str | None) -> dict | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if isinstance(value, dict):
+        REDACT.add(value.get("password"))
+        return value
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. PostgreSQL: reading the current state, in a fixed number of catalog queries.
+#    Only pg_roles and ACLs (never pg_authid, which RDS denies to its master).
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgRole:
+    name: str
+    superuser: bool = False
+    can_login: bool = True
+    create_role: bool = False
+    create_db: bool = False
+    master_has_privileges: bool = False  # the master inherits it: may act as its owner
+    master_can_set: bool = False  # the master may SET ROLE to it
+
+
+@dataclass(frozen=True)
+class Grant:
+    grantee: str
+    grantor: str
+    privilege: str
+
+
+@dataclass(frozen=True)
+class PgObject:
+    """A database, schema, table (or view...) or sequence, with the managed users' grants."""
+
+    kind: str  # "database" | "schema" | "table" | "sequence"
+    schema: str | None
+    name: str
+    owner: str
+    grants: tuple[Grant, ...] = ()
+
+    def privileges_of(self, user: str) -> set[str]:
+        return {g.privilege for g in self.grants if g.grantee == user}
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True)
+class DefaultGrant:
+    """ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA schema GRANT privilege ON kind."""
+
+    owner: str
+    schema: str
+    kind: str  # "tables" | "sequences"
+    grantee: str
+    privilege: str
+
+
+@dataclass
+class PgState:
+    server_major: int
+    master: str
+    roles: dict[str, PgRole]
+    objects: list[PgObject]
+    default_grants: list[DefaultGrant]
+    dependencies: dict[str, list[str]] = field(default_factory=dict)  # elsewhere, per user
+
+    def objects_of(self, kind: str) -> list[PgObject]:
+        return [o for o in self.objects if o.kind == kind]
+
+
+SESSION_QUERY = """
+SELECT current_user, current_setting('server_version_num')::int / 10000
+"""
+ROLES_QUERY = """
+SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
+       pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, %(set)s)
+FROM pg_roles
+"""
+# Every managed object with the grants the managed users hold on it.
+OBJECTS_QUERY = """
+WITH managed AS (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
+objects AS (
+    SELECT 'database' AS kind, NULL::name AS schema, datname AS name, datdba AS owner,
+           datacl AS acl
+    FROM pg_database WHERE datname = current_database()
+  UNION ALL
+    SELECT 'schema', NULL, nspname, nspowner, nspacl
+    FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
+  UNION ALL
+    SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname,
+           c.relowner, c.relacl
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+)
+SELECT kind, schema, name, pg_get_userbyid(owner),
+       (SELECT coalesce(json_agg(json_build_array(pg_get_userbyid(a.grantee),
+                                                  pg_get_userbyid(a.grantor), a.privilege_type)),
+                        '[]')
+        FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed))
+FROM objects
+"""
+DEFAULT_GRANTS_QUERY = """
+SELECT pg_get_userbyid(d.defaclrole), n.nspname,
+       CASE d.defaclobjtype WHEN 'r' THEN 'tables' ELSE 'sequences' END,
+       pg_get_userbyid(a.grantee), a.privilege_type
+FROM pg_default_acl d
+JOIN pg_namespace n ON n.oid = d.defaclnamespace
+CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+WHERE n.nspname = ANY(%(schemas)s) AND d.defaclobjtype IN ('r', 'S')
+  AND a.grantee IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s))
+"""
+# What a role to be dropped owns or holds outside this database (pg_shdepend is cluster-wide;
+# a grant on a database is a shared object, so it is named by that database).
+DEPENDENCIES_QUERY = """
+SELECT pg_get_userbyid(s.refobjid), coalesce(granted_on.datname, inside.datname), count(*)
+FROM pg_shdepend s
+LEFT JOIN pg_database inside ON inside.oid = s.dbid
+LEFT JOIN pg_database granted_on
+       ON s.dbid = 0 AND s.classid = 'pg_database'::regclass AND granted_on.oid = s.objid
+WHERE s.refclassid = 'pg_authid'::regclass
+  AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s))
+  AND coalesce(granted_on.datname, inside.datname, '') <> current_database()
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def read_pg_state(cursor: Any, event: Event) -> PgState:
+    cursor.execute(SESSION_QUERY)
+    master, major = cursor.fetchone()
+    cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER"})
+    roles = {row[0]: PgRole(*row) for row in cursor.fetchall()}
+    users = [u.name for u in event.users]
+    params = {"users": users, "schemas": list(event.schemas)}
+    cursor.execute(OBJECTS_QUERY, params)
+    objects = [
+        PgObject(kind, schema, name, owner, tuple(Grant(*g) for g in grants))
+        for kind, schema, name, owner, grants in cursor.fetchall()
+    ]
+    cursor.execute(DEFAULT_GRANTS_QUERY, params)
+    default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
+    dependencies: dict[str, list[str]] = defaultdict(list)
+    doomed = [u.name for u in event.users if u.deleting and u.name in roles]
+    if doomed:
+        cursor.execute(DEPENDENCIES_QUERY, {"users": doomed})
+        for role, database, count in cursor.fetchall():
+            where = f"database {database!r}" if database else "shared objects (tablespaces...)"
+            dependencies[role].append(f"{where} ({count} objects or privileges)")
+    return PgState(major, master, roles, objects, default_grants, dict(dependencies))
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The plan: desired state vs current state -> ordered steps. Pure: no I/O, no randomness.
+# ---------------------------------------------------------------------------------------------
+
+DATABASE_ORDER = ("CONNECT", "CREATE", "TEMPORARY")
+SCHEMA_ORDER = ("USAGE", "CREATE")
+SEQUENCE_ORDER = ("USAGE", "SELECT", "UPDATE")
+PRIVILEGE_ORDER = {
+    p: i
+    for i, p in reversed(
+        list(enumerate(PG_TABLE_PRIVILEGES + DATABASE_ORDER + SCHEMA_ORDER + SEQUENCE_ORDER))
+    )
+}
+
+
+def state_problems(event: Event, state: PgState) -> list[str]:
+    """What the event asks that this database cannot give; checked before anything changes."""
+    problems = []
+    present_schemas = {o.name for o in state.objects_of("schema")}
+    problems += [
+        f"schema {s!r} does not exist in database {event.database!r}"
+        for s in event.schemas
+        if s not in present_schemas
+    ]
+    staying = {u.name for u in event.users if not u.deleting}
+    for user in event.users:
+        role = state.roles.get(user.name)
+        if role and role.superuser:
+            problems.append(f"user {user.name!r} is a superuser: never managed")
+        if user.grantor and user.grantor not in staying and user.grantor not in state.roles:
+            problems.append(f"user {user.name!r}: grantor {user.grantor!r} does not exist")
+        elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
+            problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
+        target = reassign_target(user, state)
+        if user.deleting and target not in staying and target not in state.roles:
+            problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
+        for place in state.dependencies.get(user.name, []):
+            problems.append(
+                f"user {user.name!r} cannot be deleted: it owns objects or holds privileges in "
+                f"{place}; reassign or revoke them there first"
+            )
+    return problems
+
+
+def reassign_target(user: UserSpec, state: PgState) -> str:
+    return user.reassign_to or user.grantor or state.master
+
+
+@dataclass(frozen=True)
+class Step:
+    """One SQL statement of the plan, and whose changes it makes."""
+
+    statement: sql.Composable
+    summary: str
+    users: tuple[str, ...]
+    as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
+    shown: sql.Composable | None = None  # the statement as shown: its password blanked
+
+    def display(self, context: Any) -> str:
+        text = (self.shown or self.statement).as_string(context)
+        return (
+            f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
+            if (self.as_role)
+            else text
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """One grantee's missing or extra privileges on one object: the unit the batcher groups."""
+
+    verb: str  # "GRANT" | "REVOKE"
+    kind: str  # "database" | "schema" | "table" | "sequence" | "tables" | "sequences" (defaults)
+    scope: tuple  # (schema, name) of an object, or (owner, schema) of default privileges
+    as_role: str | None
+    privileges: tuple[str, ...]
+    grantee: str
+
+
+def ordered(privileges: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(privileges), key=PRIVILEGE_ORDER.__getitem__))
+
+
+def sequence_privileges(table_privileges: frozenset[str]) -> set[str]:
+    """SELECT reads a sequence; INSERT or UPDATE need nextval(): USAGE and SELECT."""
+    wanted = {"SELECT"} if "SELECT" in table_privileges else set()
+    if table_privileges & {"INSERT", "UPDATE"}:
+        wanted |= {"USAGE", "SELECT"}
+    return wanted
+
+
+def desired_privileges(user: UserSpec, obj: PgObject) -> set[str]:
+    if user.deleting:
+        return set()  # revoked explicitly: DROP OWNED skips grants the master did not make
+    if obj.kind == "database":
+        return {"CONNECT"}
+    if obj.kind == "schema":
+        return {"USAGE", "CREATE"} if user.ddl else {"USAGE"}
+    if obj.kind == "table":
+        return set(user.privileges)
+    return sequence_privileges(user.privileges)
+
+
+def object_changes(
+    users: list[UserSpec], state: PgState, acting: Callable[[str], str | None]
+) -> list[Change]:
+    """Grants and revokes on the database, schemas, tables and sequences, per grantee."""
+    changes = []
+    for obj in state.objects:
+        scope = (obj.schema, obj.name)
+        for user in users:
+            if obj.owner == user.name:
+                continue  # an owner's own privileges are implicit, never managed
+            want, have = desired_privileges(user, obj), obj.privileges_of(user.name)
+            if want - have:
+                changes.append(
+                    Change(
+                        "GRANT", obj.kind, scope, acting(obj.owner), ordered(want - have), user.name
+                    )
+                )
+            extra = defaultdict(set)
+            for grant in obj.grants:
+                if grant.grantee == user.name and grant.privilege not in want:
+                    extra[grant.grantor].add(grant.privilege)
+            changes += [
+                Change("REVOKE", obj.kind, scope, acting(grantor), ordered(privs), user.name)
+                for grantor, privs in sorted(extra.items())
+            ]
+    return changes
+
+
+def default_privilege_changes(
+    users: list[UserSpec], event: Event, state: PgState, acting: Callable[[str], str | None]
+) -> list[Change]:
+    """Default privileges FOR ROLE grantor: what the grantor creates later is usable at once."""
+    changes = []
+    for user in users:
+        want: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        if user.grantor and not user.deleting:
+            for schema in event.schemas:
+                want[(user.grantor, schema, "tables")] |= set(user.privileges)
+                want[(user.grantor, schema, "sequences")] |= sequence_privileges(user.privileges)
+        have: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        for grant in state.default_grants:
+            if grant.grantee == user.name:
+                have[(grant.owner, grant.schema, grant.kind)].add(grant.privilege)
+        for key in sorted(set(want) | set(have)):
+            owner, schema, kind = key
+            missing, extra = want[key] - have[key], have[key] - want[key]
+            for verb, privileges in (("GRANT", missing), ("REVOKE", extra)):
+                if privileges:
+                    changes.append(
+                        Change(
+                            verb,
+                            kind,
+                            (owner, schema),
+                            acting(owner),
+                            ordered(privileges),
+                            user.name,
+                        )
+                    )
+    return changes
+
+
+def batch(changes: list[Change], database: str) -> list[Step]:
+    """One statement per (verb, privileges, grantees, acting role): the grantees of a change
+    that several need are named together, and so are the objects they all need it on."""
+    grantees: dict[tuple, list[str]] = defaultdict(list)
+    for c in changes:
+        grantees[(c.verb, c.kind, c.scope, c.as_role, c.privileges)].append(c.grantee)
+    scopes: dict[tuple, list[tuple]] = defaultdict(list)
+    for (verb, kind, scope, as_role, privileges), names in grantees.items():
+        owner = scope[0] if kind in ("tables", "sequences") else None
+        key = (verb, kind, owner, as_role, privileges, tuple(sorted(names)))
+        scopes[key].append(scope)
+    return [
+        batched_step(verb, kind, owner, as_role, privileges, names, sorted(found), database)
+        for (verb, kind, owner, as_role, privileges, names), found in sorted(
+            scopes.items(), key=lambda item: repr(item[0])
+        )
+    ]
+
+
+def batched_step(
+    verb: str,
+    kind: str,
+    owner: str | None,
+    as_role: str | None,
+    privileges: tuple[str, ...],
+    grantees: tuple[str, ...],
+    scopes: list[tuple],
+    database: str,
+) -> Step:
+    privilege_list = sql.SQL(", ").join(map(sql.SQL, privileges))  # from the allow-list only
+    roles = sql.SQL(", ").join(map(sql.Identifier, grantees))
+    direction = sql.SQL("TO" if verb == "GRANT" else "FROM")
+    defaults = kind in ("tables", "sequences")  # scopes are (owner, schema), else (schema, name)
+    schemas = sorted({scope[1] if defaults else scope[0] for scope in scopes} - {None})
+    where = ", ".join(schemas)
+    if defaults:
+        statement = sql.SQL(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schemas} {verb} {privs} "
+            "ON {kind} {direction} {roles}"
+        ).format(
+            owner=sql.Identifier(owner),
+            schemas=sql.SQL(", ").join(map(sql.Identifier, schemas)),
+            verb=sql.SQL(verb),
+            privs=privilege_list,
+            kind=sql.SQL(kind.upper()),
+            direction=direction,
+            roles=roles,
+        )
+        summary = f"default privileges for role {owner} in {where}: {verb.lower()} " + (
+            f"{', '.join(privileges)} on {kind}"
+        )
+    else:
+        if kind == "database":
+            targets = [sql.Identifier(database)]
+            noun = f"database {database}"
+        elif kind == "schema":
+            targets = [sql.Identifier(name) for _, name in scopes]
+            noun = f"schema {', '.join(name for _, name in scopes)}"
+        else:
+            targets = [sql.Identifier(schema, name) for schema, name in scopes]
+            plural = "tables" if kind == "table" else "sequences"
+            noun = f"{len(scopes)} {plural if len(scopes) > 1 else kind} in {where}"
+        statement = sql.SQL("{verb} {privs} ON {kind} {targets} {direction} {roles}").format(
+            verb=sql.SQL(verb),
+            privs=privilege_list,
+            kind=sql.SQL(kind.upper()),
+            targets=sql.SQL(", ").join(targets),
+            direction=direction,
+            roles=roles,
+        )
+        summary = f"{verb.lower()} {', '.join(privileges)} on {noun}"
+    return Step(statement, summary, grantees, as_role)
+
+
+def password_clause(verifier: str) -> tuple[sql.Composable, sql.Composable]:
+    """The PASSWORD clause, and the same clause as shown in plans and logs."""
+    return sql.SQL("PASSWORD {}").format(sql.Literal(verifier)), sql.SQL("PASSWORD '***'")
+
+
+def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str]) -> list[Step]:
+    """CREATE ROLE for new users (grantors first), ALTER ROLE for drifted or new passwords."""
+    steps = []
+    for user in grantor_order(users):
+        name = sql.Identifier(user.name)
+        role = state.roles.get(user.name)
+        if role is None:
+            clause, shown = password_clause(passwords[user.name])
+            create = sql.SQL("CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE ")
+            steps.append(
+                Step(
+                    create.format(name) + clause,
+                    "create role",
+                    (user.name,),
+                    shown=create.format(name) + shown,
+                )
+            )
+            continue
+        if not role.can_login or role.create_db or role.create_role:
+            statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
+            steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
+        if user.name in passwords:
+            clause, shown = password_clause(passwords[user.name])
+            alter = sql.SQL("ALTER ROLE {} WITH ").format(name)
+            steps.append(Step(alter + clause, "new password", (user.name,), shown=alter + shown))
+    return steps
+
+
+def delete_steps(users: list[UserSpec], state: PgState) -> list[Step]:
+    """Grantees before grantors: hand over what each owns, drop its grants, drop the role."""
+    steps = []
+    for user in reversed(grantor_order(users)):
+        if user.name not in state.roles:
+            continue
+        name, target = sql.Identifier(user.name), reassign_target(user, state)
+        who = (user.name,)
+        steps += [
+            Step(
+                sql.SQL("REASSIGN OWNED BY {} TO {}").format(name, sql.Identifier(target)),
+                f"reassign owned objects to {target}",
+                who,
+            ),
+            Step(sql.SQL("DROP OWNED BY {}").format(name), "drop remaining privileges", who),
+            Step(sql.SQL("DROP ROLE {}").format(name), "drop role", who),
+        ]
+    return steps
+
+
+def membership_steps(
+    state: PgState, needs: dict[str, set[str]], dropped: set[str]
+) -> tuple[list[Step], list[Step]]:
+    """Memberships the master needs to act as other roles, taken and given back inside the one
+    transaction, so no other session ever sees them. On 16+ they are SET-only unless a
+    REASSIGN/DROP OWNED needs the role's privileges: the master must never inherit a role
+    (one holding rds_iam would make the master an IAM-only login)."""
+    take, give_back = [], []
+    for role, options in sorted(needs.items()):
+        name = sql.Identifier(role)
+        if state.server_major >= 16:
+            inherit = sql.SQL("TRUE" if "inherit" in options else "FALSE")
+            statement = sql.SQL("GRANT {} TO CURRENT_USER WITH INHERIT {}, SET TRUE").format(
+                name, inherit
+            )
+        else:
+            statement = sql.SQL("GRANT {} TO CURRENT_USER").format(name)
+        take.append(Step(statement, f"temporary membership in {role}", ()))
+        if role not in dropped:
+            revoke = sql.SQL("REVOKE {} FROM CURRENT_USER").format(name)
+            give_back.append(Step(revoke, f"end temporary membership in {role}", ()))
+    return take, give_back
+
+
+def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> list[Step]:
+    """Every statement that brings the database to the event's state, in order.
+    `passwords` holds the SCRAM verifier of each user whose role gets a password now."""
+    staying = [u for u in event.users if not u.deleting]
+    leaving = [u for u in event.users if u.deleting]
+    new_roles = {u.name for u in staying if u.name not in state.roles}
+    problems: list[str] = []
+
+    def acting(owner: str) -> str | None:
+        """Who runs a statement on `owner`'s objects: the master when it has the owner's
+        privileges, else the owner itself, under SET ROLE."""
+        role = state.roles.get(owner)
+        if owner == state.master or (role and role.master_has_privileges):
+            return None
+        if role and role.superuser:
+            problems.append(
+                f"objects of superuser {owner!r} are in the managed scope; "
+                "the master cannot grant on them"
+            )
+        return owner
+
+    present = staying + [u for u in leaving if u.name in state.roles]
+    changes = object_changes(present, state, acting)
+    changes += default_privilege_changes(present, event, state, acting)
+    if problems:
+        raise InvalidEvent(sorted(set(problems)))
+    grants = batch(changes, event.database)
+
+    needs: dict[str, set[str]] = defaultdict(set)
+    for step in grants:
+        role = state.roles.get(step.as_role or "")
+        if step.as_role and (step.as_role in new_roles or not role.master_can_set):
+            needs[step.as_role].add("set")
+    for user in leaving:
+        if user.name in state.roles:
+            for role in (user.name, reassign_target(user, state)):
+                known = state.roles.get(role)
+                if role != state.master and (not known or not known.master_has_privileges):
+                    needs[role].add("inherit")
+    dropped = {u.name for u in leaving}
+    take, give_back = membership_steps(state, needs, dropped)
+    return (
+        role_steps(staying, state, passwords)
+        + take
+        + grants
+        + delete_steps(leaving, state)
+        + give_back
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Applying the plan. The secret is the source of truth for every password:
+#    - a new user's password is stored (AWSCURRENT) before its role is created;
+#    - a new password for an existing user is stored as AWSPENDING (under a version id of our
+#      own), set in the database, checked by logging in, and only then promoted to AWSCURRENT.
+#    An interrupted change is finished or undone by the next run, by trying which one logs in.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Which of a secret's passwords log in (None: not tried)."""
+
+    pending_ok: bool | None = None
+    current_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How one user's password and secret change in this run."""
+
+    user: str
+    mode: str  # "keep" | "new-user" | "change" | "finish"
+    password: str | None  # the password the user ends with; None until a new one is drawn
+    set_in_database: bool  # the plan gives the role this password
+    value: dict  # the secret value the user ends with, but for its password
+    undo_pending: bool = False  # drop the AWSPENDING label of our own interrupted change
+
+    @property
+    def final_value(self) -> dict:
+        return {**self.value, "password": self.password}
+
+
+def secret_value(existing: dict | None, user: UserSpec, target: Target) -> dict:
+    """The AWS credentials structure (what the rotation functions read), other keys kept."""
+    return {
+        **(existing or {}),
+        "engine": target.engine,
+        "host": target.host,
+        "port": target.port,
+        "username": user.name,
+        "dbname": target.database,
+        "masterarn": target.master_arn,
+    }
+
+
+def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
+    if not secret.exists:
+        return []
+    if secret.foreign_value:
+        return [
+            f"user {user.name!r}: secret {secret.name!r} holds a value that is not a "
+            "JSON object: it is somebody else's and is not overwritten"
+        ]
+    owner = (secret.value or {}).get("username")
+    if owner == f"{user.name}_clone":
+        return [
+            f"user {user.name!r}: secret {secret.name!r} was rotated to the clone "
+            f"{owner!r}; rotation clones are not supported yet"
+        ]
+    if owner not in (None, user.name):
+        return [
+            f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
+            "and is not overwritten"
+        ]
+    return []
+
+
+def decide_credential(
+    user: UserSpec, secret: SecretState, role_exists: bool, probe: Probe, target: Target
+) -> Credential:
+    value = secret_value(secret.value, user, target)
+    if secret.pending_is_ours and role_exists and probe.pending_ok:
+        pending = (secret.pending_value or {}).get("password")
+        return Credential(user.name, "finish", pending, False, value)
+    undo = secret.pending_is_ours
+    current = secret.password
+    if not role_exists:
+        if current and not user.wants_new_password:
+            return Credential(user.name, "keep", current, True, value, undo)
+        return Credential(user.name, "new-user", None, True, value, undo)
+    if user.wants_new_password or not current or probe.current_ok is False:
+        return Credential(user.name, "change", None, True, value, undo)
+    return Credential(user.name, "keep", current, False, value, undo)
+
+
+def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
+    foreign_pending = secret.pending_version and not secret.pending_is_ours
+    if foreign_pending and credential.mode in ("new-user", "change"):
+        return [
+            f"user {credential.user!r}: secret {secret.name!r} has a rotation in progress "
+            f"(AWSPENDING {secret.pending_version}); its password is not changed now"
+        ]
+    return []
+
+
+def needs_probe(user: UserSpec, secret: SecretState, role_exists: bool, event: Event) -> bool:
+    return role_exists and (
+        secret.pending_is_ours or (event.verify_logins and bool(secret.password))
+    )
+
+
+def login_works(target: Target, user: str, password: str | None) -> bool:
+    """Log in as the user; False when the server refuses the password."""
+    if not password:
+        return False
+    try:
+        psycopg2.connect(**target.connect_args(user, password)).close()
+    except psycopg2.OperationalError as error:
+        message = str(error)
+        if "authentication failed" in message or "not permitted to log in" in message:
+            return False
+        raise ApplyError(
+            f"could not log in as {user!r} to check its password: {REDACT(message)}"
+        ) from None
+    return True
+
+
+def probe(target: Target, user: UserSpec, secret: SecretState) -> Probe:
+    if secret.pending_is_ours:
+        pending = (secret.pending_value or {}).get("password")
+        if login_works(target, user.name, pending):
+            return Probe(pending_ok=True)
+        return Probe(pending_ok=False, current_ok=login_works(target, user.name, secret.password))
+    return Probe(current_ok=login_works(target, user.name, secret.password))
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
+    itself never travels in a statement (statement logs would keep it)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def database_password(password: str) -> str:
+    """The verifier for printable ASCII (SASLprep leaves it as is); other passwords go as they
+    are and the server hashes them, so SASLprep is never second-guessed here."""
+    verifier = (
+        scram_verifier(password) if password.isascii() and password.isprintable() else password
+    )
+    REDACT.add(verifier)
+    return verifier
+
+
+class Deadline:
+    """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
+
+    MARGIN_MS = 10_000
+
+    def __init__(self, context: Any):
+        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def remaining_ms(self) -> int | None:
+        return self._remaining() - self.MARGIN_MS if self._remaining else None
+
+    def check(self, before: str) -> None:
+        left = self.remaining_ms()
+        if left is not None and left <= 0:
+            raise ApplyError(
+                f"stopped before {before}: the Lambda time is nearly up. "
+                "Everything before it is done; a re-run converges."
+            )
+
+
+def lock_timeout() -> str:
+    return f"{int(float(os.environ.get('DB_LOCK_TIMEOUT', '10')) * 1000)}ms"
+
+
+class ClusterLock:
+    """A session advisory lock, taken in the `postgres` database so that invocations on any
+    database of the cluster wait for each other (roles are cluster-wide, advisory locks are per
+    database). Closing the connection releases it, even if the Lambda dies."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self.connection: Any = None
+
+    def __enter__(self) -> ClusterLock:
+        args = self.target.connect_args(
+            self.target.master_user, self.target.master_password, LOCK_DATABASE
+        )
+        self.connection = connect(args)
+        self.connection.autocommit = True
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout())))
+            try:
+                cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+            except psycopg2.errors.LockNotAvailable:
+                raise ApplyError(
+                    "another rds-initializer invocation is running on this cluster "
+                    f"(waited {lock_timeout()}); nothing was changed, re-run "
+                    "later"
+                ) from None
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.connection.close()
+
+
+def connect(args: dict) -> Any:
+    try:
+        return psycopg2.connect(**args)
+    except psycopg2.OperationalError as error:
+        where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
+        raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+
+
+def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    """Run the steps in the open transaction, switching roles only when a step needs to."""
+    acting: str | None = None
+    with connection.cursor() as cursor:
+        for number, step in enumerate(steps, 1):
+            if step.as_role != acting:
+                cursor.execute(
+                    sql.SQL("SET ROLE {}").format(sql.Identifier(step.as_role))
+                    if step.as_role
+                    else sql.SQL("RESET ROLE")
+                )
+                counter["statements"] += 1
+                acting = step.as_role
+            try:
+                cursor.execute(step.statement)
+            except psycopg2.Error as error:
+                who = ", ".join(step.users) or "the master"
+                raise ApplyError(
+                    f"step {number} of {len(steps)} ({who}: {step.summary}) failed: "
+                    f"{REDACT(str(error)).strip()}"
+                ) from None
+            counter["statements"] += 1
+            log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+        if acting:
+            cursor.execute("RESET ROLE")
+
+
+class SecretWriter:
+    """The secret writes of one run, before and after the database transaction."""
+
+    def __init__(self, secrets: Secrets, event: Event, target: Target):
+        self.secrets, self.event, self.target = secrets, event, target
+
+    def tags(self) -> dict[str, str]:
+        return {"managed-by": TOOL, **self.event.secret_tags}
+
+    def create(self, user: str, secret: SecretState, value: dict | None) -> None:
+        kwargs: dict[str, Any] = {
+            "Name": secret.name,
+            "Description": f"Credentials of {self.target.engine} user {user} in database "
+            f"{self.target.database} on {self.target.host}, managed by {TOOL}",
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()],
+        }
+        if self.event.kms_key_id:
+            kwargs["KmsKeyId"] = self.event.kms_key_id
+        if value is not None:
+            kwargs["SecretString"] = json.dumps(value)
+        response = self.secrets.write("create_secret", **kwargs)
+        secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags()
+        secret.current_version = response.get("VersionId")
+
+    def put(self, user: str, secret: SecretState, value: dict, pending: bool = False) -> str:
+        kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
+        if pending:
+            kwargs["ClientRequestToken"] = f"{VERSION_PREFIX}{uuid.uuid4()}"
+            kwargs["VersionStages"] = ["AWSPENDING"]
+        response = self.secrets.write("put_secret_value", **kwargs)
+        if secret.current_version is None:
+            # The first version of a secret is always made AWSCURRENT, staged or not: a
+            # secret created without a value had no working password to keep.
+            secret.current_version = response["VersionId"]
+        return response["VersionId"]
+
+    def promote(self, secret: SecretState, version: str) -> None:
+        if secret.current_version != version:
+            self.secrets.write(
+                "update_secret_version_stage",
+                SecretId=secret.arn,
+                VersionStage="AWSCURRENT",
+                MoveToVersionId=version,
+                RemoveFromVersionId=secret.current_version,
+            )
+            secret.current_version = version
+        self.drop_pending_label(secret, version)
+
+    def drop_pending_label(self, secret: SecretState, version: str) -> None:
+        self.secrets.write(
+            "update_secret_version_stage",
+            SecretId=secret.arn,
+            VersionStage="AWSPENDING",
+            RemoveFromVersionId=version,
+        )
+
+    def before_database(self, credential: Credential, secret: SecretState) -> str | None:
+        """Restore, create, or stage what the database change needs; returns the version id
+        of a staged AWSPENDING password."""
+        user = credential.user
+        if secret.scheduled_for_deletion:
+            self.secrets.write("restore_secret", SecretId=secret.arn)
+        if credential.undo_pending:
+            self.drop_pending_label(secret, secret.pending_version)
+        if credential.mode == "new-user":
+            if secret.exists:
+                self.put(user, secret, credential.final_value)
+            else:
+                self.create(user, secret, credential.final_value)
+        elif credential.mode == "change":
+            if not secret.exists:
+                self.create(user, secret, None)
+            return self.put(user, secret, credential.final_value, pending=True)
+        return None
+
+    def after_database(self, credential: Credential, secret: SecretState, staged: str | None):
+        """Promote a checked password; converge the value's other keys and the tags."""
+        user = credential.user
+        if credential.mode == "change":
+            if not login_works(self.target, user, credential.password):
+                raise ApplyError(
+                    f"user {user!r} got its new password but cannot log in with "
+                    "it; its secret keeps the new one as AWSPENDING, and the next "
+                    "run finishes or undoes the change"
+                )
+            self.promote(secret, staged)
+        elif credential.mode == "finish":
+            self.promote(secret, secret.pending_version)
+            if credential.final_value != secret.pending_value:
+                self.put(user, secret, credential.final_value)
+        elif credential.mode == "keep" and credential.final_value != secret.value:
+            self.put(user, secret, credential.final_value)
+        missing = {k: v for k, v in self.tags().items() if secret.tags.get(k) != v}
+        if missing:
+            tags = [{"Key": k, "Value": v} for k, v in missing.items()]
+            self.secrets.write("tag_resource", SecretId=secret.arn, Tags=tags)
+
+    def delete(self, user: UserSpec, secret: SecretState) -> None:
+        if not secret.exists or secret.scheduled_for_deletion:
+            return
+        days = self.event.recovery_days
+        window = (
+            {"ForceDeleteWithoutRecovery": True} if days == 0 else {"RecoveryWindowInDays": days}
+        )
+        self.secrets.write("delete_secret", SecretId=secret.arn, **window)
+
+
+def draw_passwords(credentials: list[Credential], secrets: Secrets, dry_run: bool) -> list:
+    """Give every credential that needs one a new password (dry runs make no AWS call)."""
+    needy = [c for c in credentials if c.password is None]
+    if dry_run:
+        fresh = [base64.b64encode(os.urandom(24)).decode() for _ in needy]
+    else:
+        fresh = secrets.map(lambda _: secrets.random_password(), needy)
+    drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
+    return [
+        Credential(c.user, c.mode, drawn[c.user], c.set_in_database, c.value, c.undo_pending)
+        if c.password is None
+        else c
+        for c in credentials
+    ]
+
+
+def converge(
+    connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
+) -> dict:
+    """Read, validate, plan and (unless dry run) apply; returns the report."""
+    counter: dict[str, int] = defaultdict(int)
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout())))
+        if deadline.remaining_ms():
+            timeout = sql.Literal(f"{max(deadline.remaining_ms(), 1000)}ms")
+            cursor.execute(sql.SQL("SET statement_timeout = {}").format(timeout))
+        state = read_pg_state(cursor, event)
+    secret_states = secrets.read_states([u.secret_name for u in event.users if u.secret_name])
+    staying = [u for u in event.users if not u.deleting]
+
+    problems = state_problems(event, state)
+    for user in event.users:
+        if user.secret_name:
+            problems += secret_problems(user, secret_states[user.secret_name])
+    if problems:
+        raise InvalidEvent(problems)
+    probes = dict(
+        zip(
+            [u.name for u in staying],
+            secrets.map(
+                lambda u: (
+                    probe(target, u, secret_states[u.secret_name])
+                    if needs_probe(u, secret_states[u.secret_name], u.name in state.roles, event)
+                    else Probe()
+                ),
+                staying,
+            ),
+            strict=True,
+        )
+    )
+    credentials = [
+        decide_credential(
+            u, secret_states[u.secret_name], u.name in state.roles, probes[u.name], target
+        )
+        for u in staying
+    ]
+    problems = [
+        p
+        for c, u in zip(credentials, staying, strict=True)
+        for p in credential_problems(c, secret_states[u.secret_name])
+    ]
+    if problems:
+        raise InvalidEvent(problems)
+    credentials = draw_passwords(credentials, secrets, event.dry_run)
+    verifiers = {c.user: database_password(c.password) for c in credentials if c.set_in_database}
+    steps = plan_postgres(event, state, verifiers)
+    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
+
+    by_user = {c.user: c for c in credentials}
+    secret_results = {
+        u.name: secret_result(u, by_user.get(u.name), secret_states[u.secret_name], event)
+        for u in event.users
+        if u.secret_name
+    }
+    if event.dry_run:
+        execute(connection, steps, counter)
+        connection.rollback()  # executed so that permission errors surface, then undone
+        return report(
+            event,
+            target,
+            state,
+            steps,
+            credentials,
+            secret_states,
+            secret_results,
+            secrets,
+            counter,
+            connection,
+        )
+
+    deadline.check("writing the secrets")
+    writer = SecretWriter(secrets, event, target)
+    pairs = [(c, secret_states[u.secret_name]) for c, u in zip(credentials, staying, strict=True)]
+    staged = dict(
+        zip(
+            [c.user for c, _ in pairs],
+            secrets.map(lambda pair: writer.before_database(*pair), pairs),
+            strict=True,
+        )
+    )
+    deadline.check("changing the database")
+    try:
+        execute(connection, steps, counter)
+        connection.commit() if steps else connection.rollback()
+    except (ApplyError, psycopg2.Error) as error:
+        connection.rollback()
+        raise ApplyError(
+            f"{REDACT(str(error))}. The database transaction was rolled back: nothing changed "
+            "in the database. New users' passwords and staged (AWSPENDING) passwords already "
+            "stored in their secrets are reused by the next run: a re-run converges."
+        ) from None
+    try:
+        deadline.check("promoting the new passwords")
+        secrets.map(lambda pair: writer.after_database(*pair, staged[pair[0].user]), pairs)
+        doomed = [u for u in event.users if u.deleting and u.secret_name]
+        secrets.map(lambda u: writer.delete(u, secret_states[u.secret_name]), doomed)
+    except (ApplyError, botocore.exceptions.ClientError) as error:
+        raise ApplyError(
+            f"{REDACT(str(error))}. The database changes are committed ({len(steps)} "
+            "statements); some secrets are not yet final. A re-run converges."
+        ) from None
+    return report(
+        event,
+        target,
+        state,
+        steps,
+        credentials,
+        secret_states,
+        secret_results,
+        secrets,
+        counter,
+        connection,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The report, and the entry points: the Lambda handler and the command line.
+# ---------------------------------------------------------------------------------------------
+
+
+def secret_result(
+    user: UserSpec, credential: Credential | None, secret: SecretState, event: Event
+) -> str:
+    """What happens to the user's secret; the same answer for a run and for its dry run."""
+    if user.deleting:
+        return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
+    if not secret.exists or secret.scheduled_for_deletion and not secret.arn:
+        return "created"
+    wanted_tags = {"managed-by": TOOL, **event.secret_tags}
+    if (
+        secret.scheduled_for_deletion
+        or credential.mode != "keep"
+        or credential.undo_pending
+        or credential.final_value != secret.value
+        or any(secret.tags.get(k) != v for k, v in wanted_tags.items())
+    ):
+        return "updated"
+    return "unchanged"
+
+
+def user_result(user: UserSpec, state: PgState, changes: list[str], secret: dict | None) -> str:
+    existed = user.name in state.roles
+    outcome = secret["result"] if secret else "unchanged"
+    if user.deleting:
+        return "deleted" if existed or outcome == "deleted" else "absent"
+    if not existed:
+        return "created"
+    return "updated" if changes or outcome != "unchanged" else "unchanged"
+
+
+def report(
+    event: Event,
+    target: Target,
+    state: PgState,
+    steps: list[Step],
+    credentials: list[Credential],
+    secret_states: dict[str, SecretState],
+    secret_results: dict[str, str],
+    secrets: Secrets,
+    counter: dict[str, int],
+    connection: Any,
+) -> dict:
+    by_user = {c.user: c for c in credentials}
+    notes = {"finish": "finish an interrupted password change", "change": None}
+    users = []
+    for user in event.users:
+        credential = by_user.get(user.name)
+        changes = [s.summary for s in steps if user.name in s.users]
+        if credential and notes.get(credential.mode):
+            changes.append(notes[credential.mode])
+        if credential and credential.undo_pending:
+            changes.append("undo an interrupted password change")
+        entry: dict[str, Any] = {"db_user": user.name, "action": user.action}
+        secret = None
+        if user.secret_name:
+            arn = secret_states[user.secret_name].arn
+            secret = {"name": user.secret_name, "arn": arn, "result": secret_results[user.name]}
+        entry["result"] = user_result(user, state, changes, secret)
+        entry["changes"] = changes
+        entry["secret"] = secret
+        entry["rotation"] = "unchanged"
+        users.append(entry)
+    changed = bool(steps) or any(
+        u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users
+    )
+    result = {
+        "status": "dry_run" if event.dry_run else "success",
+        "dry_run": event.dry_run,
+        "changed": changed,
+        "engine": target.engine,
+        "host": target.host,
+        "database": target.database,
+        "users": users,
+        "stats": {
+            "sql_statements": counter["statements"],
+            "catalog_queries": 5
+            if state.dependencies or any(u.deleting for u in event.users)
+            else 4,
+            "aws_calls": dict(sorted(secrets.calls.items())),
+        },
+    }
+    if event.dry_run:
+        result["sql"] = [step.display(connection) for step in steps]
+    return result
+
+
+def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
+    """One invocation: validate, read the master secret, converge under the cluster lock."""
+    started = time.monotonic()
+    event = parse_event(raw)
+    if dry_run:
+        event = Event(**{**event.__dict__, "dry_run": True})
+    region = event.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    secrets = Secrets(region)
+    master, master_arn = secrets.master_secret(event.secret_name)
+    target = resolve_target(event, master, master_arn)
+    info(
+        "start",
+        host=target.host,
+        database=target.database,
+        users=len(event.users),
+        dry_run=event.dry_run,
+    )
+    with ClusterLock(target):
+        connection = connect(target.connect_args(target.master_user, target.master_password))
+        try:
+            result = converge(connection, event, target, secrets, Deadline(context))
+        finally:
+            connection.close()
+    result["duration_ms"] = round((time.monotonic() - started) * 1000)
+    info(
+        "done",
+        status=result["status"],
+        changed=result["changed"],
+        duration_ms=result["duration_ms"],
+        stats=result["stats"],
+    )
+    return result
+
+
+def lambda_handler(event: Any, context: Any) -> dict:
+    """Returns the report; raises on any failure so `aws lambda invoke` shows FunctionError."""
+    JsonFormatter.request_id = getattr(context, "aws_request_id", "-")
+    try:
+        return run(event, context)
+    except (InvalidEvent, ApplyError) as error:
+        log.error(str(error))
+        raise
+    except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
+        message = REDACT(f"{type(error).__name__}: {error}")
+        log.error(message)
+        raise ApplyError(message) from None
+
+
+def main(argv: list[str]) -> int:
+    """python deploy/lambda_function.py EVENT.json [--dry-run]: 0 ok, 1 failed, 2 invalid."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("event", help="the event, a JSON file ('-' for standard input)")
+    parser.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
+    args = parser.parse_args(argv)
+    LineHandler.to_stderr = True
+    try:
+        with open(args.event) if args.event != "-" else sys.stdin as source:
+            raw = json.load(source)
+    except (OSError, ValueError) as error:
+        print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = run(raw, dry_run=args.dry_run)
+    except InvalidEvent as error:
+        print(error, file=sys.stderr)
+        return 2
+    except Exception as error:
+        print(f"failed: {REDACT(str(error))}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

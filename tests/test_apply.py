@@ -1,0 +1,571 @@
+"""Applying events to a real PostgreSQL (14 to 18) with an RDS-like master and moto's Secrets
+Manager: every assertion looks at effects, by logging in with the secret's password and trying
+what the application would try."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg2
+import pytest
+from conftest import SEED, tool, user
+
+DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
+
+
+def can(rds, secret_name: str, statement: str) -> bool:
+    """Whether the user of that secret may run the statement (rolled back either way)."""
+    connection = rds.login(secret_name)
+    connection.autocommit = False
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+        return True
+    except psycopg2.errors.InsufficientPrivilege:
+        return False
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def test_the_seed_example_creates_three_users_whose_secrets_log_in(rds):
+    report = rds.invoke(rds.seed_event())
+
+    assert report["status"] == "success" and report["changed"] is True
+    assert [(u["db_user"], u["result"]) for u in report["users"]] == [
+        ("airflow-rw-ddl", "created"),
+        ("airflow-rw-dml", "created"),
+        ("airflow-ro-dml", "created"),
+    ]
+    for name in (DDL, DML, RO):
+        with rds.login(name) as connection:
+            assert rds.run_sql(connection, "SELECT current_user")[0][0] in rds.roles()
+
+
+def test_a_table_the_ddl_user_creates_later_is_usable_by_its_grantees(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE dag_run (id serial PRIMARY KEY, state text)")
+
+    assert can(rds, DML, "INSERT INTO dag_run (state) VALUES ('queued')")
+    assert can(rds, DML, "UPDATE dag_run SET state = 'done'")
+    assert can(rds, DML, "DELETE FROM dag_run")
+    assert can(rds, RO, "SELECT * FROM dag_run")
+    assert not can(rds, RO, "INSERT INTO dag_run (state) VALUES ('queued')")
+    assert not can(rds, DML, "TRUNCATE dag_run")
+    assert can(rds, DDL, "TRUNCATE dag_run")
+
+
+def test_only_the_ddl_user_may_create_tables(rds):
+    with rds.as_master() as connection:  # before 15, PUBLIC may create in public: not our grant
+        rds.run_sql(connection, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    rds.invoke(rds.seed_event())
+
+    assert can(rds, DDL, "CREATE TABLE t (x int)")
+    assert not can(rds, DML, "CREATE TABLE t (x int)")
+    assert not can(rds, RO, "CREATE TABLE t (x int)")
+
+
+def test_tables_that_exist_before_the_run_are_granted_too(rds):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE TABLE existing (id serial, x int)")
+
+    rds.invoke(rds.seed_event())
+
+    assert can(rds, DML, "INSERT INTO existing (x) VALUES (1)")  # sequence usage included
+    assert can(rds, RO, "SELECT * FROM existing")
+    assert not can(rds, RO, "DELETE FROM existing")
+
+
+def test_a_second_identical_run_changes_nothing_and_adds_no_secret_version(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE dag_run (id serial PRIMARY KEY)")
+    versions = {name: rds.versions(name) for name in (DDL, DML, RO)}
+
+    report = rds.invoke(rds.seed_event())
+
+    assert report["changed"] is False
+    assert report["stats"]["sql_statements"] == 0
+    assert {u["result"] for u in report["users"]} == {"unchanged"}
+    assert {u["secret"]["result"] for u in report["users"]} == {"unchanged"}
+    assert {name: rds.versions(name) for name in (DDL, DML, RO)} == versions
+    assert "PutSecretValue" not in report["stats"]["aws_calls"]
+
+
+def test_the_secret_has_the_structure_the_aws_rotation_functions_read(rds):
+    rds.invoke(rds.seed_event())
+
+    value = rds.secret(DML)
+    master_arn = rds.sm.describe_secret(SecretId=SEED["secret_name"])["ARN"]
+    assert value == {
+        "engine": "postgres",
+        "host": rds.server.host,
+        "port": rds.server.port,
+        "username": "airflow-rw-dml",
+        "password": value["password"],
+        "dbname": "airflow",
+        "masterarn": master_arn,
+    }
+    assert len(value["password"]) == 32
+    assert not set(value["password"]) & set(tool.PASSWORD_EXCLUDED + " ")
+    described = rds.sm.describe_secret(SecretId=DML)
+    assert {"Key": "managed-by", "Value": "rds-initializer"} in described["Tags"]
+    assert described["KmsKeyId"] == SEED["kms_key_id"]
+    assert "airflow-rw-dml" in described["Description"]
+
+
+def test_update_gives_a_new_password_through_awspending(rds):
+    rds.invoke(rds.seed_event())
+    old = rds.secret(RO)["password"]
+
+    report = rds.invoke(
+        rds.event(
+            [
+                user(
+                    "airflow-ro-dml",
+                    RO,
+                    action="update",
+                    grant_privileges="SELECT",
+                    grantor="airflow-rw-ddl",
+                )
+            ]
+        )
+    )
+
+    new = rds.secret(RO)["password"]
+    assert report["users"][0]["result"] == "updated" and new != old
+    with pytest.raises(psycopg2.OperationalError, match="authentication failed"):
+        rds.connect("airflow-ro-dml", old)
+    rds.login(RO).close()
+    stages = rds.versions(RO)
+    current = next(v for v, s in stages.items() if "AWSCURRENT" in s)
+    assert current.startswith(tool.VERSION_PREFIX)
+    assert not any("AWSPENDING" in s for s in stages.values())
+
+
+def test_changing_privileges_revokes_what_was_removed(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE dag_run (id int)")
+    narrower = rds.seed_event()
+    narrower["users"][1] = {**narrower["users"][1], "grant_privileges": "SELECT"}
+
+    report = rds.invoke(narrower)
+
+    changes = report["users"][1]["changes"]
+    assert "revoke INSERT, UPDATE, DELETE on 1 table in public" in changes
+    assert can(rds, DML, "SELECT * FROM dag_run")
+    assert not can(rds, DML, "INSERT INTO dag_run VALUES (1)")
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE later (id int)")
+    assert not can(rds, DML, "INSERT INTO later VALUES (1)")  # default privileges narrowed too
+    assert can(rds, DML, "SELECT * FROM later")
+
+
+def test_privileges_granted_by_hand_are_revoked_and_reported(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, 'CREATE TABLE t (id int); GRANT DELETE ON t TO "airflow-ro-dml"')
+
+    report = rds.invoke(rds.seed_event())
+
+    assert report["users"][2]["changes"] == ["revoke DELETE on 1 table in public"]
+    assert not can(rds, RO, "DELETE FROM t")
+
+
+def test_delete_removes_the_user_and_its_secret_and_hands_over_its_objects(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE dag_run (id int)")
+    with rds.login(DML) as connection:
+        rds.run_sql(connection, "SELECT 1")
+    gone = rds.seed_event()
+    gone["users"] = [
+        user("airflow-ro-dml", RO, action="delete"),
+        {**gone["users"][1], "action": "delete"},
+    ]
+
+    report = rds.invoke(gone)
+
+    assert [(u["result"], u["secret"]["result"]) for u in report["users"]] == [
+        ("deleted", "deleted"),
+        ("deleted", "deleted"),
+    ]
+    assert {"airflow-ro-dml", "airflow-rw-dml"}.isdisjoint(rds.roles())
+    assert "DeletedDate" in rds.sm.describe_secret(SecretId=RO)
+    assert rds.invoke(gone)["changed"] is False  # deleting again: absent, nothing to do
+
+
+def test_delete_reassigns_what_the_user_owns_to_its_grantor(rds):
+    event = rds.event(
+        [user("owner"), user("app", grant_ddl=True, grantor="owner", grant_privileges="SELECT")]
+    )
+    rds.invoke(event)
+    with rds.login("secret-app") as connection:
+        rds.run_sql(connection, "CREATE TABLE made_by_app (id int)")
+
+    rds.invoke(rds.event([user("app", action="delete", grantor="owner")]))
+
+    with rds.superuser() as connection:
+        owner = rds.run_sql(
+            connection, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_app'"
+        )
+    assert owner == [("owner",)]
+
+
+def test_a_role_with_privileges_in_another_database_is_not_deleted(rds):
+    rds.invoke(rds.seed_event())
+    with rds.as_master("postgres") as connection:
+        rds.run_sql(connection, "CREATE DATABASE other")
+        rds.run_sql(connection, 'GRANT CONNECT ON DATABASE other TO "airflow-ro-dml"')
+
+    with pytest.raises(tool.InvalidEvent, match="'other'"):
+        rds.invoke(rds.event([user("airflow-ro-dml", RO, action="delete")]))
+
+    assert "airflow-ro-dml" in rds.roles()
+    assert "DeletedDate" not in rds.sm.describe_secret(SecretId=RO)
+
+
+def test_the_masters_memberships_stay_as_they_were(rds):
+    before = rds.master_memberships()
+
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE t (id int)")
+    rds.invoke(rds.seed_event(users=[{**u, "grant_privileges": "SELECT"} for u in SEED["users"]]))
+    rds.invoke(rds.event([user("airflow-ro-dml", RO, action="delete")]))
+
+    after = rds.master_memberships()
+    added = after - before
+    # 16+: CREATE ROLE gives its creator ADMIN OPTION, without INHERIT and without SET.
+    assert all(admin and inherit is False and set_ is False for _, admin, inherit, set_ in added)
+    assert rds.major >= 16 or not added
+
+
+HOSTILE = [
+    'quote"in"name',
+    "semi;colon; DROP TABLE t; --",
+    "MixedCase",
+    "ünïcødé-名前",
+    "it's",
+    "100%s",
+    "back\\slash",
+    "spaces  and\ttab",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_created_as_given_and_nothing_else_is_touched(rds, name):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE TABLE t (id int)")
+    roles_before = rds.roles()
+
+    rds.invoke(rds.event([user(name, "hostile", grant_privileges="SELECT")]))
+
+    assert rds.roles() - roles_before == {name}
+    assert can(rds, "hostile", "SELECT * FROM t")
+    assert not can(rds, "hostile", "DELETE FROM t")
+    with rds.as_master() as connection:
+        assert rds.run_sql(connection, "SELECT count(*) FROM t") == [(0,)]
+
+
+@pytest.mark.parametrize("name", ["pg_monitor", "rds_superuser", "rdsadmin", "PUBLIC", "x" * 64])
+def test_reserved_and_overlong_names_are_refused_and_nothing_changes(rds, name):
+    with pytest.raises(tool.InvalidEvent, match="reserved|longer than"):
+        rds.invoke(rds.event([user(name), user("innocent")]))
+    assert "innocent" not in rds.roles()
+    assert len(rds.sm.list_secrets()["SecretList"]) == 1  # the master's only
+
+
+def test_the_master_user_itself_is_refused(rds):
+    with pytest.raises(tool.InvalidEvent, match="master user"):
+        rds.invoke(rds.event([user(rds.master)]))
+
+
+def test_a_superuser_is_refused(rds):
+    with rds.superuser() as connection:
+        rds.run_sql(connection, "CREATE ROLE boss SUPERUSER LOGIN")
+    with pytest.raises(tool.InvalidEvent, match="superuser"):
+        rds.invoke(rds.event([user("boss")]))
+
+
+def test_a_grantor_that_does_not_exist_is_refused_before_anything_changes(rds):
+    with pytest.raises(tool.InvalidEvent, match="grantor 'ghost' does not exist"):
+        rds.invoke(rds.event([user("app"), user("reader", grantor="ghost")]))
+    assert "app" not in rds.roles()
+    assert len(rds.sm.list_secrets()["SecretList"]) == 1  # the master's only
+
+
+def test_an_existing_role_can_be_the_grantor(rds):
+    with rds.as_master() as connection:
+        rds.run_sql(
+            connection,
+            "CREATE ROLE migrator LOGIN PASSWORD 'migrator-pw';"
+            "GRANT CREATE ON SCHEMA public TO migrator",
+        )
+    rds.invoke(rds.event([user("reader", grantor="migrator", grant_privileges="SELECT")]))
+    with rds.connect("migrator", "migrator-pw") as connection:
+        rds.run_sql(connection, "CREATE TABLE made_later (id int)")
+
+    assert can(rds, "secret-reader", "SELECT * FROM made_later")
+
+
+def test_a_missing_schema_is_refused(rds):
+    with pytest.raises(tool.InvalidEvent, match="schema 'nope' does not exist"):
+        rds.invoke(rds.event([user("app")], schemas=["public", "nope"]))
+
+
+def test_several_schemas_are_managed(rds):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int)")
+    rds.invoke(
+        rds.event(
+            [
+                user("owner", grant_ddl=True),
+                user("reader", grantor="owner", grant_privileges="SELECT"),
+            ],
+            schemas=["public", "sales"],
+        )
+    )
+    with rds.login("secret-owner") as connection:
+        rds.run_sql(connection, "CREATE TABLE sales.later (id int)")
+
+    assert can(rds, "secret-reader", "SELECT * FROM sales.orders")
+    assert can(rds, "secret-reader", "SELECT * FROM sales.later")
+
+
+def test_an_existing_user_without_a_secret_is_adopted_with_a_new_password(rds):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE ROLE legacy LOGIN CREATEDB PASSWORD 'old-password'")
+
+    report = rds.invoke(rds.event([user("legacy", grant_privileges="SELECT")]))
+
+    assert report["users"][0]["secret"]["result"] == "created"
+    assert "set LOGIN NOCREATEDB NOCREATEROLE" in report["users"][0]["changes"]
+    rds.login("secret-legacy").close()
+    with pytest.raises(psycopg2.OperationalError):
+        rds.connect("legacy", "old-password")
+
+
+def test_verify_logins_repairs_a_password_changed_behind_the_tools_back(rds):
+    rds.invoke(rds.seed_event())
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "ALTER ROLE \"airflow-ro-dml\" PASSWORD 'changed-by-hand'")
+
+    assert rds.invoke(rds.seed_event())["changed"] is False  # not checked unless asked
+    report = rds.invoke(rds.seed_event(verify_logins="yes"))
+
+    assert report["users"][2]["changes"] == ["new password"]
+    rds.login(RO).close()
+
+
+def test_a_secret_that_belongs_to_another_user_is_not_overwritten(rds):
+    rds.sm.create_secret(Name="taken", SecretString='{"username": "someone", "password": "x"}')
+
+    with pytest.raises(tool.InvalidEvent, match="belongs to user 'someone'"):
+        rds.invoke(rds.event([user("app", "taken")]))
+
+    assert rds.secret("taken") == {"username": "someone", "password": "x"}
+    assert "app" not in rds.roles()
+
+
+def test_recreating_a_user_restores_its_secret_scheduled_for_deletion(rds):
+    rds.invoke(rds.event([user("app", grant_privileges="SELECT")]))
+    rds.invoke(rds.event([user("app", "secret-app", action="delete")]))
+    assert "DeletedDate" in rds.sm.describe_secret(SecretId="secret-app")
+
+    report = rds.invoke(rds.event([user("app", grant_privileges="SELECT")]))
+
+    assert report["users"][0]["result"] == "created"
+    assert "DeletedDate" not in rds.sm.describe_secret(SecretId="secret-app")
+    rds.login("secret-app").close()
+
+
+def test_existing_keys_a_person_added_to_the_secret_are_kept(rds):
+    rds.invoke(rds.event([user("app")]))
+    value = rds.secret("secret-app")
+    rds.sm.put_secret_value(
+        SecretId="secret-app", SecretString=tool.json.dumps({**value, "note": "owned by team X"})
+    )
+
+    assert rds.invoke(rds.event([user("app")]))["changed"] is False
+    rds.invoke(rds.event([user("app", action="update")]))
+
+    assert rds.secret("secret-app")["note"] == "owned by team X"
+
+
+def test_an_rds_managed_master_secret_with_only_username_and_password_works(rds):
+    rds.sm.put_secret_value(
+        SecretId=SEED["secret_name"],
+        SecretString=tool.json.dumps({"username": rds.master, "password": rds.master_password}),
+    )
+
+    report = rds.invoke(rds.seed_event())
+
+    assert report["status"] == "success"
+    rds.login(DML).close()
+
+
+def test_dry_run_executes_and_rolls_back_and_writes_no_secret(rds):
+    report = rds.invoke(rds.seed_event(dry_run="true"))
+
+    assert report["status"] == "dry_run" and report["changed"] is True
+    assert any(
+        s.startswith('CREATE ROLE "airflow-rw-ddl"') and "PASSWORD '***'" in s
+        for s in report["sql"]
+    )
+    assert "airflow-rw-ddl" not in rds.roles()
+    assert len(rds.sm.list_secrets()["SecretList"]) == 1
+    assert not {"CreateSecret", "PutSecretValue", "GetRandomPassword"} & set(
+        report["stats"]["aws_calls"]
+    )
+
+
+def test_dry_run_surfaces_permission_errors_from_postgresql_16_on(rds):
+    with rds.superuser() as connection:
+        # A schema of a role the master did not create: on 16+ the master has no ADMIN on it.
+        rds.run_sql(connection, "CREATE ROLE stranger; CREATE SCHEMA locked AUTHORIZATION stranger")
+    event = rds.event([user("app")], schemas=["locked"], dry_run=True)
+
+    if rds.major >= 16:
+        with pytest.raises(tool.ApplyError, match="permission denied"):
+            rds.invoke(event)
+    else:  # before 16, CREATEROLE may act as any role that is not a superuser
+        assert rds.invoke(event)["status"] == "dry_run"
+    assert "app" not in rds.roles()
+
+
+def test_concurrent_invocations_take_turns(rds):
+    events = [rds.event([user(f"user{i}", grant_privileges="SELECT")]) for i in range(4)]
+    errors = []
+
+    def invoke(event):
+        try:
+            rds.invoke(event)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=invoke, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert {f"user{i}" for i in range(4)} <= rds.roles()
+
+
+def test_a_held_lock_makes_the_invocation_fail_cleanly(rds, monkeypatch):
+    monkeypatch.setenv("DB_LOCK_TIMEOUT", "0.2")
+    with rds.as_master("postgres") as connection:
+        rds.run_sql(connection, "SELECT pg_advisory_lock(%s)", tool.LOCK_KEY)
+        with pytest.raises(tool.ApplyError, match="another rds-initializer invocation"):
+            rds.invoke(rds.seed_event())
+    assert "airflow-rw-ddl" not in rds.roles()
+
+
+# Killing an invocation between its steps never loses a working password: each test stops the
+# run at one point (a BaseException, as abrupt as a dying Lambda: no handler of the tool sees
+# it, and the dropped connection aborts the transaction) and checks that the next run repairs.
+
+
+class Killed(BaseException):
+    pass
+
+
+def die(*_args, **_kwargs):
+    raise Killed
+
+
+def test_killed_after_storing_new_passwords_the_next_run_creates_the_roles_with_them(
+    rds, monkeypatch
+):
+    with monkeypatch.context() as patch:
+        patch.setattr(tool, "execute", die)
+        with pytest.raises(Killed):
+            rds.invoke(rds.seed_event())
+    assert "airflow-rw-ddl" not in rds.roles()
+    stored = {name: rds.versions(name) for name in (DDL, DML, RO)}
+
+    report = rds.invoke(rds.seed_event())
+
+    assert {u["result"] for u in report["users"]} == {"created"}
+    assert {name: rds.versions(name) for name in (DDL, DML, RO)} == stored  # same passwords
+    for name in (DDL, DML, RO):
+        rds.login(name).close()
+
+
+def update_ro(rds):
+    return rds.event(
+        [
+            user(
+                "airflow-ro-dml",
+                RO,
+                action="update",
+                grant_privileges="SELECT",
+                grantor="airflow-rw-ddl",
+            )
+        ]
+    )
+
+
+def pending_versions(rds, name: str) -> list[str]:
+    return [v for v, stages in rds.versions(name).items() if "AWSPENDING" in stages]
+
+
+def test_killed_before_the_database_changed_the_next_run_undoes_the_staged_password(
+    rds, monkeypatch
+):
+    rds.invoke(rds.seed_event())
+    current = rds.secret(RO)["password"]
+    with monkeypatch.context() as patch:
+        patch.setattr(tool, "execute", die)
+        with pytest.raises(Killed):
+            rds.invoke(update_ro(rds))
+    assert pending_versions(rds, RO)[0].startswith(tool.VERSION_PREFIX)
+    rds.login(RO).close()  # AWSCURRENT still works: the database was not changed
+
+    report = rds.invoke(rds.seed_event())
+
+    assert "undo an interrupted password change" in report["users"][2]["changes"]
+    assert pending_versions(rds, RO) == []
+    assert rds.secret(RO)["password"] == current
+    rds.login(RO).close()
+
+
+def test_killed_after_the_database_changed_the_next_run_finishes_the_change(rds, monkeypatch):
+    rds.invoke(rds.seed_event())
+    with monkeypatch.context() as patch:
+        patch.setattr(tool.SecretWriter, "promote", die)
+        with pytest.raises(Killed):
+            rds.invoke(update_ro(rds))
+    with pytest.raises(psycopg2.OperationalError):
+        rds.login(RO)  # the database has the new password, AWSCURRENT the old one
+    staged = rds.secret(RO, "AWSPENDING")["password"]
+
+    report = rds.invoke(rds.seed_event())
+
+    assert "finish an interrupted password change" in report["users"][2]["changes"]
+    assert rds.secret(RO)["password"] == staged
+    assert pending_versions(rds, RO) == []
+    rds.login(RO).close()
+    assert rds.invoke(rds.seed_event())["changed"] is False
+
+
+def test_a_rotation_in_progress_is_left_alone(rds):
+    rds.invoke(rds.seed_event())
+    value = rds.secret(RO)
+    rds.sm.put_secret_value(
+        SecretId=RO,
+        SecretString=tool.json.dumps({**value, "password": "p"}),
+        VersionStages=["AWSPENDING"],
+        ClientRequestToken="0f5d8c1e-3b5a-4e8e-9a55-6f2d3a1b7c90",
+    )
+
+    assert rds.invoke(rds.seed_event())["changed"] is False
+    with pytest.raises(tool.InvalidEvent, match="rotation in progress"):
+        rds.invoke(update_ro(rds))
+
+    assert pending_versions(rds, RO) == ["0f5d8c1e-3b5a-4e8e-9a55-6f2d3a1b7c90"]
+    rds.login(RO).close()

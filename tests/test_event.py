@@ -1,0 +1,234 @@
+"""Section 1, the event: parsing and validation, without any server."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SEED, tool
+from lambda_function import InvalidEvent, parse_event
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    return caught.value.problems
+
+
+def with_users(*users: dict, **top) -> dict:
+    return {
+        "secret_name": "master",
+        "database_name": "app",
+        "db_engine": "postgres",
+        "users": list(users),
+        **top,
+    }
+
+
+def test_the_seed_example_parses_as_written():
+    event = parse_event(SEED)
+
+    ddl, dml, ro = event.users
+    assert (ddl.name, ddl.ddl, ddl.grantor) == ("airflow-rw-ddl", True, None)
+    assert ddl.privileges == {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"}
+    assert (dml.ddl, dml.grantor, dml.privileges) == (
+        False,
+        "airflow-rw-ddl",
+        {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    )
+    assert ro.privileges == {"SELECT"} and ro.action == "create"
+    assert event.schemas == ("public",) and event.engine == "postgres"
+    assert event.kms_key_id == SEED["kms_key_id"] and event.ssl_mode == "require"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("FALSE", False),
+        ("Yes", True),
+        ("no", False),
+        ("1", True),
+        ("0", False),
+        (1, True),
+        (0, False),
+    ],
+)
+def test_bool_ish_values(value, expected):
+    assert (
+        parse_event(with_users({"db_user": "u", "user_secret_name": "s", "grant_ddl": value}))
+        .users[0]
+        .ddl
+        is expected
+    )
+
+
+@pytest.mark.parametrize("value", [None, "", "None", "none", "null", "NULL"])
+def test_none_ish_grantor_means_no_grantor(value):
+    event = parse_event(with_users({"db_user": "u", "user_secret_name": "s", "grantor": value}))
+    assert event.users[0].grantor is None
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("select, Insert ,SELECT", {"SELECT", "INSERT"}),
+        (["delete", " update "], {"DELETE", "UPDATE"}),
+        ("ALL", set(tool.PG_TABLE_PRIVILEGES)),
+        ("", set()),
+        (None, set()),
+    ],
+)
+def test_privileges_are_normalized(value, expected):
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "grant_privileges": value})
+    assert parse_event(raw).users[0].privileges == expected
+
+
+def test_every_problem_is_reported_at_once():
+    raw = with_users(
+        {"db_user": "a", "user_secret_name": "s1", "grant_privileges": "SELECT,DROP TABLE"},
+        {"db_user": "b", "user_secret_name": "s2", "grant_ddl": "maybe", "colour": "red"},
+        {"db_user": "c", "action": "remove"},
+        secret_nam="typo",
+        dry_run="perhaps",
+        secret_recovery_days=3,
+    )
+
+    problems = "\n".join(problems_of(raw))
+
+    for expected in (
+        "unknown key 'secret_nam'",
+        "dry_run must be a boolean",
+        "secret_recovery_days must be 0 or 7..30",
+        "unknown privilege(s) DROP TABLE",
+        "user 'b': unknown key 'colour'",
+        "grant_ddl must be a boolean",
+        "action must be one of create, update, delete",
+    ):
+        assert expected in problems
+
+
+def test_required_keys():
+    problems = problems_of({"users": []})
+    assert problems == [
+        "secret_name is required",
+        "database_name is required",
+        "users must be a non-empty list",
+    ]
+
+
+def test_a_user_secret_is_required_except_for_delete():
+    assert "user_secret_name is required" in problems_of(with_users({"db_user": "u"}))[0]
+    assert parse_event(with_users({"db_user": "u", "action": "delete"})).users[0].deleting
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PUBLIC",
+        "public",
+        "pg_read_all_data",
+        "rds_superuser",
+        "rdsadmin",
+        "rds_iam",
+        "x" * 64,
+        "é" * 32,
+        "nul\x00",
+    ],
+)
+def test_names_never_managed_are_refused(name):
+    problems = problems_of(with_users({"db_user": name, "user_secret_name": "s"}))
+    assert any(word in problems[0] for word in ("reserved", "longer", "NUL"))
+
+
+def test_a_63_byte_name_is_fine():
+    parse_event(with_users({"db_user": "x" * 63, "user_secret_name": "s"}))
+
+
+def test_duplicates_are_refused():
+    raw = with_users(
+        {"db_user": "u", "user_secret_name": "s"}, {"db_user": "u", "user_secret_name": "s"}
+    )
+    assert problems_of(raw) == [
+        "user 'u' is declared more than once",
+        "secret 's' is used by more than one user",
+    ]
+
+
+def test_a_grantor_cycle_is_refused():
+    raw = with_users(
+        {"db_user": "a", "user_secret_name": "1", "grantor": "b"},
+        {"db_user": "b", "user_secret_name": "2", "grantor": "c"},
+        {"db_user": "c", "user_secret_name": "3", "grantor": "a"},
+    )
+    assert problems_of(raw) == ["grantor cycle: a -> b -> c -> a"]
+
+
+def test_a_user_cannot_be_its_own_grantor():
+    raw = with_users({"db_user": "a", "user_secret_name": "1", "grantor": "a"})
+    assert problems_of(raw) == ["user 'a' cannot be its own grantor"]
+
+
+def test_deleting_a_grantor_whose_grantees_stay_is_refused():
+    raw = with_users(
+        {"db_user": "owner", "action": "delete"},
+        {"db_user": "reader", "user_secret_name": "2", "grantor": "owner"},
+    )
+    assert problems_of(raw) == ["user 'reader' stays but its grantor 'owner' is being deleted"]
+
+
+def test_deleting_a_grantor_with_its_grantees_is_fine_and_grantees_go_first():
+    event = parse_event(
+        with_users(
+            {"db_user": "owner", "action": "delete"},
+            {"db_user": "reader", "action": "delete", "grantor": "owner"},
+        )
+    )
+    assert [u.name for u in reversed(tool.grantor_order(event.users))] == ["reader", "owner"]
+
+
+def test_grantors_come_before_their_grantees():
+    event = parse_event(
+        with_users(
+            {"db_user": "c", "user_secret_name": "3", "grantor": "b"},
+            {"db_user": "b", "user_secret_name": "2", "grantor": "a"},
+            {"db_user": "a", "user_secret_name": "1"},
+        )
+    )
+    assert [u.name for u in tool.grantor_order(event.users)] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("engine", ["mysql", "aurora-mysql", "mariadb"])
+def test_mysql_family_engines_are_refused_clearly_for_now(engine):
+    assert (
+        "not supported yet"
+        in problems_of(with_users({"db_user": "u", "user_secret_name": "s"}, db_engine=engine))[0]
+    )
+
+
+def test_rotation_is_refused_clearly_for_now():
+    raw = with_users(
+        {"db_user": "u", "user_secret_name": "s", "rotation": {"enabled": True}},
+        rotation={"enabled": True},
+    )
+    assert [p for p in problems_of(raw) if "rotation is not supported yet" in p] != []
+
+
+@pytest.mark.parametrize("name", ["has space", "semi;colon", "quote'"])
+def test_secret_names_outside_the_aws_alphabet_are_refused(name):
+    assert "secret name" in problems_of(with_users({"db_user": "u", "user_secret_name": name}))[0]
+
+
+def test_an_arn_is_a_valid_secret_name():
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf"
+    assert parse_event(with_users({"db_user": "u", "user_secret_name": arn})).users[0].secret_name
+
+
+def test_secret_tags_may_not_take_over_managed_by():
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={"managed-by": "me"})
+    assert problems_of(raw) == ["secret_tags must not set 'managed-by': the tool sets it"]
+
+
+def test_host_is_for_mysql_users_only():
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "host": "%"})
+    assert problems_of(raw) == ["user 'u': host applies only to MySQL/MariaDB users"]

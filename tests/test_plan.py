@@ -1,0 +1,327 @@
+"""Section 4, the plan: desired vs current state -> ordered steps, and the password decisions of
+section 5, all pure: these tests build the state by hand and need no server."""
+
+from __future__ import annotations
+
+import pytest
+from lambda_function import (
+    Credential,
+    DefaultGrant,
+    Event,
+    Grant,
+    InvalidEvent,
+    PgObject,
+    PgRole,
+    PgState,
+    Probe,
+    SecretState,
+    Target,
+    UserSpec,
+    decide_credential,
+    plan_postgres,
+    state_problems,
+)
+from psycopg2 import sql
+
+MASTER = "master"
+TARGET = Target("postgres", "db.example", 5432, "app", MASTER, "pw", "arn:master", "require")
+
+
+def text(composable: sql.Composable) -> str:
+    """A readable rendering without a server (the integration tests check real quoting)."""
+    if isinstance(composable, sql.Composed):
+        return "".join(text(part) for part in composable)
+    if isinstance(composable, sql.Identifier):
+        return ".".join(f'"{s}"' for s in composable.strings)
+    if isinstance(composable, sql.Literal):
+        return repr(composable.wrapped)
+    return composable.string
+
+
+def spec(name: str, **keys) -> UserSpec:
+    keys.setdefault("secret_name", f"secret-{name}")
+    if "privileges" in keys:
+        keys["privileges"] = frozenset(keys["privileges"].split(","))
+    return UserSpec(name=name, **keys)
+
+
+def event(*users: UserSpec, schemas=("public",)) -> Event:
+    return Event(secret_name="m", database="app", users=users, schemas=schemas)
+
+
+def state(*objects: PgObject, roles=(), defaults=(), major=16, deps=None) -> PgState:
+    known = {r.name: r for r in (PgRole(MASTER, master_has_privileges=True), *roles)}
+    base = [PgObject("database", None, "app", MASTER), PgObject("schema", None, "public", MASTER)]
+    return PgState(major, MASTER, known, base + list(objects), list(defaults), deps or {})
+
+
+def table(name: str, owner: str, *grants: Grant, kind="table") -> PgObject:
+    return PgObject(kind, "public", name, owner, grants)
+
+
+def statements(steps) -> list[str]:
+    return [(f"[as {s.as_role}] " if s.as_role else "") + text(s.statement) for s in steps]
+
+
+def test_new_users_of_the_seed_shape():
+    steps = plan_postgres(
+        event(
+            spec("ddl", ddl=True, privileges="SELECT,INSERT"),
+            spec("ro", grantor="ddl", privileges="SELECT"),
+        ),
+        state(),
+        {"ddl": "v1", "ro": "v2"},
+    )
+
+    assert statements(steps) == [
+        "CREATE ROLE \"ddl\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'v1'",
+        "CREATE ROLE \"ro\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'v2'",
+        'GRANT "ddl" TO CURRENT_USER WITH INHERIT FALSE, SET TRUE',
+        'GRANT CONNECT ON DATABASE "app" TO "ddl", "ro"',
+        'GRANT CREATE, USAGE ON SCHEMA "public" TO "ddl"',
+        'GRANT USAGE ON SCHEMA "public" TO "ro"',
+        '[as ddl] ALTER DEFAULT PRIVILEGES FOR ROLE "ddl" IN SCHEMA "public" GRANT SELECT '
+        'ON SEQUENCES TO "ro"',
+        '[as ddl] ALTER DEFAULT PRIVILEGES FOR ROLE "ddl" IN SCHEMA "public" GRANT SELECT '
+        'ON TABLES TO "ro"',
+        'REVOKE "ddl" FROM CURRENT_USER',
+    ]
+
+
+def test_before_16_the_temporary_membership_has_no_options():
+    steps = plan_postgres(
+        event(spec("ddl"), spec("ro", grantor="ddl", privileges="SELECT")),
+        state(major=15),
+        {"ddl": "v1", "ro": "v2"},
+    )
+    assert 'GRANT "ddl" TO CURRENT_USER' in statements(steps)
+
+
+def test_grantees_and_objects_are_batched_into_one_statement_per_privilege_set():
+    readers = [spec(f"r{i}", privileges="SELECT") for i in range(100)]
+    tables = [table(f"t{i}", MASTER) for i in range(50)]
+
+    steps = plan_postgres(event(*readers), state(*tables), {r.name: "v" for r in readers})
+
+    grants_on_tables = [s for s in statements(steps) if " ON TABLE " in s]
+    assert len(grants_on_tables) == 1
+    assert grants_on_tables[0].count('"public"."t') == 50
+    assert grants_on_tables[0].count('"r') == 100
+    assert len(steps) == 100 + 1 + 1 + 1  # roles, CONNECT, USAGE, SELECT
+
+
+def test_privileges_are_granted_as_the_owner_the_master_cannot_inherit():
+    roles = [PgRole("owner"), PgRole("reader")]
+    steps = plan_postgres(
+        event(spec("reader", privileges="SELECT")), state(table("t", "owner"), roles=roles), {}
+    )
+
+    assert statements(steps) == [
+        'GRANT "owner" TO CURRENT_USER WITH INHERIT FALSE, SET TRUE',
+        'GRANT CONNECT ON DATABASE "app" TO "reader"',
+        'GRANT USAGE ON SCHEMA "public" TO "reader"',
+        '[as owner] GRANT SELECT ON TABLE "public"."t" TO "reader"',
+        'REVOKE "owner" FROM CURRENT_USER',
+    ]
+
+
+def test_no_membership_is_taken_when_the_master_already_may_act():
+    roles = [PgRole("owner", master_has_privileges=True), PgRole("reader")]
+    steps = plan_postgres(
+        event(spec("reader", privileges="SELECT")), state(table("t", "owner"), roles=roles), {}
+    )
+    assert 'GRANT SELECT ON TABLE "public"."t" TO "reader"' in statements(steps)
+    assert not any("CURRENT_USER" in s or s.startswith("[as") for s in statements(steps))
+
+
+def test_sequences_follow_the_table_privileges():
+    roles = [PgRole("w"), PgRole("r")]
+    steps = plan_postgres(
+        event(spec("w", privileges="INSERT"), spec("r", privileges="SELECT")),
+        state(table("s", MASTER, kind="sequence"), roles=roles, defaults=[]),
+        {},
+    )
+    assert 'GRANT SELECT, USAGE ON SEQUENCE "public"."s" TO "w"' in statements(steps)
+    assert 'GRANT SELECT ON SEQUENCE "public"."s" TO "r"' in statements(steps)
+
+
+def test_undeclared_privileges_are_revoked_by_their_grantor():
+    roles = [PgRole("r"), PgRole("owner")]
+    t = table("t", "owner", Grant("r", "owner", "SELECT"), Grant("r", "owner", "DELETE"))
+    steps = plan_postgres(event(spec("r", privileges="SELECT")), state(t, roles=roles), {})
+
+    assert '[as owner] REVOKE DELETE ON TABLE "public"."t" FROM "r"' in statements(steps)
+    assert not any("GRANT SELECT ON TABLE" in s for s in statements(steps))
+
+
+def test_an_owners_own_privileges_are_never_touched():
+    roles = [PgRole("ddl")]
+    t = table("mine", "ddl", Grant("ddl", "ddl", "SELECT"), Grant("ddl", "ddl", "DELETE"))
+    steps = plan_postgres(event(spec("ddl", ddl=True)), state(t, roles=roles), {})
+    assert not any('"public"."mine"' in s for s in statements(steps))
+
+
+def test_default_privileges_from_another_role_are_revoked():
+    roles = [PgRole("r"), PgRole("old", master_has_privileges=True)]
+    defaults = [DefaultGrant("old", "public", "tables", "r", "SELECT")]
+    steps = plan_postgres(
+        event(spec("r", privileges="SELECT")), state(roles=roles, defaults=defaults), {}
+    )
+    assert (
+        'ALTER DEFAULT PRIVILEGES FOR ROLE "old" IN SCHEMA "public" REVOKE SELECT ON TABLES '
+        'FROM "r"'
+    ) in statements(steps)
+
+
+def test_a_converged_state_plans_nothing():
+    roles = [PgRole("ddl"), PgRole("r")]
+    grants = (Grant("r", "ddl", "SELECT"),)
+    current = state(
+        table("t", "ddl", *grants),
+        table("s", "ddl", *grants, kind="sequence"),
+        PgObject(
+            "database",
+            None,
+            "app",
+            MASTER,
+            (Grant("r", MASTER, "CONNECT"), Grant("ddl", MASTER, "CONNECT")),
+        ),
+        PgObject(
+            "schema",
+            None,
+            "public",
+            MASTER,
+            (
+                Grant("r", MASTER, "USAGE"),
+                Grant("ddl", MASTER, "USAGE"),
+                Grant("ddl", MASTER, "CREATE"),
+            ),
+        ),
+        roles=roles,
+        defaults=[
+            DefaultGrant("ddl", "public", kind, "r", "SELECT") for kind in ("tables", "sequences")
+        ],
+    )
+    current.objects = current.objects[2:]  # the hand-made database and schema replace the base
+
+    assert (
+        plan_postgres(
+            event(spec("ddl", ddl=True), spec("r", grantor="ddl", privileges="SELECT")), current, {}
+        )
+        == []
+    )
+
+
+def test_delete_revokes_reassigns_and_drops_with_an_inheriting_membership():
+    roles = [PgRole("gone"), PgRole("ddl")]
+    t = table("t", "ddl", Grant("gone", "ddl", "SELECT"))
+    steps = plan_postgres(
+        event(spec("gone", action="delete", grantor="ddl")), state(t, roles=roles), {}
+    )
+
+    assert statements(steps) == [
+        'GRANT "ddl" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE',
+        'GRANT "gone" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE',
+        '[as ddl] REVOKE SELECT ON TABLE "public"."t" FROM "gone"',
+        'REASSIGN OWNED BY "gone" TO "ddl"',
+        'DROP OWNED BY "gone"',
+        'DROP ROLE "gone"',
+        'REVOKE "ddl" FROM CURRENT_USER',
+    ]
+
+
+def test_deleting_an_absent_user_plans_nothing():
+    assert plan_postgres(event(spec("ghost", action="delete")), state(), {}) == []
+
+
+def test_objects_of_a_superuser_in_scope_are_refused():
+    roles = [PgRole("postgres", superuser=True)]
+    with pytest.raises(InvalidEvent, match="superuser 'postgres'"):
+        plan_postgres(
+            event(spec("r", privileges="SELECT")),
+            state(table("t", "postgres"), roles=roles),
+            {"r": "v"},
+        )
+
+
+def test_passwords_are_shown_blanked():
+    steps = plan_postgres(event(spec("u")), state(), {"u": "SCRAM-SHA-256$secret"})
+    assert text(steps[0].shown).endswith("PASSWORD '***'")
+    assert "secret" not in text(steps[0].shown)
+
+
+def test_state_problems_are_listed_together():
+    roles = [PgRole("boss", superuser=True)]
+    problems = state_problems(
+        event(
+            spec("boss"),
+            spec("r", grantor="ghost"),
+            spec("x", action="delete"),
+            schemas=("public", "missing"),
+        ),
+        state(roles=[*roles, PgRole("x")], deps={"x": ["database 'other' (2 objects)"]}),
+    )
+    assert problems == [
+        "schema 'missing' does not exist in database 'app'",
+        "user 'boss' is a superuser: never managed",
+        "user 'r': grantor 'ghost' does not exist",
+        "user 'x' cannot be deleted: it owns objects or holds privileges in database 'other' "
+        "(2 objects); reassign or revoke them there first",
+    ]
+
+
+# The password decisions: (does the role exist, what the secret holds, which password logs in)
+# -> keep it, store a new user's first, stage a change, or finish an interrupted change.
+
+OURS = "rds-initializer-1234"
+
+
+def secret(password="old", pending=None, pending_password="new", exists=True) -> SecretState:
+    return SecretState(
+        name="s",
+        arn="arn:s",
+        exists=exists,
+        value={"username": "u", "password": password} if password and exists else None,
+        current_version="v1" if password and exists else None,
+        pending_version=pending,
+        pending_value={"username": "u", "password": pending_password} if pending else None,
+    )
+
+
+@pytest.mark.parametrize(
+    "role_exists, stored, action, probe, mode, password",
+    [
+        (False, secret(exists=False), "create", Probe(), "new-user", None),
+        (False, secret(), "create", Probe(), "keep", "old"),  # died before creating the role
+        (False, secret(), "update", Probe(), "new-user", None),
+        (True, secret(), "create", Probe(), "keep", "old"),
+        (True, secret(), "update", Probe(), "change", None),
+        (True, secret(exists=False), "create", Probe(), "change", None),
+        (True, secret(password=None), "create", Probe(), "change", None),
+        (True, secret(), "create", Probe(current_ok=False), "change", None),  # verify_logins
+        (True, secret(pending=OURS), "create", Probe(pending_ok=True), "finish", "new"),
+        (True, secret(pending=OURS), "create", Probe(False, True), "keep", "old"),  # undone
+        (True, secret(pending=OURS), "create", Probe(False, False), "change", None),
+    ],
+)
+def test_password_decisions(role_exists, stored, action, probe, mode, password):
+    decided = decide_credential(spec("u", action=action), stored, role_exists, probe, TARGET)
+    assert (decided.mode, decided.password) == (mode, password)
+    assert decided.undo_pending == (stored.pending_is_ours and mode != "finish")
+
+
+def test_the_secret_value_is_the_aws_structure_and_keeps_other_keys():
+    stored = secret()
+    stored.value["note"] = "kept"
+    decided = decide_credential(spec("u"), stored, True, Probe(), TARGET)
+    assert decided.final_value == {
+        "note": "kept",
+        "engine": "postgres",
+        "host": "db.example",
+        "port": 5432,
+        "username": "u",
+        "password": "old",
+        "dbname": "app",
+        "masterarn": "arn:master",
+    }
+    assert isinstance(decided, Credential)
