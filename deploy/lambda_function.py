@@ -44,6 +44,7 @@ TOOL = "rds-initializer"
 # is told apart from a rotation in progress (whose version ids are plain UUIDs).
 VERSION_PREFIX = f"{TOOL}-"
 PASSWORD_EXCLUDED = ":/@\"'\\"  # noqa: S105 - the characters passwords leave out
+PASSWORD_LENGTH = 32
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
 
@@ -128,7 +129,10 @@ def info(message: str, **fields: Any) -> None:
 
 ENGINES = {"postgres": "postgres", "postgresql": "postgres", "aurora-postgresql": "postgres"}
 NOT_YET_ENGINES = {"mysql", "aurora-mysql", "mariadb"}
-PG_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+PG_TABLE_PRIVILEGES = (
+    "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"
+)  # fmt: skip
+PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not exist
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
 ACTIONS = ("create", "update", "delete")
 SSL_MODES = ("require", "verify-full", "disable")
@@ -175,6 +179,7 @@ class UserSpec:
     action: str = "create"
     ddl: bool = False
     privileges: frozenset[str] = frozenset()
+    all_privileges: bool = False  # "ALL": whatever the server has (MAINTAIN from 17 on)
     grantor: str | None = None
     rotate_password: bool = False
     reassign_to: str | None = None
@@ -224,24 +229,27 @@ def is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)
 
 
-def parse_privileges(value: Any) -> tuple[frozenset[str], list[str]]:
-    """Comma-separated string or list; case-insensitive, blanks ignored, ALL = every one."""
+def parse_privileges(value: Any) -> tuple[frozenset[str], bool, list[str]]:
+    """Comma-separated string or list; case-insensitive, blanks ignored, ALL = every one.
+    Returns the privileges, whether ALL was asked for, and the problems."""
     if is_none(value):
-        return frozenset(), []
+        return frozenset(), False, []
     if isinstance(value, str):
         items = value.split(",")
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         items = value
     else:
-        return frozenset(), ["must be a comma-separated string or a list of strings"]
-    names = {item.strip().upper() for item in items if item.strip()}
-    if "ALL" in names or "ALL PRIVILEGES" in names:
+        return frozenset(), False, ["must be a comma-separated string or a list of strings"]
+    names = {" ".join(item.split()).upper() for item in items if item.strip()}
+    everything = bool(names & {"ALL", "ALL PRIVILEGES"})
+    if everything:
         names = (names - {"ALL", "ALL PRIVILEGES"}) | set(PG_TABLE_PRIVILEGES)
     unknown = sorted(names - set(PG_TABLE_PRIVILEGES))
     if unknown:
         allowed = ", ".join(PG_TABLE_PRIVILEGES)
-        return frozenset(), [f"unknown privilege(s) {', '.join(unknown)} (allowed: {allowed}, ALL)"]
-    return frozenset(names), []
+        problem = f"unknown privilege(s) {', '.join(unknown)} (allowed: {allowed}, ALL)"
+        return frozenset(), False, [problem]
+    return frozenset(names), everything, []
 
 
 def role_name_problems(name: Any, what: str) -> list[str]:
@@ -373,16 +381,18 @@ def parse_users(raw_users: Any, problems: list[str]) -> tuple[UserSpec, ...]:
         name = raw.get("db_user")
         if isinstance(name, str) and name:
             where = f"user {name!r}"
+        start = len(problems)
         problems.extend(f"{where}: unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS))
         problems.extend(f"{where}: {p}" for p in role_name_problems(name, "db_user"))
-        user = parse_user(raw, where, problems)
-        if user:
+        user = parse_user(raw, name, where, problems)
+        if len(problems) == start:
             users.append(user)
     return tuple(users)
 
 
-def parse_user(raw: dict, where: str, problems: list[str]) -> UserSpec | None:
-    start = len(problems)
+def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpec:
+    """The user entry, adding what is wrong with it to `problems` (the caller checks the name,
+    and keeps the entry only when nothing was wrong)."""
     action = raw.get("action", "create")
     action = action.strip().lower() if isinstance(action, str) else action
     if action not in ACTIONS:
@@ -397,7 +407,7 @@ def parse_user(raw: dict, where: str, problems: list[str]) -> UserSpec | None:
         flags[key] = parse_bool(raw.get(key, False))
         if flags[key] is None:
             problems.append(f"{where}: {key} must be a boolean, not {raw[key]!r}")
-    privileges, privilege_problems = parse_privileges(raw.get("grant_privileges"))
+    privileges, everything, privilege_problems = parse_privileges(raw.get("grant_privileges"))
     problems.extend(f"{where}: grant_privileges: {p}" for p in privilege_problems)
     grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
     if grantor is not None:
@@ -411,14 +421,13 @@ def parse_user(raw: dict, where: str, problems: list[str]) -> UserSpec | None:
         problems.append(f"{where}: host applies only to MySQL/MariaDB users")
     if "rotation" in raw:
         problems.append(f"{where}: rotation is not supported yet: remove it")
-    if len(problems) > start:
-        return None
     return UserSpec(
-        name=raw["db_user"],
+        name=name,
         secret_name=secret_name,
         action=action,
         ddl=bool(flags["grant_ddl"]),
         privileges=privileges,
+        all_privileges=everything,
         grantor=grantor,
         rotate_password=bool(flags["rotate_password"]),
         reassign_to=reassign_to,
@@ -682,12 +691,28 @@ class Secrets:
                 state.pending_version = version
         return state
 
-    def random_password(self) -> str:
-        password = self.client.get_random_password(
-            PasswordLength=32, ExcludeCharacters=PASSWORD_EXCLUDED, IncludeSpace=False
-        )["RandomPassword"]
-        REDACT.add(password)
-        return password
+    def random_passwords(self, count: int) -> list[str]:
+        """`count` passwords of 32 characters from as few GetRandomPassword calls as possible:
+        each call gives up to 4096 characters, cut into passwords; a piece that lacks a
+        lowercase letter, an uppercase letter, a digit or a punctuation mark is dropped, as
+        the AWS rotation functions' RequireEachIncludedType would have it."""
+        passwords: list[str] = []
+        while len(passwords) < count:
+            wanted = min(4096, PASSWORD_LENGTH * (count - len(passwords) + 2))
+            text = self.client.get_random_password(
+                PasswordLength=wanted, ExcludeCharacters=PASSWORD_EXCLUDED, IncludeSpace=False
+            )["RandomPassword"]
+            pieces = (text[i : i + PASSWORD_LENGTH] for i in range(0, len(text), PASSWORD_LENGTH))
+            passwords += [p for p in pieces if len(p) == PASSWORD_LENGTH and has_every_type(p)]
+        REDACT.add(*passwords)
+        return passwords[:count]
+
+
+def has_every_type(password: str) -> bool:
+    return all(
+        any(test(c) for c in password)
+        for test in (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
+    )
 
 
 def parse_secret_value(text: str | None) -> dict | None:
@@ -734,9 +759,6 @@ class PgObject:
     name: str
     owner: str
     grants: tuple[Grant, ...] = ()
-
-    def privileges_of(self, user: str) -> set[str]:
-        return {g.privilege for g in self.grants if g.grantee == user}
 
     @property
     def label(self) -> str:
@@ -873,6 +895,9 @@ def state_problems(event: Event, state: PgState) -> list[str]:
     ]
     staying = {u.name for u in event.users if not u.deleting}
     for user in event.users:
+        if "MAINTAIN" in user.privileges and not user.all_privileges:
+            if state.server_major < PG_MAINTAIN_SINCE:
+                problems.append(f"user {user.name!r}: MAINTAIN needs PostgreSQL 17 or later")
         role = state.roles.get(user.name)
         if role and role.superuser:
             problems.append(f"user {user.name!r} is a superuser: never managed")
@@ -938,7 +963,13 @@ def sequence_privileges(table_privileges: frozenset[str]) -> set[str]:
     return wanted
 
 
-def desired_privileges(user: UserSpec, obj: PgObject) -> set[str]:
+def table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
+    if server_major < PG_MAINTAIN_SINCE:
+        return user.privileges - {"MAINTAIN"}
+    return user.privileges
+
+
+def desired_privileges(user: UserSpec, obj: PgObject, server_major: int) -> set[str]:
     if user.deleting:
         return set()  # revoked explicitly: DROP OWNED skips grants the master did not make
     if obj.kind == "database":
@@ -946,7 +977,7 @@ def desired_privileges(user: UserSpec, obj: PgObject) -> set[str]:
     if obj.kind == "schema":
         return {"USAGE", "CREATE"} if user.ddl else {"USAGE"}
     if obj.kind == "table":
-        return set(user.privileges)
+        return set(table_privileges(user, server_major))
     return sequence_privileges(user.privileges)
 
 
@@ -957,24 +988,24 @@ def object_changes(
     changes = []
     for obj in state.objects:
         scope = (obj.schema, obj.name)
+        held: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for grant in obj.grants:
+            held[grant.grantee][grant.grantor].add(grant.privilege)
         for user in users:
             if obj.owner == user.name:
                 continue  # an owner's own privileges are implicit, never managed
-            want, have = desired_privileges(user, obj), obj.privileges_of(user.name)
-            if want - have:
-                changes.append(
-                    Change(
-                        "GRANT", obj.kind, scope, acting(obj.owner), ordered(want - have), user.name
+            want = desired_privileges(user, obj, state.server_major)
+            by_grantor = held.get(user.name, {})
+            missing = want.difference(*by_grantor.values())
+            if missing:
+                owner = acting(obj.owner)
+                changes.append(Change("GRANT", obj.kind, scope, owner, ordered(missing), user.name))
+            for grantor, privileges in sorted(by_grantor.items()):
+                if privileges - want:
+                    extra = ordered(privileges - want)
+                    changes.append(
+                        Change("REVOKE", obj.kind, scope, acting(grantor), extra, user.name)
                     )
-                )
-            extra = defaultdict(set)
-            for grant in obj.grants:
-                if grant.grantee == user.name and grant.privilege not in want:
-                    extra[grant.grantor].add(grant.privilege)
-            changes += [
-                Change("REVOKE", obj.kind, scope, acting(grantor), ordered(privs), user.name)
-                for grantor, privs in sorted(extra.items())
-            ]
     return changes
 
 
@@ -983,16 +1014,18 @@ def default_privilege_changes(
 ) -> list[Change]:
     """Default privileges FOR ROLE grantor: what the grantor creates later is usable at once."""
     changes = []
+    defaults_by_grantee: dict[str, list[DefaultGrant]] = defaultdict(list)
+    for grant in state.default_grants:
+        defaults_by_grantee[grant.grantee].append(grant)
     for user in users:
         want: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         if user.grantor and not user.deleting:
             for schema in event.schemas:
-                want[(user.grantor, schema, "tables")] |= set(user.privileges)
+                want[(user.grantor, schema, "tables")] |= table_privileges(user, state.server_major)
                 want[(user.grantor, schema, "sequences")] |= sequence_privileges(user.privileges)
         have: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-        for grant in state.default_grants:
-            if grant.grantee == user.name:
-                have[(grant.owner, grant.schema, grant.kind)].add(grant.privilege)
+        for grant in defaults_by_grantee.get(user.name, ()):
+            have[(grant.owner, grant.schema, grant.kind)].add(grant.privilege)
         for key in sorted(set(want) | set(have)):
             owner, schema, kind = key
             missing, extra = want[key] - have[key], have[key] - want[key]
@@ -1430,6 +1463,7 @@ def connect(args: dict) -> Any:
 def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
     """Run the steps in the open transaction, switching roles only when a step needs to."""
     acting: str | None = None
+    started = time.monotonic()
     with connection.cursor() as cursor:
         for number, step in enumerate(steps, 1):
             if step.as_role != acting:
@@ -1452,6 +1486,7 @@ def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None
             log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
         if acting:
             cursor.execute("RESET ROLE")
+    counter["sql_ms"] += round((time.monotonic() - started) * 1000)
 
 
 class SecretWriter:
@@ -1567,7 +1602,7 @@ def draw_passwords(credentials: list[Credential], secrets: Secrets, dry_run: boo
     if dry_run:
         fresh = [base64.b64encode(os.urandom(24)).decode() for _ in needy]
     else:
-        fresh = secrets.map(lambda _: secrets.random_password(), needy)
+        fresh = secrets.random_passwords(len(needy)) if needy else []
     drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
     return [
         Credential(c.user, c.mode, drawn[c.user], c.set_in_database, c.value, c.undo_pending)
@@ -1776,6 +1811,7 @@ def report(
         "users": users,
         "stats": {
             "sql_statements": counter["statements"],
+            "sql_ms": counter["sql_ms"],
             "catalog_queries": 5
             if state.dependencies or any(u.deleting for u in event.users)
             else 4,

@@ -569,3 +569,24 @@ def test_a_rotation_in_progress_is_left_alone(rds):
 
     assert pending_versions(rds, RO) == ["0f5d8c1e-3b5a-4e8e-9a55-6f2d3a1b7c90"]
     rds.login(RO).close()
+
+
+def test_all_privileges_follow_the_server_version(rds):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE TABLE t (id int)")
+    rds.invoke(rds.event([user("admin", grant_privileges="ALL")]))
+
+    assert can(rds, "secret-admin", "TRUNCATE t")
+    assert can(rds, "secret-admin", "DELETE FROM t")
+    if rds.major >= 17:
+        assert can(rds, "secret-admin", "VACUUM t")  # needs MAINTAIN
+    assert rds.invoke(rds.event([user("admin", grant_privileges="ALL")]))["changed"] is False
+
+
+def test_maintain_is_refused_before_postgresql_17(rds):
+    event = rds.event([user("admin", grant_privileges="SELECT, MAINTAIN")])
+    if rds.major < 17:
+        with pytest.raises(tool.InvalidEvent, match="MAINTAIN needs PostgreSQL 17"):
+            rds.invoke(event)
+    else:
+        assert rds.invoke(event)["users"][0]["result"] == "created"

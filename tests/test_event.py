@@ -75,6 +75,7 @@ def test_none_ish_grantor_means_no_grantor(value):
         ("select, Insert ,SELECT", {"SELECT", "INSERT"}),
         (["delete", " update "], {"DELETE", "UPDATE"}),
         ("ALL", set(tool.PG_TABLE_PRIVILEGES)),
+        ("all privileges", set(tool.PG_TABLE_PRIVILEGES)),
         ("", set()),
         (None, set()),
     ],
@@ -232,3 +233,15 @@ def test_secret_tags_may_not_take_over_managed_by():
 def test_host_is_for_mysql_users_only():
     raw = with_users({"db_user": "u", "user_secret_name": "s", "host": "%"})
     assert problems_of(raw) == ["user 'u': host applies only to MySQL/MariaDB users"]
+
+
+def test_all_is_every_table_privilege_maintain_included():
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "grant_privileges": "all"})
+    user = parse_event(raw).users[0]
+    assert user.all_privileges and "MAINTAIN" in user.privileges
+
+
+def test_a_user_entry_without_a_name_is_an_error_not_a_crash():
+    assert problems_of(with_users({"user_secret_name": "s"})) == [
+        "users[0]: db_user must be a non-empty string"
+    ]

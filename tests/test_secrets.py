@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from lambda_function import InvalidEvent, Secrets, parse_event, resolve_target
+from lambda_function import InvalidEvent, Secrets, has_every_type, parse_event, resolve_target
 
 
 def test_reading_the_states_costs_one_describe_per_secret_and_one_batch_read_per_twenty(
@@ -39,8 +39,14 @@ def test_a_value_that_is_not_json_marks_the_secret_as_somebody_elses(secretsmana
 
 
 def test_generated_passwords_avoid_the_characters_that_break_connection_strings(secretsmanager):
-    passwords = [Secrets("us-east-1").random_password() for _ in range(20)]
+    client = Secrets("us-east-1")
+
+    passwords = client.random_passwords(300)
+
+    assert len(passwords) == len(set(passwords)) == 300
     assert all(len(p) == 32 and not set(p) & set(":/@\"'\\ ") for p in passwords)
+    assert all(has_every_type(p) for p in passwords)
+    assert client.calls["GetRandomPassword"] <= 4  # 4096 characters a call, not one a password
 
 
 def event(**keys):
