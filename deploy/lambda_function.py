@@ -130,8 +130,15 @@ def info(message: str, **fields: Any) -> None:
 ENGINES = {"postgres": "postgres", "postgresql": "postgres", "aurora-postgresql": "postgres"}
 NOT_YET_ENGINES = {"mysql", "aurora-mysql", "mariadb"}
 PG_TABLE_PRIVILEGES = (
-    "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"
-)  # fmt: skip
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "MAINTAIN",
+)
 PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not exist
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
 ACTIONS = ("create", "update", "delete")

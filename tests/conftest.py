@@ -202,9 +202,9 @@ def rds(pg_server, secretsmanager):
     with open_session(**pg_server.dsn(user=master, password=password)) as as_master:
         as_master.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     if pg_server.major < 15:
-        # On 14 a new database's public schema belongs to the bootstrap superuser; RDS's
-        # master may grant on it as rds_superuser, a plain CREATEROLE role may not. Give it to
-        # the master, as PostgreSQL 15+ does through pg_database_owner.
+        # On 14 a new database's public schema belongs to the bootstrap superuser here, while
+        # on RDS its master controls it (it may change its owner and revoke PUBLIC from it).
+        # Give it to the master, as PostgreSQL 15+ does through pg_database_owner.
         with open_session(**pg_server.dsn(dbname=database)) as in_database:
             in_database.cursor().execute(
                 sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(master))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, SEED, tool, user
@@ -114,3 +115,26 @@ def test_the_handler_raises_so_that_lambda_reports_a_function_error(rds):
         rds.invoke({**rds.seed_event(), "users": []})
     with pytest.raises(tool.ApplyError, match="cannot connect"):
         rds.invoke(rds.seed_event(rds_port=1))
+
+
+def test_with_too_little_lambda_time_left_it_stops_before_writing_anything(rds):
+    nearly_over = SimpleNamespace(aws_request_id="late", get_remaining_time_in_millis=lambda: 9000)
+
+    with pytest.raises(tool.ApplyError, match="stopped before writing the secrets"):
+        tool.lambda_handler(rds.seed_event(), nearly_over)
+
+    assert "airflow-rw-ddl" not in rds.roles()
+    assert len(rds.sm.list_secrets()["SecretList"]) == 1
+
+
+def test_verify_full_needs_a_ca_bundle(rds, monkeypatch):
+    monkeypatch.delenv("DB_SSL_CA", raising=False)
+    with pytest.raises(tool.InvalidEvent, match="DB_SSL_CA"):
+        rds.invoke(rds.seed_event(ssl_mode="verify-full"))
+
+
+def test_require_is_the_default_and_a_server_without_tls_is_refused(rds):
+    event = rds.seed_event()
+    del event["ssl_mode"]
+    with pytest.raises(tool.ApplyError, match="SSL"):
+        rds.invoke(event)
