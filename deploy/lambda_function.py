@@ -30,7 +30,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import boto3
@@ -791,6 +791,7 @@ class PgState:
     objects: list[PgObject]
     default_grants: list[DefaultGrant]
     dependencies: dict[str, list[str]] = field(default_factory=dict)  # elsewhere, per user
+    catalog_queries: int = 4
 
     def objects_of(self, kind: str) -> list[PgObject]:
         return [o for o in self.objects if o.kind == kind]
@@ -873,7 +874,8 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         for role, database, count in cursor.fetchall():
             where = f"database {database!r}" if database else "shared objects (tablespaces...)"
             dependencies[role].append(f"{where} ({count} objects or privileges)")
-    return PgState(major, master, roles, objects, default_grants, dict(dependencies))
+    queries = 5 if doomed else 4
+    return PgState(major, master, roles, objects, default_grants, dict(dependencies), queries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1202,6 +1204,24 @@ def membership_steps(
     return take, give_back
 
 
+def memberships_needed(
+    grants: list[Step], leaving: list[UserSpec], state: PgState, new_roles: set[str]
+) -> dict[str, set[str]]:
+    """The roles the master must SET ROLE to (for its grants) or inherit (REASSIGN and DROP
+    OWNED need the privileges of the role dropped and of the one receiving its objects)."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    for role in {step.as_role for step in grants} - {None}:
+        if role in new_roles or not state.roles[role].master_can_set:
+            needs[role].add("set")
+    for user in leaving:
+        if user.name in state.roles:
+            for role in (user.name, reassign_target(user, state)):
+                known = state.roles.get(role)
+                if role != state.master and (not known or not known.master_has_privileges):
+                    needs[role].add("inherit")
+    return needs
+
+
 def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> list[Step]:
     """Every statement that brings the database to the event's state, in order.
     `passwords` holds the SCRAM verifier of each user whose role gets a password now."""
@@ -1230,19 +1250,8 @@ def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> li
         raise InvalidEvent(sorted(set(problems)))
     grants = batch(changes, event.database)
 
-    needs: dict[str, set[str]] = defaultdict(set)
-    for step in grants:
-        role = state.roles.get(step.as_role or "")
-        if step.as_role and (step.as_role in new_roles or not role.master_can_set):
-            needs[step.as_role].add("set")
-    for user in leaving:
-        if user.name in state.roles:
-            for role in (user.name, reassign_target(user, state)):
-                known = state.roles.get(role)
-                if role != state.master and (not known or not known.master_has_privileges):
-                    needs[role].add("inherit")
-    dropped = {u.name for u in leaving}
-    take, give_back = membership_steps(state, needs, dropped)
+    needs = memberships_needed(grants, leaving, state, new_roles)
+    take, give_back = membership_steps(state, needs, dropped={u.name for u in leaving})
     return (
         role_steps(staying, state, passwords)
         + take
@@ -1611,19 +1620,50 @@ def draw_passwords(credentials: list[Credential], secrets: Secrets, dry_run: boo
     else:
         fresh = secrets.random_passwords(len(needy)) if needy else []
     drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
-    return [
-        Credential(c.user, c.mode, drawn[c.user], c.set_in_database, c.value, c.undo_pending)
-        if c.password is None
-        else c
-        for c in credentials
-    ]
+    return [replace(c, password=drawn[c.user]) if c.password is None else c for c in credentials]
 
 
-def converge(
+@dataclass
+class Run:
+    """What one invocation read and decided: what applying and the report work from."""
+
+    event: Event
+    target: Target
+    state: PgState
+    secrets: dict[str, SecretState]  # by secret name
+    credentials: dict[str, Credential]  # by user, for the users that stay
+    steps: list[Step]
+    secret_results: dict[str, str]  # by user: what happens to its secret
+    counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def secret_of(self, user: UserSpec) -> SecretState:
+        return self.secrets[user.secret_name]
+
+
+def probe_logins(
+    users: list[UserSpec],
+    secret_states: dict[str, SecretState],
+    state: PgState,
+    event: Event,
+    target: Target,
+    secrets: Secrets,
+) -> dict[str, Probe]:
+    """Log in, concurrently, where a password's fate depends on whether it works."""
+
+    def one(user: UserSpec) -> Probe:
+        secret = secret_states[user.secret_name]
+        if needs_probe(user, secret, user.name in state.roles, event):
+            return probe(target, user, secret)
+        return Probe()
+
+    return dict(zip([u.name for u in users], secrets.map(one, users), strict=True))
+
+
+def prepare(
     connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
-) -> dict:
-    """Read, validate, plan and (unless dry run) apply; returns the report."""
-    counter: dict[str, int] = defaultdict(int)
+) -> Run:
+    """Read the state, check the event against it, decide the passwords, plan the SQL.
+    Nothing is written yet; every refusal is raised here, all problems at once."""
     with connection.cursor() as cursor:
         cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout())))
         if deadline.remaining_ms():
@@ -1631,82 +1671,53 @@ def converge(
             cursor.execute(sql.SQL("SET statement_timeout = {}").format(timeout))
         state = read_pg_state(cursor, event)
     secret_states = secrets.read_states([u.secret_name for u in event.users if u.secret_name])
-    staying = [u for u in event.users if not u.deleting]
-
     problems = state_problems(event, state)
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secret_states[user.secret_name])
     if problems:
         raise InvalidEvent(problems)
-    probes = dict(
-        zip(
-            [u.name for u in staying],
-            secrets.map(
-                lambda u: (
-                    probe(target, u, secret_states[u.secret_name])
-                    if needs_probe(u, secret_states[u.secret_name], u.name in state.roles, event)
-                    else Probe()
-                ),
-                staying,
-            ),
-            strict=True,
+
+    staying = [u for u in event.users if not u.deleting]
+    probes = probe_logins(staying, secret_states, state, event, target, secrets)
+    decided = []
+    for user in staying:
+        secret = secret_states[user.secret_name]
+        credential = decide_credential(
+            user, secret, user.name in state.roles, probes[user.name], target
         )
-    )
-    credentials = [
-        decide_credential(
-            u, secret_states[u.secret_name], u.name in state.roles, probes[u.name], target
-        )
-        for u in staying
-    ]
-    problems = [
-        p
-        for c, u in zip(credentials, staying, strict=True)
-        for p in credential_problems(c, secret_states[u.secret_name])
-    ]
+        problems += credential_problems(credential, secret)
+        decided.append(credential)
     if problems:
         raise InvalidEvent(problems)
-    credentials = draw_passwords(credentials, secrets, event.dry_run)
-    verifiers = {c.user: database_password(c.password) for c in credentials if c.set_in_database}
+    credentials = {c.user: c for c in draw_passwords(decided, secrets, event.dry_run)}
+    verifiers = {
+        c.user: database_password(c.password) for c in credentials.values() if c.set_in_database
+    }
     steps = plan_postgres(event, state, verifiers)
-    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-
-    by_user = {c.user: c for c in credentials}
-    secret_results = {
-        u.name: secret_result(u, by_user.get(u.name), secret_states[u.secret_name], event)
+    results = {
+        u.name: secret_result(u, credentials.get(u.name), secret_states[u.secret_name], event)
         for u in event.users
         if u.secret_name
     }
-    if event.dry_run:
-        execute(connection, steps, counter)
-        connection.rollback()  # executed so that permission errors surface, then undone
-        return report(
-            event,
-            target,
-            state,
-            steps,
-            credentials,
-            secret_states,
-            secret_results,
-            secrets,
-            counter,
-            connection,
-        )
+    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
+    return Run(event, target, state, secret_states, credentials, steps, results)
 
+
+def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> None:
+    """Secrets first, then the one database transaction, then the secrets that wait for it."""
     deadline.check("writing the secrets")
-    writer = SecretWriter(secrets, event, target)
-    pairs = [(c, secret_states[u.secret_name]) for c, u in zip(credentials, staying, strict=True)]
-    staged = dict(
-        zip(
-            [c.user for c, _ in pairs],
-            secrets.map(lambda pair: writer.before_database(*pair), pairs),
-            strict=True,
-        )
-    )
+    writer = SecretWriter(secrets, run.event, run.target)
+    staying = [u for u in run.event.users if not u.deleting]
+
+    def before(user: UserSpec) -> str | None:
+        return writer.before_database(run.credentials[user.name], run.secret_of(user))
+
+    staged = dict(zip([u.name for u in staying], secrets.map(before, staying), strict=True))
     deadline.check("changing the database")
     try:
-        execute(connection, steps, counter)
-        connection.commit() if steps else connection.rollback()
+        execute(connection, run.steps, run.counter)
+        connection.commit()
     except (ApplyError, psycopg2.Error) as error:
         connection.rollback()
         raise ApplyError(
@@ -1714,28 +1725,34 @@ def converge(
             "in the database. New users' passwords and staged (AWSPENDING) passwords already "
             "stored in their secrets are reused by the next run: a re-run converges."
         ) from None
+
+    def after(user: UserSpec) -> None:
+        writer.after_database(run.credentials[user.name], run.secret_of(user), staged[user.name])
+
     try:
         deadline.check("promoting the new passwords")
-        secrets.map(lambda pair: writer.after_database(*pair, staged[pair[0].user]), pairs)
-        doomed = [u for u in event.users if u.deleting and u.secret_name]
-        secrets.map(lambda u: writer.delete(u, secret_states[u.secret_name]), doomed)
+        secrets.map(after, staying)
+        doomed = [u for u in run.event.users if u.deleting and u.secret_name]
+        secrets.map(lambda user: writer.delete(user, run.secret_of(user)), doomed)
     except (ApplyError, botocore.exceptions.ClientError) as error:
         raise ApplyError(
-            f"{REDACT(str(error))}. The database changes are committed ({len(steps)} "
+            f"{REDACT(str(error))}. The database changes are committed ({len(run.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
-    return report(
-        event,
-        target,
-        state,
-        steps,
-        credentials,
-        secret_states,
-        secret_results,
-        secrets,
-        counter,
-        connection,
-    )
+
+
+def converge(
+    connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
+) -> dict:
+    """Plan, then apply. A dry run executes the SQL too, so that permission errors surface,
+    and rolls it back."""
+    run = prepare(connection, event, target, secrets, deadline)
+    if event.dry_run:
+        execute(connection, run.steps, run.counter)
+        connection.rollback()
+    else:
+        apply(connection, run, secrets, deadline)
+    return report(run, secrets, connection)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1773,61 +1790,51 @@ def user_result(user: UserSpec, state: PgState, changes: list[str], secret: dict
     return "updated" if changes or outcome != "unchanged" else "unchanged"
 
 
-def report(
-    event: Event,
-    target: Target,
-    state: PgState,
-    steps: list[Step],
-    credentials: list[Credential],
-    secret_states: dict[str, SecretState],
-    secret_results: dict[str, str],
-    secrets: Secrets,
-    counter: dict[str, int],
-    connection: Any,
-) -> dict:
-    by_user = {c.user: c for c in credentials}
-    notes = {"finish": "finish an interrupted password change", "change": None}
-    users = []
-    for user in event.users:
-        credential = by_user.get(user.name)
-        changes = [s.summary for s in steps if user.name in s.users]
-        if credential and notes.get(credential.mode):
-            changes.append(notes[credential.mode])
-        if credential and credential.undo_pending:
-            changes.append("undo an interrupted password change")
-        entry: dict[str, Any] = {"db_user": user.name, "action": user.action}
-        secret = None
-        if user.secret_name:
-            arn = secret_states[user.secret_name].arn
-            secret = {"name": user.secret_name, "arn": arn, "result": secret_results[user.name]}
-        entry["result"] = user_result(user, state, changes, secret)
-        entry["changes"] = changes
-        entry["secret"] = secret
-        entry["rotation"] = "unchanged"
-        users.append(entry)
-    changed = bool(steps) or any(
+def report(run: Run, secrets: Secrets, connection: Any) -> dict:
+    event = run.event
+    users = [user_report(user, run) for user in event.users]
+    changed = bool(run.steps) or any(
         u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users
     )
     result = {
         "status": "dry_run" if event.dry_run else "success",
         "dry_run": event.dry_run,
         "changed": changed,
-        "engine": target.engine,
-        "host": target.host,
-        "database": target.database,
+        "engine": run.target.engine,
+        "host": run.target.host,
+        "database": run.target.database,
         "users": users,
         "stats": {
-            "sql_statements": counter["statements"],
-            "sql_ms": counter["sql_ms"],
-            "catalog_queries": 5
-            if state.dependencies or any(u.deleting for u in event.users)
-            else 4,
+            "sql_statements": run.counter["statements"],
+            "sql_ms": run.counter["sql_ms"],
+            "catalog_queries": run.state.catalog_queries,
             "aws_calls": dict(sorted(secrets.calls.items())),
         },
     }
     if event.dry_run:
-        result["sql"] = [step.display(connection) for step in steps]
+        result["sql"] = [step.display(connection) for step in run.steps]
     return result
+
+
+def user_report(user: UserSpec, run: Run) -> dict:
+    credential = run.credentials.get(user.name)
+    changes = [step.summary for step in run.steps if user.name in step.users]
+    if credential and credential.mode == "finish":
+        changes.append("finish an interrupted password change")
+    if credential and credential.undo_pending:
+        changes.append("undo an interrupted password change")
+    secret = None
+    if user.secret_name:
+        result = run.secret_results[user.name]
+        secret = {"name": user.secret_name, "arn": run.secret_of(user).arn, "result": result}
+    return {
+        "db_user": user.name,
+        "action": user.action,
+        "result": user_result(user, run.state, changes, secret),
+        "changes": changes,
+        "secret": secret,
+        "rotation": "unchanged",
+    }
 
 
 def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
@@ -1835,7 +1842,7 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
     started = time.monotonic()
     event = parse_event(raw)
     if dry_run:
-        event = Event(**{**event.__dict__, "dry_run": True})
+        event = replace(event, dry_run=True)
     region = event.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     secrets = Secrets(region)
     master, master_arn = secrets.master_secret(event.secret_name)
