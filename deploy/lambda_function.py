@@ -1499,7 +1499,8 @@ def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None
                     f"{REDACT(str(error)).strip()}"
                 ) from None
             counter["statements"] += 1
-            log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
         if acting:
             cursor.execute("RESET ROLE")
     counter["sql_ms"] += round((time.monotonic() - started) * 1000)
@@ -1827,6 +1828,8 @@ def user_report(user: UserSpec, run: Run) -> dict:
     if user.secret_name:
         result = run.secret_results[user.name]
         secret = {"name": user.secret_name, "arn": run.secret_of(user).arn, "result": result}
+        if result not in ("unchanged", "absent"):
+            changes.append(f"secret {result}")
     return {
         "db_user": user.name,
         "action": user.action,
