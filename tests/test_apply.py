@@ -13,6 +13,21 @@ from conftest import SEED, tool, user
 DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
 
 
+def update_ro(rds):
+    """The seed's read-only user, with a new password."""
+    return rds.event(
+        [
+            user(
+                "airflow-ro-dml",
+                RO,
+                action="update",
+                grant_privileges="SELECT",
+                grantor="airflow-rw-ddl",
+            )
+        ]
+    )
+
+
 def can(rds, secret_name: str, statement: str) -> bool:
     """Whether the user of that secret may run the statement (rolled back either way)."""
     connection = rds.login(secret_name)
@@ -119,19 +134,7 @@ def test_update_gives_a_new_password_through_awspending(rds):
     rds.invoke(rds.seed_event())
     old = rds.secret(RO)["password"]
 
-    report = rds.invoke(
-        rds.event(
-            [
-                user(
-                    "airflow-ro-dml",
-                    RO,
-                    action="update",
-                    grant_privileges="SELECT",
-                    grantor="airflow-rw-ddl",
-                )
-            ]
-        )
-    )
+    report = rds.invoke(update_ro(rds))
 
     new = rds.secret(RO)["password"]
     assert report["users"][0]["result"] == "updated" and new != old
@@ -508,20 +511,6 @@ def test_killed_after_storing_new_passwords_the_next_run_creates_the_roles_with_
     assert {name: rds.versions(name) for name in (DDL, DML, RO)} == stored  # same passwords
     for name in (DDL, DML, RO):
         rds.login(name).close()
-
-
-def update_ro(rds):
-    return rds.event(
-        [
-            user(
-                "airflow-ro-dml",
-                RO,
-                action="update",
-                grant_privileges="SELECT",
-                grantor="airflow-rw-ddl",
-            )
-        ]
-    )
 
 
 def pending_versions(rds, name: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from conftest import SEED, tool
+from conftest import ROOT, SEED, tool
 from lambda_function import InvalidEvent, parse_event
 
 
@@ -245,3 +247,10 @@ def test_a_user_entry_without_a_name_is_an_error_not_a_crash():
     assert problems_of(with_users({"user_secret_name": "s"})) == [
         "users[0]: db_user must be a non-empty string"
     ]
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "lambda-invocation").glob("*.json")), ids=lambda path: path.name
+)
+def test_every_example_event_is_valid(path):
+    assert parse_event(json.loads(path.read_text())).users
