@@ -67,7 +67,11 @@ class ApplyError(Exception):
 
 
 class Redactor:
-    """Remembers every password and verifier of the invocation and blanks them out of text."""
+    """Remembers every password and verifier of the invocation and blanks them out of text:
+    a second line of defence, since no password is ever put in a statement or a message.
+    Values under 4 characters are not kept: blanking every "p" would garble the logs."""
+
+    MIN_LENGTH = 4
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
@@ -75,7 +79,11 @@ class Redactor:
 
     def add(self, *values: str | None) -> None:
         with self._lock:
-            self._secrets.update(v for v in values if v)
+            self._secrets.update(v for v in values if v and len(v) >= self.MIN_LENGTH)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._secrets.clear()
 
     def __call__(self, text: str) -> str:
         for value in sorted(self._secrets, key=len, reverse=True):
@@ -748,6 +756,8 @@ class PgRole:
     create_db: bool = False
     master_has_privileges: bool = False  # the master inherits it: may act as its owner
     master_can_set: bool = False  # the master may SET ROLE to it
+    master_is_admin: bool = True  # the master may grant it (16+: ADMIN OPTION; before: any
+    # role but a superuser, for a CREATEROLE master)
 
 
 @dataclass(frozen=True)
@@ -802,7 +812,9 @@ SELECT current_user, current_setting('server_version_num')::int / 10000
 """
 ROLES_QUERY = """
 SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
-       pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, %(set)s)
+       pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, %(set)s),
+       CASE WHEN %(major)s >= 16 THEN pg_has_role(current_user, oid, 'MEMBER WITH ADMIN OPTION')
+            ELSE NOT rolsuper END
 FROM pg_roles
 """
 # Every managed object with the grants the managed users hold on it.
@@ -856,7 +868,7 @@ GROUP BY 1, 2 ORDER BY 1, 2
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
     master, major = cursor.fetchone()
-    cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER"})
+    cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
     roles = {row[0]: PgRole(*row) for row in cursor.fetchall()}
     users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
@@ -923,6 +935,11 @@ def state_problems(event: Event, state: PgState) -> list[str]:
                 f"{place}; reassign or revoke them there first"
             )
     return problems
+
+
+def sql_quote(name: str) -> str:
+    """A name quoted for a message a person may paste into psql (not for executing)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def reassign_target(user: UserSpec, state: PgState) -> str:
@@ -1251,6 +1268,17 @@ def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> li
     grants = batch(changes, event.database)
 
     needs = memberships_needed(grants, leaving, state, new_roles)
+    refused = sorted(r for r in needs if r in state.roles and not state.roles[r].master_is_admin)
+    if refused:
+        raise InvalidEvent(
+            [
+                f"the master {state.master!r} must act as role {role!r} but may not grant it to "
+                f"itself: on PostgreSQL 16+ it needs ADMIN OPTION on {role!r} (run GRANT "
+                f"{sql_quote(role)} TO {sql_quote(state.master)} WITH ADMIN OPTION, INHERIT FALSE, "
+                "SET FALSE as a role that has it)"
+                for role in refused
+            ]
+        )
     take, give_back = membership_steps(state, needs, dropped={u.name for u in leaving})
     return (
         role_steps(staying, state, passwords)
@@ -1843,6 +1871,7 @@ def user_report(user: UserSpec, run: Run) -> dict:
 def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
     """One invocation: validate, read the master secret, converge under the cluster lock."""
     started = time.monotonic()
+    REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
     event = parse_event(raw)
     if dry_run:
         event = replace(event, dry_run=True)

@@ -439,18 +439,73 @@ def test_dry_run_executes_and_rolls_back_and_writes_no_secret(rds):
     )
 
 
-def test_dry_run_surfaces_permission_errors_from_postgresql_16_on(rds):
+def test_a_role_the_master_cannot_act_as_is_refused_before_anything_changes(rds):
     with rds.superuser() as connection:
-        # A schema of a role the master did not create: on 16+ the master has no ADMIN on it.
+        # A schema of a role the master did not create: on 16+ it has no ADMIN OPTION on it.
         rds.run_sql(connection, "CREATE ROLE stranger; CREATE SCHEMA locked AUTHORIZATION stranger")
-    event = rds.event([user("app")], schemas=["locked"], dry_run=True)
+    event = rds.event([user("app")], schemas=["locked"])
 
     if rds.major >= 16:
-        with pytest.raises(tool.ApplyError, match="permission denied"):
+        with pytest.raises(tool.InvalidEvent, match="needs ADMIN OPTION on 'stranger'"):
             rds.invoke(event)
+        assert "app" not in rds.roles()
     else:  # before 16, CREATEROLE may act as any role that is not a superuser
-        assert rds.invoke(event)["status"] == "dry_run"
-    assert "app" not in rds.roles()
+        assert rds.invoke(event)["users"][0]["result"] == "created"
+
+
+def test_an_applications_lock_makes_a_delete_fail_cleanly_after_the_lock_timeout(rds, monkeypatch):
+    rds.invoke(rds.event([user("app", grant_ddl=True)]))
+    with rds.login("secret-app") as connection:
+        rds.run_sql(connection, "CREATE TABLE busy (id int)")
+    monkeypatch.setenv("DB_LOCK_TIMEOUT", "0.3")
+    application = rds.login("secret-app")
+    application.autocommit = False
+    rds.run_sql(application, "SELECT * FROM busy")  # an open transaction holds a read lock
+    delete = rds.event([user("app", "secret-app", action="delete")])
+    try:
+        # the dry run executes the SQL, so it meets the same lock as the real run
+        for event in ({**delete, "dry_run": True}, delete):
+            with pytest.raises(tool.ApplyError, match="lock timeout"):
+                rds.invoke(event)
+    finally:
+        application.rollback()
+        application.close()
+    assert "app" in rds.roles()
+    assert "DeletedDate" not in rds.sm.describe_secret(SecretId="secret-app")
+
+
+def test_views_are_granted_like_tables(rds):
+    rds.invoke(rds.seed_event())
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE t (id int); CREATE VIEW v AS SELECT * FROM t")
+
+    assert can(rds, RO, "SELECT * FROM v")
+    assert rds.invoke(rds.seed_event())["changed"] is False
+
+
+def test_delete_with_reassign_to_hands_the_objects_to_that_role(rds):
+    rds.invoke(rds.event([user("heir"), user("app", grant_ddl=True)]))
+    with rds.login("secret-app") as connection:
+        rds.run_sql(connection, "CREATE TABLE legacy (id int)")
+
+    rds.invoke(rds.event([user("app", "secret-app", action="delete", reassign_to="heir")]))
+
+    assert can(rds, "secret-heir", "DROP TABLE legacy")  # only an owner may drop it
+
+
+def test_a_hostile_schema_name_is_quoted(rds):
+    schema = 'my "schema"; DROP TABLE t; --'
+    with rds.as_master() as connection:
+        rds.run_sql(
+            connection,
+            f'CREATE TABLE t (id int); CREATE SCHEMA "{schema.replace(chr(34), 2 * chr(34))}"',
+        )
+    rds.invoke(rds.event([user("owner", grant_ddl=True)], schemas=[schema]))
+
+    quoted = schema.replace('"', '""')
+    assert can(rds, "secret-owner", f'CREATE TABLE "{quoted}".mine (id int)')
+    with rds.as_master() as connection:
+        assert rds.run_sql(connection, "SELECT count(*) FROM t") == [(0,)]
 
 
 def test_concurrent_invocations_take_turns(rds):

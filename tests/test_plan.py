@@ -325,3 +325,13 @@ def test_the_secret_value_is_the_aws_structure_and_keeps_other_keys():
         "masterarn": "arn:master",
     }
     assert isinstance(decided, Credential)
+
+
+def test_a_role_the_master_may_not_grant_itself_is_refused_with_the_fix():
+    roles = [PgRole("stranger", master_is_admin=False), PgRole("reader")]
+    with pytest.raises(InvalidEvent, match='GRANT "stranger" TO "master" WITH ADMIN OPTION'):
+        plan_postgres(
+            event(spec("reader", privileges="SELECT")),
+            state(table("t", "stranger"), roles=roles),
+            {},
+        )
