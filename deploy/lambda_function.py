@@ -47,6 +47,7 @@ PASSWORD_EXCLUDED = ":/@\"'\\"  # noqa: S105 - the characters passwords leave ou
 PASSWORD_LENGTH = 32
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
+CLUSTER_LOCK_WAIT_MS = 300_000  # the longest wait for another invocation to finish
 
 
 class InvalidEvent(Exception):
@@ -1468,10 +1469,19 @@ def lock_timeout() -> str:
 class ClusterLock:
     """A session advisory lock, taken in the `postgres` database so that invocations on any
     database of the cluster wait for each other (roles are cluster-wide, advisory locks are per
-    database). Closing the connection releases it, even if the Lambda dies."""
+    database). Closing the connection releases it, even if the Lambda dies.
 
-    def __init__(self, target: Target):
+    Waiting for another invocation is the point of the lock, so this wait is not the short
+    DB_LOCK_TIMEOUT meant for an application's locks: it lasts while the Lambda has time
+    left, up to CLUSTER_LOCK_WAIT_MS. A duplicate invocation (a CLI retry) thus queues, runs,
+    and finds nothing left to do."""
+
+    def __init__(self, target: Target, deadline: Deadline):
         self.target = target
+        left = deadline.remaining_ms()
+        self.wait_ms = (
+            CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
+        )
         self.connection: Any = None
 
     def __enter__(self) -> ClusterLock:
@@ -1481,18 +1491,18 @@ class ClusterLock:
         self.connection = connect(args)
         self.connection.autocommit = True
         with self.connection.cursor() as cursor:
-            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout())))
+            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.wait_ms)))
             try:
                 cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
             except psycopg2.errors.LockNotAvailable:
+                self.connection.close()
                 raise ApplyError(
-                    "another rds-initializer invocation is running on this cluster "
-                    f"(waited {lock_timeout()}); nothing was changed, re-run "
-                    "later"
+                    "another rds-initializer invocation is running on this cluster (waited "
+                    f"{self.wait_ms / 1000:.1f} s); nothing was changed, re-run later"
                 ) from None
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         self.connection.close()
 
 
@@ -1886,10 +1896,11 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
         users=len(event.users),
         dry_run=event.dry_run,
     )
-    with ClusterLock(target):
+    deadline = Deadline(context)
+    with ClusterLock(target, deadline):
         connection = connect(target.connect_args(target.master_user, target.master_password))
         try:
-            result = converge(connection, event, target, secrets, Deadline(context))
+            result = converge(connection, event, target, secrets, deadline)
         finally:
             connection.close()
     result["duration_ms"] = round((time.monotonic() - started) * 1000)

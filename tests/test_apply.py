@@ -5,6 +5,7 @@ what the application would try."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import psycopg2
 import pytest
@@ -528,12 +529,23 @@ def test_concurrent_invocations_take_turns(rds):
     assert {f"user{i}" for i in range(4)} <= rds.roles()
 
 
-def test_a_held_lock_makes_the_invocation_fail_cleanly(rds, monkeypatch):
-    monkeypatch.setenv("DB_LOCK_TIMEOUT", "0.2")
-    with rds.as_master("postgres") as connection:
-        rds.run_sql(connection, "SELECT pg_advisory_lock(%s)", tool.LOCK_KEY)
+def test_an_invocation_waits_for_another_one_while_it_has_time(rds):
+    with rds.as_master("postgres") as other_invocation:
+        rds.run_sql(other_invocation, "SELECT pg_advisory_lock(%s)", tool.LOCK_KEY)
+        release = threading.Timer(1.0, other_invocation.close)
+        release.start()
+        report = rds.invoke(rds.seed_event())  # waits about a second, then runs
+        release.join()
+    assert report["status"] == "success"
+
+
+def test_when_the_time_is_up_waiting_for_another_invocation_it_fails_cleanly(rds):
+    nearly_over = tool.Deadline.MARGIN_MS + 300
+    context = SimpleNamespace(aws_request_id="t", get_remaining_time_in_millis=lambda: nearly_over)
+    with rds.as_master("postgres") as other_invocation:
+        rds.run_sql(other_invocation, "SELECT pg_advisory_lock(%s)", tool.LOCK_KEY)
         with pytest.raises(tool.ApplyError, match="another rds-initializer invocation"):
-            rds.invoke(rds.seed_event())
+            tool.lambda_handler(rds.seed_event(), context)
     assert "airflow-rw-ddl" not in rds.roles()
 
 
