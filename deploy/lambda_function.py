@@ -703,7 +703,11 @@ class Secrets:
         for version, stages in found.get("VersionIdsToStages", {}).items():
             if "AWSCURRENT" in stages:
                 state.current_version = version
-            if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
+            # A secret's first version is AWSCURRENT too, even when staged as AWSPENDING; one
+            # of ours still labelled AWSPENDING is an unfinished change all the same.
+            if "AWSPENDING" in stages and (
+                "AWSCURRENT" not in stages or version.startswith(VERSION_PREFIX)
+            ):
                 state.pending_version = version
         return state
 

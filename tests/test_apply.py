@@ -662,3 +662,37 @@ def test_maintain_is_refused_before_postgresql_17(rds):
             rds.invoke(event)
     else:
         assert rds.invoke(event)["users"][0]["result"] == "created"
+
+
+def test_a_delete_killed_before_deleting_the_secret_is_finished_by_the_next_run(rds, monkeypatch):
+    rds.invoke(rds.seed_event())
+    delete = rds.event([user("airflow-ro-dml", RO, action="delete")])
+    with monkeypatch.context() as patch:
+        patch.setattr(tool.SecretWriter, "delete", die)
+        with pytest.raises(Killed):
+            rds.invoke(delete)
+    assert "airflow-ro-dml" not in rds.roles()
+    assert "DeletedDate" not in rds.sm.describe_secret(SecretId=RO)
+
+    report = rds.invoke(delete)
+
+    assert report["users"][0]["result"] == "deleted"  # its secret, this time
+    assert "DeletedDate" in rds.sm.describe_secret(SecretId=RO)
+
+
+def test_killed_while_adopting_a_user_without_a_secret_the_next_run_repairs_it(rds, monkeypatch):
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE ROLE legacy LOGIN PASSWORD 'old-password'")
+    with monkeypatch.context() as patch:
+        patch.setattr(tool, "execute", die)
+        with pytest.raises(Killed):
+            rds.invoke(rds.event([user("legacy")]))
+    # The new secret's first version is AWSCURRENT already, but the role never got it.
+    with pytest.raises(psycopg2.OperationalError):
+        rds.login("secret-legacy")
+
+    rds.invoke(rds.event([user("legacy")]))
+
+    rds.login("secret-legacy").close()
+    assert pending_versions(rds, "secret-legacy") == []
+    assert rds.invoke(rds.event([user("legacy")]))["changed"] is False
