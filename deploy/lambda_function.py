@@ -962,12 +962,11 @@ class Step:
     shown: sql.Composable | None = None  # the statement as shown: its password blanked
 
     def display(self, context: Any) -> str:
+        """The statement as a person reads it, passwords blanked, with the role it runs as."""
         text = (self.shown or self.statement).as_string(context)
-        return (
-            f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
-            if (self.as_role)
-            else text
-        )
+        if self.as_role:
+            return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -1104,49 +1103,58 @@ def batched_step(
     scopes: list[tuple],
     database: str,
 ) -> Step:
-    privilege_list = sql.SQL(", ").join(map(sql.SQL, privileges))  # from the allow-list only
-    roles = sql.SQL(", ").join(map(sql.Identifier, grantees))
-    direction = sql.SQL("TO" if verb == "GRANT" else "FROM")
-    defaults = kind in ("tables", "sequences")  # scopes are (owner, schema), else (schema, name)
-    schemas = sorted({scope[1] if defaults else scope[0] for scope in scopes} - {None})
-    where = ", ".join(schemas)
-    if defaults:
-        statement = sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schemas} {verb} {privs} "
-            "ON {kind} {direction} {roles}"
-        ).format(
-            owner=sql.Identifier(owner),
-            schemas=sql.SQL(", ").join(map(sql.Identifier, schemas)),
-            verb=sql.SQL(verb),
-            privs=privilege_list,
-            kind=sql.SQL(kind.upper()),
-            direction=direction,
-            roles=roles,
-        )
-        summary = f"default privileges for role {owner} in {where}: {verb.lower()} " + (
+    words = {
+        "verb": sql.SQL(verb),
+        "privs": sql.SQL(", ").join(map(sql.SQL, privileges)),  # from the allow-list only
+        "direction": sql.SQL("TO" if verb == "GRANT" else "FROM"),
+        "roles": sql.SQL(", ").join(map(sql.Identifier, grantees)),
+    }
+    if kind in ("tables", "sequences"):
+        statement, noun = default_privileges_clause(kind, owner, scopes, words)
+        summary = f"default privileges for role {owner} in {noun}: {verb.lower()} " + (
             f"{', '.join(privileges)} on {kind}"
         )
     else:
-        if kind == "database":
-            targets = [sql.Identifier(database)]
-            noun = f"database {database}"
-        elif kind == "schema":
-            targets = [sql.Identifier(name) for _, name in scopes]
-            noun = f"schema {', '.join(name for _, name in scopes)}"
-        else:
-            targets = [sql.Identifier(schema, name) for schema, name in scopes]
-            plural = "tables" if kind == "table" else "sequences"
-            noun = f"{len(scopes)} {plural if len(scopes) > 1 else kind} in {where}"
-        statement = sql.SQL("{verb} {privs} ON {kind} {targets} {direction} {roles}").format(
-            verb=sql.SQL(verb),
-            privs=privilege_list,
-            kind=sql.SQL(kind.upper()),
-            targets=sql.SQL(", ").join(targets),
-            direction=direction,
-            roles=roles,
-        )
+        statement, noun = object_grant_clause(kind, scopes, database, words)
         summary = f"{verb.lower()} {', '.join(privileges)} on {noun}"
     return Step(statement, summary, grantees, as_role)
+
+
+def default_privileges_clause(
+    kind: str, owner: str, scopes: list[tuple], words: dict
+) -> tuple[sql.Composable, str]:
+    """ALTER DEFAULT PRIVILEGES for the schemas of `scopes` ((owner, schema) pairs)."""
+    schemas = sorted({schema for _, schema in scopes})
+    statement = sql.SQL(
+        "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schemas} {verb} {privs} "
+        "ON {kind} {direction} {roles}"
+    ).format(
+        owner=sql.Identifier(owner),
+        schemas=sql.SQL(", ").join(map(sql.Identifier, schemas)),
+        kind=sql.SQL(kind.upper()),
+        **words,
+    )
+    return statement, ", ".join(schemas)
+
+
+def object_grant_clause(
+    kind: str, scopes: list[tuple], database: str, words: dict
+) -> tuple[sql.Composable, str]:
+    """GRANT or REVOKE on the objects of `scopes` ((schema, name) pairs), and how to say it."""
+    if kind == "database":
+        targets, noun = [sql.Identifier(database)], f"database {database}"
+    elif kind == "schema":
+        names = [name for _, name in scopes]
+        targets, noun = [sql.Identifier(n) for n in names], f"schema {', '.join(names)}"
+    else:
+        targets = [sql.Identifier(schema, name) for schema, name in scopes]
+        schemas = ", ".join(sorted({schema for schema, _ in scopes}))
+        plural = {"table": "tables", "sequence": "sequences"}[kind] if len(scopes) > 1 else kind
+        noun = f"{len(scopes)} {plural} in {schemas}"
+    statement = sql.SQL("{verb} {privs} ON {kind} {targets} {direction} {roles}").format(
+        kind=sql.SQL(kind.upper()), targets=sql.SQL(", ").join(targets), **words
+    )
+    return statement, noun
 
 
 def password_clause(verifier: str) -> tuple[sql.Composable, sql.Composable]:
