@@ -1556,31 +1556,37 @@ def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None
     counter["sql_ms"] += round((time.monotonic() - started) * 1000)
 
 
+def wanted_tags(event: Event) -> dict[str, str]:
+    return {"managed-by": TOOL, **event.secret_tags}
+
+
+def missing_tags(secret: SecretState, event: Event) -> dict[str, str]:
+    """The tags the secret lacks or has another value for (tags others added are kept)."""
+    return {k: v for k, v in wanted_tags(event).items() if secret.tags.get(k) != v}
+
+
 class SecretWriter:
     """The secret writes of one run, before and after the database transaction."""
 
     def __init__(self, secrets: Secrets, event: Event, target: Target):
         self.secrets, self.event, self.target = secrets, event, target
 
-    def tags(self) -> dict[str, str]:
-        return {"managed-by": TOOL, **self.event.secret_tags}
-
     def create(self, user: str, secret: SecretState, value: dict | None) -> None:
         kwargs: dict[str, Any] = {
             "Name": secret.name,
             "Description": f"Credentials of {self.target.engine} user {user} in database "
             f"{self.target.database} on {self.target.host}, managed by {TOOL}",
-            "Tags": [{"Key": k, "Value": v} for k, v in self.tags().items()],
+            "Tags": [{"Key": k, "Value": v} for k, v in wanted_tags(self.event).items()],
         }
         if self.event.kms_key_id:
             kwargs["KmsKeyId"] = self.event.kms_key_id
         if value is not None:
             kwargs["SecretString"] = json.dumps(value)
         response = self.secrets.write("create_secret", **kwargs)
-        secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags()
+        secret.arn, secret.exists, secret.tags = response["ARN"], True, wanted_tags(self.event)
         secret.current_version = response.get("VersionId")
 
-    def put(self, user: str, secret: SecretState, value: dict, pending: bool = False) -> str:
+    def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
         kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
         if pending:
             kwargs["ClientRequestToken"] = f"{VERSION_PREFIX}{uuid.uuid4()}"
@@ -1622,13 +1628,13 @@ class SecretWriter:
             self.drop_pending_label(secret, secret.pending_version)
         if credential.mode == "new-user":
             if secret.exists:
-                self.put(user, secret, credential.final_value)
+                self.put(secret, credential.final_value)
             else:
                 self.create(user, secret, credential.final_value)
         elif credential.mode == "change":
             if not secret.exists:
                 self.create(user, secret, None)
-            return self.put(user, secret, credential.final_value, pending=True)
+            return self.put(secret, credential.final_value, pending=True)
         return None
 
     def after_database(self, credential: Credential, secret: SecretState, staged: str | None):
@@ -1645,10 +1651,10 @@ class SecretWriter:
         elif credential.mode == "finish":
             self.promote(secret, secret.pending_version)
             if credential.final_value != secret.pending_value:
-                self.put(user, secret, credential.final_value)
+                self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
-            self.put(user, secret, credential.final_value)
-        missing = {k: v for k, v in self.tags().items() if secret.tags.get(k) != v}
+            self.put(secret, credential.final_value)
+        missing = missing_tags(secret, self.event)
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.secrets.write("tag_resource", SecretId=secret.arn, Tags=tags)
@@ -1817,15 +1823,14 @@ def secret_result(
     """What happens to the user's secret; the same answer for a run and for its dry run."""
     if user.deleting:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
-    if not secret.exists or secret.scheduled_for_deletion and not secret.arn:
+    if not secret.exists:
         return "created"
-    wanted_tags = {"managed-by": TOOL, **event.secret_tags}
     if (
         secret.scheduled_for_deletion
         or credential.mode != "keep"
         or credential.undo_pending
         or credential.final_value != secret.value
-        or any(secret.tags.get(k) != v for k, v in wanted_tags.items())
+        or missing_tags(secret, event)
     ):
         return "updated"
     return "unchanged"
