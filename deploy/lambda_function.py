@@ -23,20 +23,24 @@ import json
 import logging
 import os
 import re
+import ssl
 import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import botocore.config
 import botocore.exceptions
 import psycopg2
+import pymysql
+import pymysql.converters
 from psycopg2 import sql
 
 TOOL = "rds-initializer"
@@ -136,8 +140,16 @@ def info(message: str, **fields: Any) -> None:
 # 1. The event: parsing and validation. Pure: every problem is collected, then raised at once.
 # ---------------------------------------------------------------------------------------------
 
-ENGINES = {"postgres": "postgres", "postgresql": "postgres", "aurora-postgresql": "postgres"}
-NOT_YET_ENGINES = {"mysql", "aurora-mysql", "mariadb"}
+# What the event may say, and the engine name the AWS rotation functions accept in a secret.
+ENGINES = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "aurora-postgresql": "postgres",
+    "mysql": "mysql",
+    "aurora-mysql": "mysql",
+    "mariadb": "mariadb",
+}
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
 PG_TABLE_PRIVILEGES = (
     "SELECT",
     "INSERT",
@@ -150,6 +162,41 @@ PG_TABLE_PRIVILEGES = (
 )
 PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not exist
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
+# MySQL's privileges that apply to tables, granted on `db`.* (its ALL); it has no TRUNCATE
+# privilege: TRUNCATE TABLE needs DROP.
+MY_TABLE_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "REFERENCES",
+    "INDEX",
+    "ALTER",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "TRIGGER",
+)
+MY_DDL_PRIVILEGES = (
+    "CREATE",
+    "ALTER",
+    "DROP",
+    "INDEX",
+    "REFERENCES",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "TRIGGER",
+    "EVENT",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "EXECUTE",
+    "CREATE TEMPORARY TABLES",
+    "LOCK TABLES",
+)
+MY_NAME_LIMITS = {"mysql": 32, "mariadb": 80}  # characters
+MY_DATABASE_LIMIT = 64
+KNOWN_PRIVILEGES = frozenset(PG_TABLE_PRIVILEGES + MY_TABLE_PRIVILEGES)
 ACTIONS = ("create", "update", "delete")
 SSL_MODES = ("require", "verify-full", "disable")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
@@ -199,6 +246,12 @@ class UserSpec:
     grantor: str | None = None
     rotate_password: bool = False
     reassign_to: str | None = None
+    host: str | None = None  # MySQL account host; None: not given ("%")
+
+    @property
+    def account(self) -> tuple[str, str]:
+        """MySQL's 'name'@'host'."""
+        return (self.name, self.host or "%")
 
     @property
     def deleting(self) -> bool:
@@ -220,6 +273,7 @@ class Event:
     kms_key_id: str | None = None
     engine: str | None = None
     schemas: tuple[str, ...] = ("public",)
+    schemas_declared: bool = False
     dry_run: bool = False
     secret_tags: dict[str, str] = field(default_factory=dict)
     recovery_days: int = 7
@@ -246,8 +300,9 @@ def is_none(value: Any) -> bool:
 
 
 def parse_privileges(value: Any) -> tuple[frozenset[str], bool, list[str]]:
-    """Comma-separated string or list; case-insensitive, blanks ignored, ALL = every one.
-    Returns the privileges, whether ALL was asked for, and the problems."""
+    """Comma-separated string or list; case-insensitive, blanks ignored. Returns the named
+    privileges, whether ALL was asked for (the engine's every one: see bind_engine), and the
+    problems. Names are checked against the engine later, when it is known."""
     if is_none(value):
         return frozenset(), False, []
     if isinstance(value, str):
@@ -258,29 +313,52 @@ def parse_privileges(value: Any) -> tuple[frozenset[str], bool, list[str]]:
         return frozenset(), False, ["must be a comma-separated string or a list of strings"]
     names = {" ".join(item.split()).upper() for item in items if item.strip()}
     everything = bool(names & {"ALL", "ALL PRIVILEGES"})
-    if everything:
-        names = (names - {"ALL", "ALL PRIVILEGES"}) | set(PG_TABLE_PRIVILEGES)
-    unknown = sorted(names - set(PG_TABLE_PRIVILEGES))
+    names -= {"ALL", "ALL PRIVILEGES"}
+    unknown = sorted(names - KNOWN_PRIVILEGES)
     if unknown:
-        allowed = ", ".join(PG_TABLE_PRIVILEGES)
-        problem = f"unknown privilege(s) {', '.join(unknown)} (allowed: {allowed}, ALL)"
-        return frozenset(), False, [problem]
+        return frozenset(), False, [f"unknown privilege(s) {', '.join(unknown)}"]
     return frozenset(names), everything, []
 
 
 def role_name_problems(name: Any, what: str) -> list[str]:
-    """A PostgreSQL role name we may manage: any characters, quoted, within the limits."""
+    """A name any engine could take: any characters (always quoted), but no NUL. The engine's
+    own limits and reserved names are checked by engine_name_problems."""
     if not isinstance(name, str) or not name:
         return [f"{what} must be a non-empty string"]
-    problems = []
     if "\x00" in name:
-        problems.append(f"{what} {name!r} contains a NUL character")
-    if len(name.encode()) > PG_NAME_LIMIT:
-        problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
-    lowered = name.lower()
-    if lowered == "public" or lowered.startswith(("pg_", "rds")):
-        problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        return [f"{what} {name!r} contains a NUL character"]
+    return []
+
+
+def engine_name_problems(name: str, what: str, engine: str) -> list[str]:
+    """Over the engine's limit (PostgreSQL would truncate it silently), or never managed."""
+    problems, lowered = [], name.lower()
+    if engine == "postgres":
+        if len(name.encode()) > PG_NAME_LIMIT:
+            problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
+        if lowered == "public" or lowered.startswith(("pg_", "rds")):
+            problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        return problems
+    limit = MY_NAME_LIMITS[engine]
+    if len(name) > limit:
+        problems.append(f"{what} {name!r} is longer than {engine}'s {limit} characters")
+    if name != name.rstrip(" "):
+        problems.append(f"{what} {name!r} ends with a blank, which {engine} drops from names")
+    if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
+        problems.append(
+            f"{what} {name!r} is reserved (system accounts mysql.*, mariadb.sys, root, rds*, "
+            "PUBLIC): never managed"
+        )
     return problems
+
+
+def host_problems(host: Any) -> list[str]:
+    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask."""
+    if not isinstance(host, str) or not host or len(host) > 255:
+        return ["host must be a non-empty string of at most 255 characters"]
+    if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
+        return [f"host {host!r} may not contain quotes, backslashes or blanks"]
+    return []
 
 
 def secret_name_problems(name: Any, what: str) -> list[str]:
@@ -319,13 +397,9 @@ def parse_event(raw: Any) -> Event:
     if secret_name:
         problems += secret_name_problems(secret_name, "secret_name")
     database = text("database_name", required=True)
-    if database and (len(database.encode()) > PG_NAME_LIMIT or "\x00" in database):
-        problems.append(f"database_name {database!r} is not a valid database name")
     engine = text("db_engine")
     if engine:
-        if engine.lower() in NOT_YET_ENGINES:
-            problems.append(f"db_engine {engine!r} is not supported yet (PostgreSQL only for now)")
-        elif engine.lower() not in ENGINES:
+        if engine.lower() not in ENGINES:
             problems.append(f"db_engine {engine!r} is not one of {', '.join(ENGINES)}")
         engine = ENGINES.get(engine.lower())
     port = raw.get("rds_port")
@@ -372,6 +446,7 @@ def parse_event(raw: Any) -> Event:
         kms_key_id=text("kms_key_id"),
         engine=engine,
         schemas=tuple(schemas),
+        schemas_declared="schemas" in raw,
         dry_run=flag("dry_run"),
         secret_tags=dict(tags),
         recovery_days=recovery,
@@ -379,9 +454,11 @@ def parse_event(raw: Any) -> Event:
         verify_logins=flag("verify_logins"),
     )
     problems += relationship_problems(event)
+    if engine:
+        problems += engine_problems(event, engine)
     if problems:
         raise InvalidEvent(problems)
-    return event
+    return bind_engine(event, engine) if engine else event
 
 
 def parse_users(raw_users: Any, problems: list[str]) -> tuple[UserSpec, ...]:
@@ -433,8 +510,9 @@ def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpe
         problems.extend(f"{where}: {p}" for p in role_name_problems(reassign_to, "reassign_to"))
         if action != "delete":
             problems.append(f"{where}: reassign_to applies only to action delete")
+    host = raw.get("host")
     if "host" in raw:
-        problems.append(f"{where}: host applies only to MySQL/MariaDB users")
+        problems.extend(f"{where}: {p}" for p in host_problems(host))
     if "rotation" in raw:
         problems.append(f"{where}: rotation is not supported yet: remove it")
     return UserSpec(
@@ -447,6 +525,7 @@ def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpe
         grantor=grantor,
         rotate_password=bool(flags["rotate_password"]),
         reassign_to=reassign_to,
+        host=host,
     )
 
 
@@ -476,6 +555,71 @@ def relationship_problems(event: Event) -> list[str]:
             problems.append(f"user {user.name!r} cannot reassign its objects to itself")
     problems += [f"grantor cycle: {' -> '.join(cycle)}" for cycle in grantor_cycles(event)]
     return problems
+
+
+def engine_problems(event: Event, engine: str) -> list[str]:
+    """What the event asks that the engine does not have. Run once the engine is known: from
+    the event, or else from the master secret."""
+    problems = []
+    database = event.database
+    if engine == "postgres" and len(database.encode()) > PG_NAME_LIMIT:
+        problems.append(f"database_name {database!r} is longer than {PG_NAME_LIMIT} bytes")
+    if engine != "postgres" and (len(database) > MY_DATABASE_LIMIT or "\\" in database):
+        problems.append(f"database_name {database!r} is not a valid {engine} database name")
+    if engine != "postgres" and event.schemas_declared:
+        problems.append(f"schemas apply only to PostgreSQL ({engine} grants on the database)")
+    allowed = PG_TABLE_PRIVILEGES if engine == "postgres" else MY_TABLE_PRIVILEGES
+    for user in event.users:
+        where = f"user {user.name!r}"
+        names = [
+            (user.name, "db_user"),
+            (user.grantor, "grantor"),
+            (user.reassign_to, "reassign_to"),
+        ]
+        for name, what in names:
+            if name:
+                problems.extend(f"{where}: {p}" for p in engine_name_problems(name, what, engine))
+        unknown = sorted(user.privileges - set(allowed) - {"TRUNCATE"})
+        if engine == "postgres" and unknown:
+            problems.append(
+                f"{where}: grant_privileges: {', '.join(unknown)} is not a PostgreSQL table "
+                f"privilege (allowed: {', '.join(allowed)}, ALL)"
+            )
+        if engine == "postgres" and user.host is not None:
+            problems.append(f"{where}: host applies only to MySQL/MariaDB users")
+        if engine == "postgres":
+            continue
+        if unknown:
+            problems.append(
+                f"{where}: grant_privileges: {', '.join(unknown)} is not a {engine} table "
+                f"privilege (allowed: {', '.join(allowed)}, ALL)"
+            )
+        if "TRUNCATE" in user.privileges and not (
+            user.ddl or user.all_privileges or "DROP" in user.privileges
+        ):
+            problems.append(
+                f"{where}: {engine} has no TRUNCATE privilege; TRUNCATE TABLE needs DROP: "
+                "declare DROP (or grant_ddl) to allow it"
+            )
+        if user.reassign_to:
+            problems.append(f"{where}: reassign_to applies only to PostgreSQL")
+    return problems
+
+
+def bind_engine(event: Event, engine: str) -> Event:
+    """The event for its engine: ALL spelled out as the engine's privileges; on MySQL, TRUNCATE
+    read as the DROP it needs (engine_problems made sure DROP is granted anyway)."""
+    users = []
+    for user in event.users:
+        if engine == "postgres":
+            privileges = set(PG_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
+        else:
+            privileges = set(MY_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
+            privileges = (set(privileges) - {"TRUNCATE"}) | (
+                {"DROP"} if "TRUNCATE" in privileges else set()
+            )
+        users.append(replace(user, privileges=frozenset(privileges)))
+    return replace(event, engine=engine, users=tuple(users))
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
@@ -533,20 +677,12 @@ class Target:
     master_arn: str
     ssl_mode: str
 
-    def connect_args(self, user: str, password: str, database: str | None = None) -> dict:
-        args = {
-            "host": self.host,
-            "port": self.port,
-            "dbname": database or self.database,
-            "user": user,
-            "password": password,
-            "sslmode": self.ssl_mode,
-            "connect_timeout": int(os.environ.get("DB_CONNECT_TIMEOUT", "10")),
-            "application_name": TOOL,
-        }
-        if self.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
-            args["sslrootcert"] = os.environ["DB_SSL_CA"]
-        return args
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.engine]
+
+    def login_works(self, user: str, password: str | None) -> bool:
+        return self.dialect.login_works(self, user, password)
 
 
 def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target:
@@ -560,8 +696,10 @@ def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target
         problems.append("rds_host is required (the master secret has no host)")
     engine = event.engine or ENGINES.get(str(master_secret.get("engine", "")).lower())
     if not engine:
-        problems.append("db_engine is required (the master secret has no PostgreSQL engine)")
-    port = event.port or int(master_secret.get("port") or 5432)
+        problems.append("db_engine is required (the master secret names no engine it knows)")
+    elif not event.engine:
+        problems += engine_problems(event, engine)
+    port = event.port or int(master_secret.get("port") or DEFAULT_PORTS.get(engine, 0))
     if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
         problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
     problems += [
@@ -747,7 +885,7 @@ def parse_secret_value(text: str | None) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. PostgreSQL: reading the current state, in a fixed number of catalog queries.
+# 3a. PostgreSQL: reading the current state, in a fixed number of catalog queries.
 #    Only pg_roles and ACLs (never pg_authid, which RDS denies to its master).
 # ---------------------------------------------------------------------------------------------
 
@@ -807,6 +945,9 @@ class PgState:
     default_grants: list[DefaultGrant]
     dependencies: dict[str, list[str]] = field(default_factory=dict)  # elsewhere, per user
     catalog_queries: int = 4
+
+    def has_user(self, user: UserSpec) -> bool:
+        return user.name in self.roles
 
     def objects_of(self, kind: str) -> list[PgObject]:
         return [o for o in self.objects if o.kind == kind]
@@ -896,7 +1037,124 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
 
 
 # ---------------------------------------------------------------------------------------------
+# 3b. MySQL and MariaDB: reading the current state in a fixed number of queries, structurally
+#     (mysql.user, information_schema): SHOW GRANTS text changes under partial revokes.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MyAccount:
+    user: str
+    host: str
+    superuser: bool = False
+    is_role: bool = False  # MariaDB keeps its roles in mysql.user too
+    tls: tuple = ()  # ssl_type, ssl_cipher, x509_issuer, x509_subject
+
+
+@dataclass
+class MyState:
+    mariadb: bool
+    version: str
+    database_exists: bool  # a GRANT on a database that does not exist would pass silently
+    master: str  # the master's user name, CURRENT_USER() without its host
+    backslash_escapes: bool  # string literals escape with backslashes (no NO_BACKSLASH_ESCAPES)
+    wildcards: bool  # _ and % in a GRANT's database name are patterns (no partial_revokes)
+    accounts: dict[tuple[str, str], MyAccount]
+    grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
+    definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
+    catalog_queries: int = 3
+
+    def has_user(self, user: UserSpec) -> bool:
+        return user.account in self.accounts
+
+    def has_name(self, name: str) -> bool:
+        return any(user == name for user, _ in self.accounts)
+
+
+State = PgState | MyState
+
+MY_SESSION_QUERY = """
+SELECT VERSION(), CURRENT_USER(), @@SESSION.sql_mode,
+       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
+"""
+MY_ACCOUNTS_QUERY = """
+SELECT User, Host, Super_priv = 'Y', {is_role}, ssl_type, ssl_cipher, x509_issuer, x509_subject
+FROM mysql.user
+"""
+MY_GRANTS_QUERY = """
+SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
+WHERE TABLE_SCHEMA = %s
+"""
+# Objects that would lose their DEFINER (MySQL refuses or orphans them) if a user were dropped.
+MY_DEFINERS_QUERY = """
+SELECT DEFINER, 'view', CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.VIEWS
+WHERE DEFINER IN %(definers)s
+UNION ALL
+SELECT DEFINER, LOWER(ROUTINE_TYPE), CONCAT(ROUTINE_SCHEMA, '.', ROUTINE_NAME)
+FROM information_schema.ROUTINES WHERE DEFINER IN %(definers)s
+UNION ALL
+SELECT DEFINER, 'trigger', CONCAT(TRIGGER_SCHEMA, '.', TRIGGER_NAME)
+FROM information_schema.TRIGGERS WHERE DEFINER IN %(definers)s
+UNION ALL
+SELECT DEFINER, 'event', CONCAT(EVENT_SCHEMA, '.', EVENT_NAME)
+FROM information_schema.EVENTS WHERE DEFINER IN %(definers)s
+"""
+
+
+def grant_database(database: str, wildcards: bool) -> str:
+    """The database as a GRANT names it: _ and % escaped where they would be patterns, so that
+    `my_db` never also grants on `myXdb`."""
+    return database.replace("_", "\\_").replace("%", "\\%") if wildcards else database
+
+
+def read_my_state(cursor: Any, event: Event) -> MyState:
+    cursor.execute(MY_SESSION_QUERY, (event.database,))
+    version, current_user, sql_mode, database_exists = cursor.fetchone()
+    mariadb = "mariadb" in version.lower()
+    queries = 3
+    wildcards = True
+    if not mariadb:
+        cursor.execute("SELECT @@GLOBAL.partial_revokes")
+        wildcards = not cursor.fetchone()[0]
+        queries += 1
+    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role="is_role = 'Y'" if mariadb else "FALSE"))
+    accounts = {
+        (user, host): MyAccount(user, host, bool(superuser), bool(role), tuple(tls))
+        for user, host, superuser, role, *tls in cursor.fetchall()
+    }
+    by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
+    cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
+    grants: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for grantee, privilege, grantable in cursor.fetchall():
+        if grantee in by_grantee:
+            grants[by_grantee[grantee]].add(privilege)
+            if grantable == "YES":
+                grants[by_grantee[grantee]].add("GRANT OPTION")
+    definers: dict[tuple[str, str], list[str]] = defaultdict(list)
+    doomed = {f"{u.name}@{u.account[1]}": u.account for u in event.users if u.deleting}
+    doomed = {definer: account for definer, account in doomed.items() if account in accounts}
+    if doomed:
+        cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
+        for definer, kind, name in cursor.fetchall():
+            definers[doomed[definer]].append(f"{kind} {name}")
+        queries += 1
+    return MyState(
+        mariadb=mariadb,
+        version=version,
+        database_exists=bool(database_exists),
+        master=current_user.rpartition("@")[0],
+        backslash_escapes="NO_BACKSLASH_ESCAPES" not in sql_mode.upper(),
+        wildcards=wildcards,
+        accounts=accounts,
+        grants={account: frozenset(held) for account, held in grants.items()},
+        definers=dict(definers),
+        catalog_queries=queries,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # 4. The plan: desired state vs current state -> ordered steps. Pure: no I/O, no randomness.
+#    4a. PostgreSQL.
 # ---------------------------------------------------------------------------------------------
 
 DATABASE_ORDER = ("CONNECT", "CREATE", "TEMPORARY")
@@ -955,15 +1213,20 @@ def reassign_target(user: UserSpec, state: PgState) -> str:
 class Step:
     """One SQL statement of the plan, and whose changes it makes."""
 
-    statement: sql.Composable
+    statement: sql.Composable | str  # MySQL statements are text, quoted by the planner
     summary: str
     users: tuple[str, ...]
     as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
-    shown: sql.Composable | None = None  # the statement as shown: its password blanked
+    shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+
+    @property
+    def who(self) -> str:
+        return ", ".join(self.users) or "the master"
 
     def display(self, context: Any) -> str:
         """The statement as a person reads it, passwords blanked, with the role it runs as."""
-        text = (self.shown or self.statement).as_string(context)
+        text = self.shown or self.statement
+        text = text if isinstance(text, str) else text.as_string(context)
         if self.as_role:
             return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
         return text
@@ -1303,7 +1566,491 @@ def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> li
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. Applying the plan. The secret is the source of truth for every password:
+# 4b. The MySQL and MariaDB plan. Pure too. Every privilege is on `database`.* (never *.*),
+#     so grants already cover future tables; the grantor only orders creation.
+# ---------------------------------------------------------------------------------------------
+
+# The database-level privileges the tool may revoke, in the order statements name them.
+MY_PRIVILEGE_ORDER = {
+    p: i
+    for i, p in reversed(
+        list(
+            enumerate(
+                MY_TABLE_PRIVILEGES
+                + MY_DDL_PRIVILEGES
+                + ("DELETE HISTORY", "SHOW CREATE ROUTINE", "GRANT OPTION")
+            )
+        )
+    )
+}
+
+
+def my_state_problems(event: Event, state: MyState) -> list[str]:
+    """What the event asks that this server cannot give; checked before anything changes."""
+    problems = []
+    if not state.database_exists:
+        problems.append(f"database {event.database!r} does not exist on this server")
+    staying = {u.name for u in event.users if not u.deleting}
+    for user in event.users:
+        account = state.accounts.get(user.account)
+        where = f"user {my_account_text(user.account)}"
+        if account and account.superuser:
+            problems.append(f"{where} has SUPER: never managed")
+        if account and account.is_role:
+            problems.append(f"{where} is a role, not a user: never managed")
+        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
+            problems.append(f"{where}: grantor {user.grantor!r} does not exist")
+        objects = state.definers.get(user.account, [])
+        if objects:
+            problems.append(
+                f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
+                "change their DEFINER or drop them first"
+            )
+    return problems
+
+
+def my_account_text(account: tuple[str, str]) -> str:
+    """'name'@'host' for messages (not for executing)."""
+    return f"'{account[0]}'@'{account[1]}'"
+
+
+def my_literal(text: str, state: MyState) -> str:
+    """A string literal, escaped by PyMySQL's own function for the session's sql_mode."""
+    if state.backslash_escapes:
+        return "'" + pymysql.converters.escape_string(text) + "'"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def my_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def my_account(account: tuple[str, str], state: MyState) -> str:
+    return f"{my_literal(account[0], state)}@{my_literal(account[1], state)}"
+
+
+def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
+    """MariaDB gets the mysql_native_password hash, so the password never travels in a
+    statement; MySQL 8 hashes it itself with its default plugin (caching_sha2_password from 8.4)
+    and rewrites the statement in its logs. Returns the clause and the clause as shown."""
+    if state.mariadb:
+        return (
+            f"IDENTIFIED BY PASSWORD {my_literal(password, state)}",
+            "IDENTIFIED BY PASSWORD '***'",
+        )
+    return f"IDENTIFIED BY {my_literal(password, state)}", "IDENTIFIED BY '***'"
+
+
+def native_password_hash(password: str) -> str:
+    """mysql_native_password's stored form: '*' and the hex of SHA1(SHA1(password))."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()  # noqa: S324
+
+
+def my_wanted(user: UserSpec) -> set[str]:
+    return set(user.privileges) | (set(MY_DDL_PRIVILEGES) if user.ddl else set())
+
+
+def my_account_steps(
+    users: list[UserSpec], state: MyState, passwords: dict[str, str]
+) -> list[Step]:
+    steps = []
+    for user in grantor_order(users):
+        account = my_account(user.account, state)
+        if user.name not in passwords:
+            continue
+        clause, shown = my_password_clause(passwords[user.name], state)
+        verb, summary = (
+            ("ALTER", "new password") if state.has_user(user) else ("CREATE", "create user")
+        )
+        statement = f"{verb} USER {account} "
+        steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
+    return steps
+
+
+def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:
+    """One GRANT or REVOKE per set of privileges, naming every account that needs it."""
+    accounts: dict[tuple[str, tuple[str, ...]], list[UserSpec]] = defaultdict(list)
+    for user in users:
+        held = state.grants.get(user.account, frozenset())
+        want = my_wanted(user)
+        missing = want - held
+        extra = {p for p in held - want if p in MY_PRIVILEGE_ORDER}
+        for verb, privileges in (("GRANT", missing), ("REVOKE", extra)):
+            if privileges:
+                order = sorted(privileges, key=MY_PRIVILEGE_ORDER.__getitem__)
+                accounts[(verb, tuple(order))].append(user)
+    database = grant_database(event.database, state.wildcards)
+    steps = []
+    for (verb, privileges), grantees in sorted(accounts.items()):
+        direction = "TO" if verb == "GRANT" else "FROM"
+        names = ", ".join(my_account(u.account, state) for u in grantees)
+        statement = (
+            f"{verb} {', '.join(privileges)} ON {my_identifier(database)}.* {direction} {names}"
+        )
+        summary = f"{verb.lower()} {', '.join(privileges)} on {event.database}.*"
+        steps.append(Step(statement, summary, tuple(u.name for u in grantees)))
+    return steps
+
+
+def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
+    """Grantees before grantors; DROP USER takes the account's privileges with it."""
+    return [
+        Step(f"DROP USER {my_account(user.account, state)}", "drop user", (user.name,))
+        for user in reversed(grantor_order(users))
+        if state.has_user(user)
+    ]
+
+
+def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
+    """Every statement that brings the server to the event's state, in order. `passwords`
+    holds what each account that gets a password now is identified by (see my_password_clause)."""
+    staying = [u for u in event.users if not u.deleting]
+    leaving = [u for u in event.users if u.deleting]
+    return (
+        my_account_steps(staying, state, passwords)
+        + my_privilege_steps(staying, event, state)
+        + my_delete_steps(leaving, state)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The two engines behind one interface: connecting, logging in, the cluster-wide lock,
+#    reading the state, planning, and executing a plan. Everything else is engine-neutral.
+# ---------------------------------------------------------------------------------------------
+
+
+class Dialect(Protocol):
+    """What the engine-neutral code asks of an engine (Postgres and MySql below)."""
+
+    def connect(self, target: Target) -> Any: ...
+    def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
+    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
+    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> State: ...
+    def state_problems(self, event: Event, state: State) -> list[str]: ...
+    def password(self, password: str, state: State) -> str: ...  # what the plan sets
+    def plan(self, event: Event, state: State, passwords: dict[str, str]) -> list[Step]: ...
+    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+
+
+class Deadline:
+    """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
+
+    MARGIN_MS = 10_000
+
+    def __init__(self, context: Any):
+        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def remaining_ms(self) -> int | None:
+        return self._remaining() - self.MARGIN_MS if self._remaining else None
+
+    def lock_wait_ms(self) -> int:
+        """How long to queue behind another invocation: while there is time, up to a limit."""
+        left = self.remaining_ms()
+        return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
+
+    def check(self, before: str) -> None:
+        left = self.remaining_ms()
+        if left is not None and left <= 0:
+            raise ApplyError(
+                f"stopped before {before}: the Lambda time is nearly up. "
+                "Everything before it is done; a re-run converges."
+            )
+
+
+def lock_timeout_seconds() -> float:
+    return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
+
+
+def connect_timeout() -> int:
+    return int(os.environ.get("DB_CONNECT_TIMEOUT", "10"))
+
+
+def another_invocation(wait_ms: int) -> ApplyError:
+    return ApplyError(
+        f"another {TOOL} invocation is running on this cluster (waited {wait_ms / 1000:.1f} s); "
+        "nothing was changed, re-run later"
+    )
+
+
+def applied_so_far(steps: list[Step]) -> str:
+    """What a failed MySQL run left applied, for the error message (first ones named)."""
+    if not steps:
+        return "Nothing was applied before it."
+    named = "; ".join(f"{', '.join(s.users) or 'master'}: {s.summary}" for s in steps[:10])
+    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
+    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
+
+
+class Postgres:
+    """All the SQL of a run in ONE transaction, under a session advisory lock. A dry run
+    executes the plan and rolls it back, so that permission errors surface."""
+
+    def connect_args(
+        self, target: Target, user: str, password: str, database: str | None = None
+    ) -> dict:
+        args = {
+            "host": target.host,
+            "port": target.port,
+            "dbname": database or target.database,
+            "user": user,
+            "password": password,
+            "sslmode": target.ssl_mode,
+            "connect_timeout": connect_timeout(),
+            "application_name": TOOL,
+        }
+        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
+            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        return args
+
+    def connect(self, target: Target, database: str | None = None) -> Any:
+        args = self.connect_args(target, target.master_user, target.master_password, database)
+        try:
+            return psycopg2.connect(**args)
+        except psycopg2.OperationalError as error:
+            where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
+            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+
+    def login_works(self, target: Target, user: str, password: str | None) -> bool:
+        """Log in as the user; False when the server refuses the password."""
+        if not password:
+            return False
+        try:
+            psycopg2.connect(**self.connect_args(target, user, password)).close()
+        except psycopg2.OperationalError as error:
+            message = str(error)
+            if "authentication failed" in message or "not permitted to log in" in message:
+                return False
+            raise ApplyError(
+                f"could not log in as {user!r} to check its password: {REDACT(message)}"
+            ) from None
+        return True
+
+    @contextmanager
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
+        """A session advisory lock, taken in the `postgres` database so that invocations on
+        any database of the cluster wait for each other (roles are cluster-wide, advisory
+        locks per database). Closing the connection releases it, even if the Lambda dies.
+        Waiting for another invocation is the point of the lock, so this wait is not the
+        short DB_LOCK_TIMEOUT meant for an application's locks: a duplicate invocation (a CLI
+        retry) thus queues, runs, and finds nothing left to do."""
+        wait_ms = deadline.lock_wait_ms()
+        connection = self.connect(target, LOCK_DATABASE)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
+                try:
+                    cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                except psycopg2.errors.LockNotAvailable:
+                    raise another_invocation(wait_ms) from None
+            yield
+        finally:
+            connection.close()
+
+    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+        with connection.cursor() as cursor:
+            timeout = f"{int(lock_timeout_seconds() * 1000)}ms"
+            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+            if deadline.remaining_ms():
+                statement_ms = sql.Literal(f"{max(deadline.remaining_ms(), 1000)}ms")
+                cursor.execute(sql.SQL("SET statement_timeout = {}").format(statement_ms))
+            return read_pg_state(cursor, event)
+
+    def state_problems(self, event: Event, state: PgState) -> list[str]:
+        return state_problems(event, state)
+
+    def password(self, password: str, state: PgState) -> str:
+        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
+        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
+        verifier = (
+            scram_verifier(password) if password.isascii() and password.isprintable() else password
+        )
+        REDACT.add(verifier)
+        return verifier
+
+    def plan(self, event: Event, state: PgState, passwords: dict[str, str]) -> list[Step]:
+        return plan_postgres(event, state, passwords)
+
+    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        try:
+            self.execute(connection, steps, counter)
+            connection.commit()
+        except (ApplyError, psycopg2.Error) as error:
+            connection.rollback()
+            raise ApplyError(
+                f"{REDACT(str(error))}. The database transaction was rolled back: nothing "
+                "changed in the database. New users' passwords and staged (AWSPENDING) "
+                "passwords already stored in their secrets are reused by the next run: a "
+                "re-run converges."
+            ) from None
+
+    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        self.execute(connection, steps, counter)
+        connection.rollback()
+
+    def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        """Run the steps in the open transaction, switching roles only when a step needs to."""
+        acting: str | None = None
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            for number, step in enumerate(steps, 1):
+                if step.as_role != acting:
+                    cursor.execute(
+                        sql.SQL("SET ROLE {}").format(sql.Identifier(step.as_role))
+                        if step.as_role
+                        else sql.SQL("RESET ROLE")
+                    )
+                    counter["statements"] += 1
+                    acting = step.as_role
+                try:
+                    cursor.execute(step.statement)
+                except psycopg2.Error as error:
+                    raise ApplyError(
+                        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
+                        f"{REDACT(str(error)).strip()}"
+                    ) from None
+                counter["statements"] += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+            if acting:
+                cursor.execute("RESET ROLE")
+        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
+    itself never travels in a statement (statement logs would keep it)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+class MySql:
+    """MySQL 8 and MariaDB (told apart by the server's version). DDL commits by itself there:
+    the steps run in plan order, each one final, so a failure names what was applied and a
+    re-run, which plans again from the state, converges. A dry run only plans."""
+
+    ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
+    ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
+
+    def connect_args(self, target: Target, user: str, password: str) -> dict:
+        args = {
+            "host": target.host,
+            "port": target.port,
+            "user": user,
+            "password": password,
+            "connect_timeout": connect_timeout(),
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "program_name": TOOL,
+        }
+        if target.ssl_mode != "disable":
+            args["ssl"] = tls_context(target.ssl_mode)
+        return args
+
+    def open(self, target: Target, user: str, password: str) -> Any:
+        """A connection; with ssl set, PyMySQL refuses a server that offers no TLS."""
+        return pymysql.connect(**self.connect_args(target, user, password))
+
+    def connect(self, target: Target) -> Any:
+        try:
+            return self.open(target, target.master_user, target.master_password)
+        except pymysql.Error as error:
+            where = f"{target.host}:{target.port} as {target.master_user!r}"
+            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+
+    def login_works(self, target: Target, user: str, password: str | None) -> bool:
+        """Log in as the user; False when the server refuses the password."""
+        if not password:
+            return False
+        try:
+            self.open(target, user, password).close()
+        except pymysql.err.OperationalError as error:
+            if error.args and error.args[0] in (self.ACCESS_DENIED, self.ACCOUNT_LOCKED):
+                return False
+            raise ApplyError(
+                f"could not log in as {user!r} to check its password: {REDACT(str(error))}"
+            ) from None
+        return True
+
+    @contextmanager
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
+        """GET_LOCK is server-wide, as accounts are; the connection's end releases it."""
+        wait_ms = deadline.lock_wait_ms()
+        connection = self.connect(target)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, max(wait_ms // 1000, 1)))
+                if cursor.fetchone()[0] != 1:
+                    raise another_invocation(wait_ms)
+            yield
+        finally:
+            connection.close()
+
+    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> MyState:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SET SESSION lock_wait_timeout = %s", (max(round(lock_timeout_seconds()), 1),)
+            )
+            return read_my_state(cursor, event)
+
+    def state_problems(self, event: Event, state: MyState) -> list[str]:
+        return my_state_problems(event, state)
+
+    def password(self, password: str, state: MyState) -> str:
+        identified_by = native_password_hash(password) if state.mariadb else password
+        REDACT.add(identified_by)
+        return identified_by
+
+    def plan(self, event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
+        return plan_mysql(event, state, passwords)
+
+    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            for number, step in enumerate(steps, 1):
+                try:
+                    cursor.execute(step.statement)  # no parameters: '%' is never interpolated
+                except pymysql.Error as error:
+                    raise ApplyError(
+                        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
+                        f"{REDACT(str(error)).strip()}. {applied_so_far(steps[: number - 1])} "
+                        "New users' passwords and staged (AWSPENDING) passwords already stored "
+                        "in their secrets are reused by the next run: a re-run converges."
+                    ) from None
+                counter["statements"] += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+
+    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
+
+
+def tls_context(ssl_mode: str) -> ssl.SSLContext:
+    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
+    certificate and the host name checked against DB_SSL_CA."""
+    if ssl_mode == "verify-full":
+        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+DIALECTS = {"postgres": Postgres(), "mysql": MySql(), "mariadb": MySql()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Applying the plan. The secret is the source of truth for every password:
 #    - a new user's password is stored (AWSCURRENT) before its role is created;
 #    - a new password for an existing user is stored as AWSPENDING (under a version id of our
 #      own), set in the database, checked by logging in, and only then promoted to AWSCURRENT.
@@ -1404,156 +2151,13 @@ def needs_probe(user: UserSpec, secret: SecretState, role_exists: bool, event: E
     )
 
 
-def login_works(target: Target, user: str, password: str | None) -> bool:
-    """Log in as the user; False when the server refuses the password."""
-    if not password:
-        return False
-    try:
-        psycopg2.connect(**target.connect_args(user, password)).close()
-    except psycopg2.OperationalError as error:
-        message = str(error)
-        if "authentication failed" in message or "not permitted to log in" in message:
-            return False
-        raise ApplyError(
-            f"could not log in as {user!r} to check its password: {REDACT(message)}"
-        ) from None
-    return True
-
-
 def probe(target: Target, user: UserSpec, secret: SecretState) -> Probe:
     if secret.pending_is_ours:
         pending = (secret.pending_value or {}).get("password")
-        if login_works(target, user.name, pending):
+        if target.login_works(user.name, pending):
             return Probe(pending_ok=True)
-        return Probe(pending_ok=False, current_ok=login_works(target, user.name, secret.password))
-    return Probe(current_ok=login_works(target, user.name, secret.password))
-
-
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
-    itself never travels in a statement (statement logs would keep it)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-def database_password(password: str) -> str:
-    """The verifier for printable ASCII (SASLprep leaves it as is); other passwords go as they
-    are and the server hashes them, so SASLprep is never second-guessed here."""
-    verifier = (
-        scram_verifier(password) if password.isascii() and password.isprintable() else password
-    )
-    REDACT.add(verifier)
-    return verifier
-
-
-class Deadline:
-    """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
-
-    MARGIN_MS = 10_000
-
-    def __init__(self, context: Any):
-        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
-
-    def remaining_ms(self) -> int | None:
-        return self._remaining() - self.MARGIN_MS if self._remaining else None
-
-    def check(self, before: str) -> None:
-        left = self.remaining_ms()
-        if left is not None and left <= 0:
-            raise ApplyError(
-                f"stopped before {before}: the Lambda time is nearly up. "
-                "Everything before it is done; a re-run converges."
-            )
-
-
-def lock_timeout() -> str:
-    return f"{int(float(os.environ.get('DB_LOCK_TIMEOUT', '10')) * 1000)}ms"
-
-
-class ClusterLock:
-    """A session advisory lock, taken in the `postgres` database so that invocations on any
-    database of the cluster wait for each other (roles are cluster-wide, advisory locks are per
-    database). Closing the connection releases it, even if the Lambda dies.
-
-    Waiting for another invocation is the point of the lock, so this wait is not the short
-    DB_LOCK_TIMEOUT meant for an application's locks: it lasts while the Lambda has time
-    left, up to CLUSTER_LOCK_WAIT_MS. A duplicate invocation (a CLI retry) thus queues, runs,
-    and finds nothing left to do."""
-
-    def __init__(self, target: Target, deadline: Deadline):
-        self.target = target
-        left = deadline.remaining_ms()
-        self.wait_ms = (
-            CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
-        )
-        self.connection: Any = None
-
-    def __enter__(self) -> ClusterLock:
-        args = self.target.connect_args(
-            self.target.master_user, self.target.master_password, LOCK_DATABASE
-        )
-        self.connection = connect(args)
-        self.connection.autocommit = True
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(self.wait_ms)))
-            try:
-                cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-            except psycopg2.errors.LockNotAvailable:
-                self.connection.close()
-                raise ApplyError(
-                    "another rds-initializer invocation is running on this cluster (waited "
-                    f"{self.wait_ms / 1000:.1f} s); nothing was changed, re-run later"
-                ) from None
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.connection.close()
-
-
-def connect(args: dict) -> Any:
-    try:
-        return psycopg2.connect(**args)
-    except psycopg2.OperationalError as error:
-        where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-        raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
-
-
-def execute(connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
-    """Run the steps in the open transaction, switching roles only when a step needs to."""
-    acting: str | None = None
-    started = time.monotonic()
-    with connection.cursor() as cursor:
-        for number, step in enumerate(steps, 1):
-            if step.as_role != acting:
-                cursor.execute(
-                    sql.SQL("SET ROLE {}").format(sql.Identifier(step.as_role))
-                    if step.as_role
-                    else sql.SQL("RESET ROLE")
-                )
-                counter["statements"] += 1
-                acting = step.as_role
-            try:
-                cursor.execute(step.statement)
-            except psycopg2.Error as error:
-                who = ", ".join(step.users) or "the master"
-                raise ApplyError(
-                    f"step {number} of {len(steps)} ({who}: {step.summary}) failed: "
-                    f"{REDACT(str(error)).strip()}"
-                ) from None
-            counter["statements"] += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
-        if acting:
-            cursor.execute("RESET ROLE")
-    counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+        return Probe(pending_ok=False, current_ok=target.login_works(user.name, secret.password))
+    return Probe(current_ok=target.login_works(user.name, secret.password))
 
 
 def wanted_tags(event: Event) -> dict[str, str]:
@@ -1641,7 +2245,7 @@ class SecretWriter:
         """Promote a checked password; converge the value's other keys and the tags."""
         user = credential.user
         if credential.mode == "change":
-            if not login_works(self.target, user, credential.password):
+            if not self.target.login_works(user, credential.password):
                 raise ApplyError(
                     f"user {user!r} got its new password but cannot log in with "
                     "it; its secret keeps the new one as AWSPENDING, and the next "
@@ -1686,7 +2290,7 @@ class Run:
 
     event: Event
     target: Target
-    state: PgState
+    state: State
     secrets: dict[str, SecretState]  # by secret name
     credentials: dict[str, Credential]  # by user, for the users that stay
     steps: list[Step]
@@ -1700,7 +2304,7 @@ class Run:
 def probe_logins(
     users: list[UserSpec],
     secret_states: dict[str, SecretState],
-    state: PgState,
+    state: State,
     event: Event,
     target: Target,
     secrets: Secrets,
@@ -1709,7 +2313,7 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secret_states[user.secret_name]
-        if needs_probe(user, secret, user.name in state.roles, event):
+        if needs_probe(user, secret, state.has_user(user), event):
             return probe(target, user, secret)
         return Probe()
 
@@ -1721,14 +2325,10 @@ def prepare(
 ) -> Run:
     """Read the state, check the event against it, decide the passwords, plan the SQL.
     Nothing is written yet; every refusal is raised here, all problems at once."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(lock_timeout())))
-        if deadline.remaining_ms():
-            timeout = sql.Literal(f"{max(deadline.remaining_ms(), 1000)}ms")
-            cursor.execute(sql.SQL("SET statement_timeout = {}").format(timeout))
-        state = read_pg_state(cursor, event)
+    dialect = target.dialect
+    state = dialect.read_state(connection, event, deadline)
     secret_states = secrets.read_states([u.secret_name for u in event.users if u.secret_name])
-    problems = state_problems(event, state)
+    problems = dialect.state_problems(event, state)
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secret_states[user.secret_name])
@@ -1741,17 +2341,19 @@ def prepare(
     for user in staying:
         secret = secret_states[user.secret_name]
         credential = decide_credential(
-            user, secret, user.name in state.roles, probes[user.name], target
+            user, secret, state.has_user(user), probes[user.name], target
         )
         problems += credential_problems(credential, secret)
         decided.append(credential)
     if problems:
         raise InvalidEvent(problems)
     credentials = {c.user: c for c in draw_passwords(decided, secrets, event.dry_run)}
-    verifiers = {
-        c.user: database_password(c.password) for c in credentials.values() if c.set_in_database
+    identified_by = {
+        c.user: dialect.password(c.password, state)
+        for c in credentials.values()
+        if c.set_in_database
     }
-    steps = plan_postgres(event, state, verifiers)
+    steps = dialect.plan(event, state, identified_by)
     results = {
         u.name: secret_result(u, credentials.get(u.name), secret_states[u.secret_name], event)
         for u in event.users
@@ -1772,16 +2374,7 @@ def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> No
 
     staged = dict(zip([u.name for u in staying], secrets.map(before, staying), strict=True))
     deadline.check("changing the database")
-    try:
-        execute(connection, run.steps, run.counter)
-        connection.commit()
-    except (ApplyError, psycopg2.Error) as error:
-        connection.rollback()
-        raise ApplyError(
-            f"{REDACT(str(error))}. The database transaction was rolled back: nothing changed "
-            "in the database. New users' passwords and staged (AWSPENDING) passwords already "
-            "stored in their secrets are reused by the next run: a re-run converges."
-        ) from None
+    run.target.dialect.apply(connection, run.steps, run.counter)
 
     def after(user: UserSpec) -> None:
         writer.after_database(run.credentials[user.name], run.secret_of(user), staged[user.name])
@@ -1801,19 +2394,17 @@ def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> No
 def converge(
     connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
 ) -> dict:
-    """Plan, then apply. A dry run executes the SQL too, so that permission errors surface,
-    and rolls it back."""
+    """Plan, then apply; a dry run rehearses the plan as far as the engine can undo it."""
     run = prepare(connection, event, target, secrets, deadline)
     if event.dry_run:
-        execute(connection, run.steps, run.counter)
-        connection.rollback()
+        target.dialect.rehearse(connection, run.steps, run.counter)
     else:
         apply(connection, run, secrets, deadline)
     return report(run, secrets, connection)
 
 
 # ---------------------------------------------------------------------------------------------
-# 6. The report, and the entry points: the Lambda handler and the command line.
+# 7. The report, and the entry points: the Lambda handler and the command line.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1836,8 +2427,8 @@ def secret_result(
     return "unchanged"
 
 
-def user_result(user: UserSpec, state: PgState, changes: list[str], secret: dict | None) -> str:
-    existed = user.name in state.roles
+def user_result(user: UserSpec, state: State, changes: list[str], secret: dict | None) -> str:
+    existed = state.has_user(user)
     outcome = secret["result"] if secret else "unchanged"
     if user.deleting:
         return "deleted" if existed or outcome == "deleted" else "absent"
@@ -1906,6 +2497,7 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
     secrets = Secrets(region)
     master, master_arn = secrets.master_secret(event.secret_name)
     target = resolve_target(event, master, master_arn)
+    event = bind_engine(event, target.engine)
     info(
         "start",
         host=target.host,
@@ -1914,8 +2506,8 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
         dry_run=event.dry_run,
     )
     deadline = Deadline(context)
-    with ClusterLock(target, deadline):
-        connection = connect(target.connect_args(target.master_user, target.master_password))
+    with target.dialect.lock(target, deadline):
+        connection = target.dialect.connect(target)
         try:
             result = converge(connection, event, target, secrets, deadline)
         finally:

