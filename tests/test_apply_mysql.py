@@ -4,6 +4,7 @@ secret's password and trying what the application would try."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pymysql
@@ -330,3 +331,55 @@ def test_a_concurrent_invocation_waits_for_the_lock_then_fails_cleanly_when_time
 def test_ssl_mode_require_refuses_a_server_without_tls(maria):
     with pytest.raises(tool.ApplyError, match="SSL is required but the server doesn't support"):
         maria.invoke(maria.seed_event(ssl_mode="require"))
+
+
+def test_an_existing_account_without_a_secret_is_adopted_with_a_new_password(maria):
+    with maria.root() as connection:
+        maria.run_sql(connection, "CREATE USER 'legacy'@'%%' IDENTIFIED BY 'old-password'")
+
+    report = maria.invoke(maria.event([user("legacy", grant_privileges="SELECT")]))
+
+    assert report["users"][0]["changes"] == [
+        "new password",
+        "grant SELECT on airflow.*",
+        "secret created",
+    ]
+    assert can(maria, "secret-legacy", "SELECT 1")
+    with pytest.raises(pymysql.err.OperationalError):
+        maria.connect("legacy", "old-password").close()
+
+
+def test_verify_logins_repairs_a_password_changed_behind_the_tools_back(maria):
+    maria.invoke(maria.seed_event())
+    with maria.root() as connection:
+        maria.run_sql(connection, "ALTER USER 'airflow-ro-dml'@'%%' IDENTIFIED BY 'by-hand'")
+
+    assert maria.invoke(maria.seed_event())["changed"] is False  # not checked unless asked
+    report = maria.invoke(maria.seed_event(verify_logins="yes"))
+
+    assert report["users"][2]["changes"] == ["new password", "secret updated"]
+    assert can(maria, RO, "SELECT 1")
+
+
+def test_a_secret_that_belongs_to_another_user_is_not_overwritten(maria):
+    maria.sm.create_secret(Name="taken", SecretString='{"username": "someone", "password": "x"}')
+    with pytest.raises(tool.InvalidEvent, match="belongs to user 'someone'"):
+        maria.invoke(maria.event([user("app", "taken")]))
+    assert maria.accounts() == set()
+
+
+def test_debug_logs_show_the_sql_with_passwords_and_hashes_blanked(maria, capsys):
+    level = tool.log.level
+    tool.log.setLevel("DEBUG")  # setLevel, not the attribute: the logger caches its decisions
+    try:
+        maria.invoke(maria.seed_event())
+    finally:
+        tool.log.setLevel(level)
+
+    logged = capsys.readouterr().out
+    executed = [json.loads(line)["sql"] for line in logged.splitlines() if '"sql"' in line]
+    assert "CREATE USER 'airflow-rw-ddl'@'%' IDENTIFIED BY PASSWORD '***'" in executed
+    for name in (DDL, DML, RO):
+        password = maria.secret(name)["password"]
+        assert password not in logged
+        assert tool.native_password_hash(password) not in logged
