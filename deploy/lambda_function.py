@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
@@ -233,6 +233,58 @@ USER_KEYS = {
 TRUE_WORDS = {"true", "yes", "1"}
 FALSE_WORDS = {"false", "no", "0"}
 NONE_WORDS = {"", "none", "null"}
+ROTATION_KEYS = {"enabled", "lambda_arn", "schedule", "days", "duration", "rotate_immediately"}
+ROTATION_DEFAULT_DAYS = 30
+ROTATION_MAX_DAYS = 1000  # AutomaticallyAfterDays' range is 1..1000
+ROTATION_MIN_HOURS = 4  # AWS's shortest rotation interval
+LAMBDA_ARN = re.compile(
+    r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}"
+    r"(:[A-Za-z0-9$_-]{1,128})?$"
+)
+RATE = re.compile(r"^rate\(([0-9]+) (hour|day)s?\)$")
+CRON = re.compile(r"^cron\(([^()]*)\)$")
+CRON_FIELD = re.compile(r"^[0-9A-Za-z#?*/,-]+$")
+CRON_HOURS = re.compile(r"^(\*|[0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?$")  # 5, 1-5, */6, 2/6
+DURATION = re.compile(r"^([0-9]{1,2})h$")  # AWS: [0-9]+h, 2 or 3 characters
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A secret's rotation: what the event wants, or what DescribeSecret reports. `schedule`
+    and `days` exclude each other when wanted; with a schedule, AWS reports days of its own."""
+
+    enabled: bool
+    lambda_arn: str | None = None  # wanted without one: the engine's AWS function (ROTATION_*)
+    schedule: str | None = None  # a rate() or cron() expression
+    days: int | None = None  # AutomaticallyAfterDays
+    duration: str | None = None  # the rotation window, "2h"
+    rotate_immediately: bool = False
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """RotationRules for rotate_secret."""
+        if self.schedule:
+            rules: dict[str, Any] = {"ScheduleExpression": self.schedule}
+        else:
+            rules = {"AutomaticallyAfterDays": self.days}
+        if self.duration:
+            rules["Duration"] = self.duration
+        return rules
+
+    @property
+    def interval(self) -> str | None:
+        """The schedule as one expression, however it was given or reported: `days: 30` may
+        come back as AutomaticallyAfterDays 30 or as rate(30 days), and for a schedule AWS
+        reports an AutomaticallyAfterDays it computed, which says nothing."""
+        if self.schedule:
+            rate = RATE.match(self.schedule)
+            if rate:
+                return f"rate({int(rate[1])} {rate[2]}s)"
+            return " ".join(self.schedule.split())
+        return f"rate({self.days} days)" if self.days else None
+
+
+NO_ROTATION = Rotation(enabled=False)
 
 
 @dataclass(frozen=True)
@@ -246,6 +298,7 @@ class UserSpec:
     grantor: str | None = None
     rotate_password: bool = False
     reassign_to: str | None = None
+    rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # MySQL account host; None: not given ("%")
 
     @property
@@ -318,6 +371,148 @@ def parse_privileges(value: Any) -> tuple[frozenset[str], bool, list[str]]:
     if unknown:
         return frozenset(), False, [f"unknown privilege(s) {', '.join(unknown)}"]
     return frozenset(names), everything, []
+
+
+def parse_rotation(value: Any) -> tuple[Rotation | None, list[str]]:
+    """A `rotation` object, event default or user override; None when absent or none-ish.
+    `enabled` defaults to true; `{"enabled": false}` needs nothing else, and what else it
+    holds is checked all the same, so that turning it back on cannot fail."""
+    if is_none(value):
+        return None, []
+    if not isinstance(value, dict):
+        return None, ["must be an object"]
+    problems = [f"unknown key {key!r}" for key in sorted(set(value) - ROTATION_KEYS)]
+    flags = {}
+    for key, default in (("enabled", True), ("rotate_immediately", False)):
+        flags[key] = parse_bool(value.get(key, default))
+        if flags[key] is None:
+            problems.append(f"{key} must be a boolean, not {value[key]!r}")
+    lambda_arn = None if is_none(value.get("lambda_arn")) else value["lambda_arn"]
+    if lambda_arn is not None and not LAMBDA_ARN.match(str(lambda_arn)):
+        problems.append(
+            "lambda_arn must be a Lambda function ARN "
+            f"(arn:aws:lambda:REGION:ACCOUNT:function:NAME), not {lambda_arn!r}"
+        )
+    schedule = None if is_none(value.get("schedule")) else value["schedule"]
+    days = None if is_none(value.get("days")) else value["days"]
+    duration = None if is_none(value.get("duration")) else value["duration"]
+    interval = interval_problems(schedule, days)
+    if not interval and schedule is None and days is None:
+        days = ROTATION_DEFAULT_DAYS
+    problems += interval + duration_problems(duration, None if interval else schedule)
+    if problems:
+        return None, problems
+    return Rotation(
+        enabled=flags["enabled"],
+        lambda_arn=lambda_arn,
+        schedule=schedule,
+        days=days,
+        duration=duration,
+        rotate_immediately=flags["rotate_immediately"],
+    ), []
+
+
+def interval_problems(schedule: Any, days: Any) -> list[str]:
+    """`schedule` or `days`, not both, in the forms and bounds AWS accepts."""
+    if schedule is not None and days is not None:
+        return ["schedule and days exclude each other: give one"]
+    if days is not None:
+        if isinstance(days, bool) or not isinstance(days, int):
+            return [f"days must be a whole number of days, not {days!r}"]
+        if not 1 <= days <= ROTATION_MAX_DAYS:
+            return [f"days must be from 1 to {ROTATION_MAX_DAYS}, not {days}"]
+        return []
+    if schedule is None:
+        return []
+    if not isinstance(schedule, str):
+        return [f"schedule must be a string, not {schedule!r}"]
+    rate = RATE.match(schedule)
+    if rate:
+        hours = int(rate[1]) * (24 if rate[2] == "day" else 1)
+        if hours < ROTATION_MIN_HOURS:
+            return [f"schedule {schedule}: AWS rotates at most every {ROTATION_MIN_HOURS} hours"]
+        return []
+    cron = CRON.match(schedule)
+    if not cron:
+        return [
+            "schedule must be rate(N hours), rate(N days) or cron(minutes hours day-of-month "
+            f"month day-of-week year), not {schedule!r}"
+        ]
+    return cron_problems(schedule, cron[1].split(" "))
+
+
+def cron_problems(schedule: str, fields: list[str]) -> list[str]:
+    """AWS's rules for a rotation cron(): six fields, minutes 0, any year, `?` in exactly one
+    of day-of-month and day-of-week, at least 4 hours apart."""
+    if len(fields) != 6 or not all(CRON_FIELD.match(f) for f in fields):
+        return [f"schedule {schedule}: cron() takes six fields separated by single blanks"]
+    minutes, hours, day_of_month, _, day_of_week, year = fields
+    problems = []
+    if minutes != "0":
+        problems.append(f"schedule {schedule}: the minutes field must be 0")
+    if year != "*":
+        problems.append(f"schedule {schedule}: the year field must be *")
+    if (day_of_month == "?") == (day_of_week == "?"):
+        problems.append(
+            f"schedule {schedule}: exactly one of day-of-month and day-of-week must be ?"
+        )
+    starts = cron_hours(hours)
+    if starts is not None and not all(0 <= h <= 23 for h in starts):
+        problems.append(f"schedule {schedule}: hours are 0 to 23")
+    elif starts and min_gap(starts) < ROTATION_MIN_HOURS:
+        problems.append(
+            f"schedule {schedule}: AWS rotates at most every {ROTATION_MIN_HOURS} hours"
+        )
+    return problems
+
+
+def cron_hours(field: str) -> list[int] | None:
+    """The hours a cron() hours field starts a window at; None for a form not read here (the
+    window checks are then left to AWS)."""
+    hours: set[int] = set()
+    for part in field.split(","):
+        match = CRON_HOURS.match(part)
+        if not match or (match[1] == "*" and match[2]) or match[3] == "0":
+            return None
+        start, end, step = match.groups()
+        first = 0 if start == "*" else int(start)
+        if end:
+            last = int(end)
+        elif start == "*" or step:  # "*", "*/6" and "2/6" run to the end of the day
+            last = 23
+        else:
+            last = first
+        hours.update(range(first, last + 1, int(step or 1)))
+    return sorted(hours)
+
+
+def min_gap(hours: list[int]) -> int:
+    """The shortest time between two windows of one day (24 when there is one)."""
+    return min((b - a for a, b in zip(hours, hours[1:], strict=False)), default=24)
+
+
+def duration_problems(duration: Any, schedule: str | None) -> list[str]:
+    """The window is 1 to 24 hours ("2h"), and must end before the next window starts and
+    before the end of the UTC day, where the schedule says when that is."""
+    if duration is None:
+        return []
+    match = DURATION.match(duration) if isinstance(duration, str) else None
+    if not match or not 1 <= int(match[1]) <= 24:
+        return [f"duration must be a whole number of hours from 1h to 24h, not {duration!r}"]
+    hours = int(match[1])
+    rate = RATE.match(schedule or "")
+    if rate and rate[2] == "hour" and hours > int(rate[1]):
+        return [f"duration {duration} is longer than the interval of schedule {schedule}"]
+    cron = CRON.match(schedule or "")
+    starts = cron_hours(cron[1].split(" ")[1]) if cron else None
+    if starts and hours > min_gap(starts):
+        return [f"duration {duration} is longer than the interval of schedule {schedule}"]
+    if starts and starts[-1] + hours > 24:
+        return [
+            f"duration {duration} runs past midnight UTC after the {starts[-1]}:00 window of "
+            f"schedule {schedule}"
+        ]
+    return []
 
 
 def role_name_problems(name: Any, what: str) -> list[str]:
@@ -432,10 +627,10 @@ def parse_event(raw: Any) -> Event:
     ssl_mode = text("ssl_mode") or os.environ.get("DB_SSL_MODE", "require")
     if ssl_mode not in SSL_MODES:
         problems.append(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {ssl_mode!r}")
-    if "rotation" in raw:
-        problems.append("rotation is not supported yet: remove it (the secret's rotation is kept)")
+    rotation, rotation_issues = parse_rotation(raw.get("rotation"))
+    problems += [f"rotation: {p}" for p in rotation_issues]
 
-    users = parse_users(raw.get("users"), problems)
+    users = parse_users(raw.get("users"), problems, rotation)
     event = Event(
         secret_name=secret_name or "",
         database=database or "",
@@ -461,7 +656,9 @@ def parse_event(raw: Any) -> Event:
     return bind_engine(event, engine) if engine else event
 
 
-def parse_users(raw_users: Any, problems: list[str]) -> tuple[UserSpec, ...]:
+def parse_users(
+    raw_users: Any, problems: list[str], rotation: Rotation | None
+) -> tuple[UserSpec, ...]:
     if not isinstance(raw_users, list) or not raw_users:
         problems.append("users must be a non-empty list")
         return ()
@@ -477,15 +674,18 @@ def parse_users(raw_users: Any, problems: list[str]) -> tuple[UserSpec, ...]:
         start = len(problems)
         problems.extend(f"{where}: unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS))
         problems.extend(f"{where}: {p}" for p in role_name_problems(name, "db_user"))
-        user = parse_user(raw, name, where, problems)
+        user = parse_user(raw, name, where, problems, rotation)
         if len(problems) == start:
             users.append(user)
     return tuple(users)
 
 
-def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpec:
+def parse_user(
+    raw: dict, name: Any, where: str, problems: list[str], default_rotation: Rotation | None
+) -> UserSpec:
     """The user entry, adding what is wrong with it to `problems` (the caller checks the name,
-    and keeps the entry only when nothing was wrong)."""
+    and keeps the entry only when nothing was wrong). Its own `rotation` replaces the event's
+    whole; a delete ignores both, as deleting removes the secret."""
     action = raw.get("action", "create")
     action = action.strip().lower() if isinstance(action, str) else action
     if action not in ACTIONS:
@@ -513,8 +713,10 @@ def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpe
     host = raw.get("host")
     if "host" in raw:
         problems.extend(f"{where}: {p}" for p in host_problems(host))
-    if "rotation" in raw:
-        problems.append(f"{where}: rotation is not supported yet: remove it")
+    rotation, rotation_issues = parse_rotation(raw.get("rotation"))
+    problems.extend(f"{where}: rotation: {p}" for p in rotation_issues)
+    if is_none(raw.get("rotation")):
+        rotation = default_rotation
     return UserSpec(
         name=name,
         secret_name=secret_name,
@@ -526,6 +728,7 @@ def parse_user(raw: dict, name: Any, where: str, problems: list[str]) -> UserSpe
         rotate_password=bool(flags["rotate_password"]),
         reassign_to=reassign_to,
         host=host,
+        rotation=None if action == "delete" else rotation,
     )
 
 
@@ -721,6 +924,42 @@ def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target
     )
 
 
+# The AWS multi-user rotation function of each engine, deployed from the Serverless Application
+# Repository template named here; the deployment passes its ARN in the variable.
+ROTATION_FUNCTIONS = {
+    "postgres": ("ROTATION_LAMBDA_ARN_POSTGRES", "SecretsManagerRDSPostgreSQLRotationMultiUser"),
+    "mysql": ("ROTATION_LAMBDA_ARN_MYSQL", "SecretsManagerRDSMySQLRotationMultiUser"),
+    "mariadb": ("ROTATION_LAMBDA_ARN_MARIADB", "SecretsManagerRDSMariaDBRotationMultiUser"),
+}
+
+
+def rotation_function(rotation: Rotation, engine: str, environ: Mapping[str, str]) -> str | None:
+    """The function that rotates the secret: the event's own, else the engine's AWS one."""
+    variable, _ = ROTATION_FUNCTIONS[engine]
+    return rotation.lambda_arn or environ.get(variable, "").strip() or None
+
+
+def rotation_problems(event: Event, engine: str, environ: Mapping[str, str]) -> list[str]:
+    """Rotation without a function of the event's own needs the engine's AWS function, which
+    only the deployment can name; checked once the engine is known, before anything changes."""
+    relying = [
+        u.name
+        for u in event.users
+        if u.rotation and u.rotation.enabled and not u.rotation.lambda_arn
+    ]
+    variable, template = ROTATION_FUNCTIONS[engine]
+    function = environ.get(variable, "").strip()
+    if not relying or LAMBDA_ARN.match(function):
+        return []
+    if function:
+        return [f"{variable} must be a Lambda function ARN, not {function!r}"]
+    return [
+        f"rotation of {', '.join(map(repr, relying))} needs a rotation function: give "
+        f"rotation.lambda_arn, or deploy the AWS template {template} and set {variable} to "
+        "its RotationLambdaARN output"
+    ]
+
+
 @dataclass
 class SecretState:
     """What Secrets Manager holds for one user's secret."""
@@ -735,6 +974,7 @@ class SecretState:
     pending_version: str | None = None
     pending_value: dict | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    rotation: Rotation = NO_ROTATION
 
     @property
     def password(self) -> str | None:
@@ -743,6 +983,39 @@ class SecretState:
     @property
     def pending_is_ours(self) -> bool:
         return bool(self.pending_version and self.pending_version.startswith(VERSION_PREFIX))
+
+
+def described_rotation(found: dict) -> Rotation:
+    """The rotation DescribeSecret reports. A rotation turned off keeps its function and rules
+    there; a secret never rotated has none of these keys."""
+    rules = found.get("RotationRules") or {}
+    return Rotation(
+        enabled=bool(found.get("RotationEnabled")),
+        lambda_arn=found.get("RotationLambdaARN") or None,
+        schedule=rules.get("ScheduleExpression") or None,
+        days=rules.get("AutomaticallyAfterDays") or None,
+        duration=rules.get("Duration") or None,
+    )
+
+
+def rotation_change(
+    wanted: Rotation | None, secret: SecretState, function_arn: str | None
+) -> str | None:
+    """What brings the secret's rotation to the wanted one: "enable" or "update" (a
+    rotate_secret call), "disable" (cancel_rotate_secret), or None when it already is."""
+    current = secret.rotation
+    if wanted is None:
+        return None
+    if not wanted.enabled:
+        return "disable" if current.enabled else None
+    if not current.enabled:
+        return "enable"
+    same = (current.lambda_arn, current.interval, current.duration) == (
+        function_arn,
+        wanted.interval,
+        wanted.duration,
+    )
+    return None if same else "update"
 
 
 class RateLimiter:
@@ -837,6 +1110,7 @@ class Secrets:
             exists=True,
             scheduled_for_deletion="DeletedDate" in found,
             tags={t["Key"]: t["Value"] for t in found.get("Tags", [])},
+            rotation=described_rotation(found),
         )
         for version, stages in found.get("VersionIdsToStages", {}).items():
             if "AWSCURRENT" in stages:
@@ -2145,6 +2419,58 @@ def credential_problems(credential: Credential, secret: SecretState) -> list[str
     return []
 
 
+ROTATION_RESULTS = {"enable": "enabled", "update": "updated", "disable": "disabled"}
+
+
+@dataclass(frozen=True)
+class RotationCall:
+    """How one secret's rotation changes in this run: one call, made once the user's password
+    is final, since only a secret whose AWSCURRENT logs in may be rotated."""
+
+    change: str  # "enable" | "update" | "disable"
+    rotation: Rotation  # the wanted one
+    function_arn: str | None
+
+
+def rotation_calls(
+    users: list[UserSpec],
+    secrets: dict[str, SecretState],
+    engine: str,
+    environ: Mapping[str, str],
+) -> dict[str, RotationCall]:
+    """By user: the call its secret's rotation needs, for the users whose rotation differs."""
+    calls = {}
+    for user in users:
+        if user.rotation:
+            function = rotation_function(user.rotation, engine, environ)
+            change = rotation_change(user.rotation, secrets[user.secret_name], function)
+            if change:
+                calls[user.name] = RotationCall(change, user.rotation, function)
+    return calls
+
+
+def rotation_call_problems(
+    users: list[UserSpec], calls: dict[str, RotationCall], secrets: dict[str, SecretState]
+) -> list[str]:
+    """AWS refuses rotate_secret while another version than AWSCURRENT is AWSPENDING: a
+    rotation in progress, or one that failed or was cancelled half-way. Refused here, before
+    anything changes. Turning rotation off is not refused: it cancels that rotation."""
+    problems = []
+    for user in users:
+        call, secret = calls.get(user.name), secrets[user.secret_name]
+        foreign_pending = secret.pending_version and not secret.pending_is_ours
+        if call and call.change != "disable" and foreign_pending:
+            problems.append(
+                f"user {user.name!r}: secret {secret.name!r} has a rotation in progress "
+                f"(AWSPENDING {secret.pending_version}), so its rotation is not "
+                f"{ROTATION_RESULTS[call.change]} now. Re-run once it is over; if it was "
+                "abandoned, remove that label: aws secretsmanager update-secret-version-stage "
+                f"--secret-id {secret.name} --version-stage AWSPENDING --remove-from-version-id "
+                f"{secret.pending_version}"
+            )
+    return problems
+
+
 def needs_probe(user: UserSpec, secret: SecretState, role_exists: bool, event: Event) -> bool:
     return role_exists and (
         secret.pending_is_ours or (event.verify_logins and bool(secret.password))
@@ -2241,8 +2567,15 @@ class SecretWriter:
             return self.put(secret, credential.final_value, pending=True)
         return None
 
-    def after_database(self, credential: Credential, secret: SecretState, staged: str | None):
-        """Promote a checked password; converge the value's other keys and the tags."""
+    def after_database(
+        self,
+        credential: Credential,
+        secret: SecretState,
+        staged: str | None,
+        rotation: RotationCall | None,
+    ):
+        """Promote a checked password; converge the value's other keys, the tags, and then the
+        rotation, which may start at once and must find the final password in AWSCURRENT."""
         user = credential.user
         if credential.mode == "change":
             if not self.target.login_works(user, credential.password):
@@ -2262,6 +2595,22 @@ class SecretWriter:
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.secrets.write("tag_resource", SecretId=secret.arn, Tags=tags)
+        if rotation:
+            self.set_rotation(secret, rotation)
+
+    def set_rotation(self, secret: SecretState, call: RotationCall) -> None:
+        if call.change == "disable":
+            self.secrets.write("cancel_rotate_secret", SecretId=secret.arn)
+            return
+        # No ClientRequestToken: the rotation's AWSPENDING version takes it as its id, and a
+        # version id of ours would make the next run finish or undo that rotation as our own.
+        self.secrets.write(
+            "rotate_secret",
+            SecretId=secret.arn,
+            RotationLambdaARN=call.function_arn,
+            RotationRules=call.rotation.rules,
+            RotateImmediately=call.rotation.rotate_immediately,
+        )
 
     def delete(self, user: UserSpec, secret: SecretState) -> None:
         if not secret.exists or secret.scheduled_for_deletion:
@@ -2295,6 +2644,7 @@ class Run:
     credentials: dict[str, Credential]  # by user, for the users that stay
     steps: list[Step]
     secret_results: dict[str, str]  # by user: what happens to its secret
+    rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
     counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def secret_of(self, user: UserSpec) -> SecretState:
@@ -2345,6 +2695,8 @@ def prepare(
         )
         problems += credential_problems(credential, secret)
         decided.append(credential)
+    rotations = rotation_calls(staying, secret_states, target.engine, os.environ)
+    problems += rotation_call_problems(staying, rotations, secret_states)
     if problems:
         raise InvalidEvent(problems)
     credentials = {c.user: c for c in draw_passwords(decided, secrets, event.dry_run)}
@@ -2360,7 +2712,7 @@ def prepare(
         if u.secret_name
     }
     info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-    return Run(event, target, state, secret_states, credentials, steps, results)
+    return Run(event, target, state, secret_states, credentials, steps, results, rotations)
 
 
 def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> None:
@@ -2377,7 +2729,12 @@ def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> No
     run.target.dialect.apply(connection, run.steps, run.counter)
 
     def after(user: UserSpec) -> None:
-        writer.after_database(run.credentials[user.name], run.secret_of(user), staged[user.name])
+        writer.after_database(
+            run.credentials[user.name],
+            run.secret_of(user),
+            staged[user.name],
+            run.rotations.get(user.name),
+        )
 
     try:
         deadline.check("promoting the new passwords")
@@ -2440,8 +2797,10 @@ def user_result(user: UserSpec, state: State, changes: list[str], secret: dict |
 def report(run: Run, secrets: Secrets, connection: Any) -> dict:
     event = run.event
     users = [user_report(user, run) for user in event.users]
-    changed = bool(run.steps) or any(
-        u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users
+    changed = (
+        bool(run.steps)
+        or bool(run.rotations)
+        or any(u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users)
     )
     result = {
         "status": "dry_run" if event.dry_run else "success",
@@ -2476,14 +2835,31 @@ def user_report(user: UserSpec, run: Run) -> dict:
         secret = {"name": user.secret_name, "arn": run.secret_of(user).arn, "result": result}
         if result not in ("unchanged", "absent"):
             changes.append(f"secret {result}")
+    rotation = run.rotations.get(user.name)
+    if rotation:
+        changes.append(rotation_summary(rotation))
     return {
         "db_user": user.name,
         "action": user.action,
         "result": user_result(user, run.state, changes, secret),
         "changes": changes,
         "secret": secret,
-        "rotation": "unchanged",
+        "rotation": ROTATION_RESULTS[rotation.change] if rotation else "unchanged",
     }
+
+
+def rotation_summary(call: RotationCall) -> str:
+    """The change line: rotation enabled (every 30 days, function ...), rotation disabled."""
+    if call.change == "disable":
+        return "rotation disabled"
+    wanted = call.rotation
+    details = [wanted.schedule or f"every {wanted.days} days"]
+    if wanted.duration:
+        details.append(f"window {wanted.duration}")
+    if wanted.rotate_immediately:
+        details.append("rotating now")
+    details.append(f"function {call.function_arn}")
+    return f"rotation {ROTATION_RESULTS[call.change]} ({', '.join(details)})"
 
 
 def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
@@ -2498,6 +2874,9 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
     master, master_arn = secrets.master_secret(event.secret_name)
     target = resolve_target(event, master, master_arn)
     event = bind_engine(event, target.engine)
+    problems = rotation_problems(event, target.engine, os.environ)
+    if problems:
+        raise InvalidEvent(problems)
     info(
         "start",
         host=target.host,

@@ -6,11 +6,13 @@ on RDS. `rds` (PostgreSQL) and `maria` (MariaDB) share one helper API (`RdsLike`
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import json
 import os
 import secrets as random
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -91,6 +93,37 @@ def secretsmanager(moto_url):
     return boto3.client("secretsmanager", region_name=REGION, endpoint_url=moto_url)
 
 
+@pytest.fixture
+def rotation_function(secretsmanager, moto_url) -> str:
+    """The ARN of a Lambda function in moto's Lambda service, where moto's RotateSecret looks
+    up the function it is given (it refuses one that does not exist, as AWS does). moto runs
+    no rotation function without Docker (tests/servers.py turns Docker off): RotateSecret
+    stores the settings and never moves a staging label of its own."""
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_url)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = iam.create_role(RoleName="rotation", AssumeRolePolicyDocument=json.dumps(trust))
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("rotate.py", "def handler(event, context):\n    return None\n")
+    function = boto3.client("lambda", region_name=REGION, endpoint_url=moto_url).create_function(
+        FunctionName="rotate-db-users",
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="rotate.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    return function["FunctionArn"]
+
+
 @pytest.fixture(scope="session", params=PG_MAJORS, ids=lambda major: f"pg{major}")
 def pg_server(request, tmp_path_factory):
     server = start_postgres(request.param, tmp_path_factory.mktemp(f"pg{request.param}"))
@@ -161,6 +194,16 @@ class RdsLike:
 
     def versions(self, name: str) -> dict[str, list[str]]:
         return self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
+
+    def end_test_rotation(self, name: str) -> None:
+        """moto's RotateSecret with RotateImmediately false runs only the testSecret step, and
+        leaves that step's AWSPENDING version behind where AWS removes it (anchors-aws §2.1).
+        Remove it as AWS would; left there, it is what a rotation in progress looks like."""
+        for version, stages in self.versions(name).items():
+            if "AWSPENDING" in stages:
+                self.sm.update_secret_version_stage(
+                    SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=version
+                )
 
     def login(self, secret_name: str):
         """Log in the way the application does: with the host, port, username, password and

@@ -696,3 +696,191 @@ def test_killed_while_adopting_a_user_without_a_secret_the_next_run_repairs_it(r
     rds.login("secret-legacy").close()
     assert pending_versions(rds, "secret-legacy") == []
     assert rds.invoke(rds.event([user("legacy")]))["changed"] is False
+
+
+# Rotation. moto stands in for AWS as tests/test_secrets.py pins down: it looks the function up
+# but runs none, and keeps only AutomaticallyAfterDays of the rules.
+
+
+@pytest.fixture
+def writes(monkeypatch):
+    """Every Secrets Manager write the tool makes, in order, as (operation, arguments)."""
+    made = []
+    write = tool.Secrets.write
+
+    def recording(self, operation, **arguments):
+        made.append((operation, arguments))
+        return write(self, operation, **arguments)
+
+    monkeypatch.setattr(tool.Secrets, "write", recording)
+    return made
+
+
+def app_with(rds, rotation: dict | None = None, **keys):
+    """One user, app, with its own rotation."""
+    return rds.event([user("app", rotation=rotation, **keys)] if rotation else [user("app")])
+
+
+def rotation_of(rds, name: str = "secret-app") -> tuple:
+    found = rds.sm.describe_secret(SecretId=name)
+    return found.get("RotationEnabled"), found.get("RotationLambdaARN"), found.get("RotationRules")
+
+
+def test_rotation_with_the_events_function_is_enabled_by_one_call(rds, rotation_function):
+    report = rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+
+    (app,) = report["users"]
+    assert app["rotation"] == "enabled" and app["result"] == "created"
+    assert f"rotation enabled (every 30 days, function {rotation_function})" in app["changes"]
+    assert report["stats"]["aws_calls"]["RotateSecret"] == 1
+    assert rotation_of(rds) == (True, rotation_function, {"AutomaticallyAfterDays": 30})
+    rds.login("secret-app").close()
+
+
+def test_a_second_run_makes_no_rotation_call_and_changes_nothing(rds, rotation_function):
+    event = app_with(rds, {"lambda_arn": rotation_function})
+    rds.invoke(event)
+
+    report = rds.invoke(event)
+
+    assert report["changed"] is False
+    assert report["users"][0]["rotation"] == "unchanged" and report["users"][0]["changes"] == []
+    assert not {"RotateSecret", "CancelRotateSecret"} & set(report["stats"]["aws_calls"])
+
+
+def test_a_new_schedule_is_one_call(rds, rotation_function):
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+    rds.end_test_rotation("secret-app")
+
+    report = rds.invoke(app_with(rds, {"lambda_arn": rotation_function, "days": 7}))
+
+    (app,) = report["users"]
+    assert (report["changed"], app["result"], app["rotation"]) == (True, "updated", "updated")
+    assert app["changes"] == [f"rotation updated (every 7 days, function {rotation_function})"]
+    assert report["stats"]["aws_calls"]["RotateSecret"] == 1
+    assert rotation_of(rds)[2] == {"AutomaticallyAfterDays": 7}
+
+
+def test_rotation_turned_off_is_one_cancel_and_then_nothing(rds, rotation_function):
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+    off = app_with(rds, {"enabled": False})
+
+    report = rds.invoke(off)
+
+    assert report["users"][0]["rotation"] == "disabled"
+    assert "rotation disabled" in report["users"][0]["changes"]
+    assert report["stats"]["aws_calls"]["CancelRotateSecret"] == 1
+    assert rotation_of(rds)[0] is False
+    again = rds.invoke(off)
+    assert again["changed"] is False and "CancelRotateSecret" not in again["stats"]["aws_calls"]
+
+
+def test_an_event_without_rotation_leaves_the_secrets_rotation_as_it_is(rds, rotation_function):
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+
+    report = rds.invoke(app_with(rds))
+
+    assert report["changed"] is False
+    assert rotation_of(rds) == (True, rotation_function, {"AutomaticallyAfterDays": 30})
+
+
+def test_without_a_function_of_its_own_the_engines_aws_function_rotates(
+    rds, rotation_function, monkeypatch
+):
+    monkeypatch.setenv("ROTATION_LAMBDA_ARN_POSTGRES", rotation_function)
+
+    report = rds.invoke(rds.seed_event(rotation={}))
+
+    assert {u["rotation"] for u in report["users"]} == {"enabled"}
+    assert report["stats"]["aws_calls"]["RotateSecret"] == 3
+    for name in (DDL, DML, RO):
+        assert rotation_of(rds, name) == (True, rotation_function, {"AutomaticallyAfterDays": 30})
+
+
+def test_without_the_engines_aws_function_nothing_is_touched(rds, monkeypatch):
+    monkeypatch.delenv("ROTATION_LAMBDA_ARN_POSTGRES", raising=False)
+    roles = rds.roles()
+
+    with pytest.raises(tool.InvalidEvent, match="ROTATION_LAMBDA_ARN_POSTGRES") as caught:
+        rds.invoke(rds.seed_event(rotation={}))
+
+    assert "SecretsManagerRDSPostgreSQLRotationMultiUser" in str(caught.value)
+    assert rds.roles() == roles
+    assert [s["Name"] for s in rds.sm.list_secrets()["SecretList"]] == [rds.secret_name]
+
+
+def test_a_dry_run_reports_the_rotation_change_and_makes_no_call(rds, rotation_function):
+    rds.invoke(app_with(rds))
+
+    report = rds.invoke({**app_with(rds, {"lambda_arn": rotation_function}), "dry_run": True})
+
+    assert report["changed"] is True and report["users"][0]["rotation"] == "enabled"
+    assert "RotateSecret" not in report["stats"]["aws_calls"]
+    assert rotation_of(rds) == (None, None, None)
+
+
+def test_rotation_is_set_once_the_new_password_is_current(rds, rotation_function, writes):
+    rds.invoke(app_with(rds))
+    secret_arn = rds.sm.describe_secret(SecretId="secret-app")["ARN"]
+
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}, action="update"))
+
+    operations = [op for op, arguments in writes if arguments.get("SecretId") == secret_arn]
+    assert operations == [
+        "put_secret_value",  # AWSPENDING
+        "update_secret_version_stage",  # AWSCURRENT
+        "update_secret_version_stage",  # AWSPENDING label dropped
+        "rotate_secret",
+    ]
+    rds.login("secret-app").close()
+
+
+def test_schedule_window_and_rotate_immediately_go_to_rotate_secret(rds, rotation_function, writes):
+    rotation = {
+        "lambda_arn": rotation_function,
+        "schedule": "cron(0 16 1,15 * ? *)",
+        "duration": "2h",
+        "rotate_immediately": True,
+    }
+
+    report = rds.invoke(app_with(rds, rotation))
+
+    (rotate,) = [arguments for op, arguments in writes if op == "rotate_secret"]
+    assert rotate["RotationLambdaARN"] == rotation_function
+    assert rotate["RotationRules"] == {
+        "ScheduleExpression": "cron(0 16 1,15 * ? *)",
+        "Duration": "2h",
+    }
+    assert rotate["RotateImmediately"] is True
+    assert "ClientRequestToken" not in rotate  # the rotation's version id must not look like ours
+    assert report["users"][0]["changes"][-1] == (
+        "rotation enabled (cron(0 16 1,15 * ? *), window 2h, rotating now, "
+        f"function {rotation_function})"
+    )
+
+
+def test_a_rotation_in_progress_blocks_new_settings_but_not_turning_it_off(rds, rotation_function):
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+    # moto's leftover AWSPENDING (see Rds.end_test_rotation) is a rotation in progress here.
+
+    with pytest.raises(tool.InvalidEvent, match="has a rotation in progress") as caught:
+        rds.invoke(app_with(rds, {"lambda_arn": rotation_function, "days": 7}))
+    assert "update-secret-version-stage" in str(caught.value)
+    assert rotation_of(rds)[2] == {"AutomaticallyAfterDays": 30}
+
+    report = rds.invoke(app_with(rds, {"enabled": False}))
+    assert report["users"][0]["rotation"] == "disabled"
+
+
+def test_a_deleted_users_secret_is_deleted_whatever_the_rotation(rds, rotation_function):
+    rds.invoke(app_with(rds, {"lambda_arn": rotation_function}))
+
+    report = rds.invoke(
+        rds.event(
+            [user("app", "secret-app", action="delete")], rotation={"lambda_arn": rotation_function}
+        )
+    )
+
+    assert report["users"][0]["rotation"] == "unchanged"
+    assert report["users"][0]["secret"]["result"] == "deleted"
+    assert not {"RotateSecret", "CancelRotateSecret"} & set(report["stats"]["aws_calls"])

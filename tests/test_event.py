@@ -293,12 +293,218 @@ def test_a_mysql_account_host_with_quotes_or_blanks_is_refused(host):
     assert len(problems_of(raw)) == 1
 
 
-def test_rotation_is_refused_clearly_for_now():
-    raw = with_users(
-        {"db_user": "u", "user_secret_name": "s", "rotation": {"enabled": True}},
-        rotation={"enabled": True},
+FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:rotate-db-users"
+
+
+def rotation_of(own: dict | None = None, **top) -> tool.Rotation | None:
+    """The effective rotation of a single user whose entry has `own` rotation (None: no key)."""
+    entry = {"db_user": "u", "user_secret_name": "s"}
+    if own is not None:
+        entry["rotation"] = own
+    return parse_event(with_users(entry, **top)).users[0].rotation
+
+
+def test_without_rotation_anywhere_the_secrets_rotation_is_left_as_it_is():
+    assert rotation_of() is None
+
+
+def test_rotation_defaults_to_enabled_every_30_days_not_rotating_at_once():
+    assert rotation_of({}) == tool.Rotation(enabled=True, days=30, rotate_immediately=False)
+    assert rotation_of({}).rules == {"AutomaticallyAfterDays": 30}
+
+
+def test_the_event_level_rotation_is_every_users_default():
+    event = parse_event(
+        with_users(
+            {"db_user": "a", "user_secret_name": "1"},
+            {"db_user": "b", "user_secret_name": "2", "rotation": None},
+            rotation={"lambda_arn": FUNCTION, "days": 7},
+        )
     )
-    assert [p for p in problems_of(raw) if "rotation is not supported yet" in p] != []
+    assert {u.rotation for u in event.users} == {
+        tool.Rotation(enabled=True, lambda_arn=FUNCTION, days=7)
+    }
+
+
+def test_a_users_rotation_replaces_the_events_whole():
+    rotation = rotation_of(
+        {"schedule": "rate(12 hours)"}, rotation={"lambda_arn": FUNCTION, "days": 7}
+    )
+    assert rotation == tool.Rotation(enabled=True, schedule="rate(12 hours)")
+
+
+def test_disabling_needs_nothing_else():
+    assert rotation_of({"enabled": False}).enabled is False
+    assert rotation_of({"enabled": "no", "days": 7}).enabled is False  # kept to turn back on
+
+
+def test_a_delete_ignores_rotation_since_deleting_removes_the_secret():
+    event = parse_event(
+        with_users(
+            {"db_user": "a", "action": "delete", "rotation": {"days": 7}},
+            {"db_user": "b", "action": "delete"},
+            rotation={"days": 1},
+        )
+    )
+    assert [u.rotation for u in event.users] == [None, None]
+    bad = with_users({"db_user": "a", "action": "delete", "rotation": {"days": 0}})
+    assert problems_of(bad) == ["user 'a': rotation: days must be from 1 to 1000, not 0"]
+
+
+@pytest.mark.parametrize(
+    "rotation, rules",
+    [
+        ({"days": 1}, {"AutomaticallyAfterDays": 1}),
+        ({"days": 1000, "duration": "24h"}, {"AutomaticallyAfterDays": 1000, "Duration": "24h"}),
+        ({"schedule": "rate(4 hours)"}, {"ScheduleExpression": "rate(4 hours)"}),
+        ({"schedule": "rate(1 day)"}, {"ScheduleExpression": "rate(1 day)"}),
+        (
+            {"schedule": "rate(10 days)", "duration": "3h"},
+            {"ScheduleExpression": "rate(10 days)", "Duration": "3h"},
+        ),
+        (
+            {"schedule": "cron(0 16 1,15 * ? *)", "duration": "2h"},
+            {"ScheduleExpression": "cron(0 16 1,15 * ? *)", "Duration": "2h"},
+        ),
+        (
+            {"schedule": "cron(0 8 ? * MON-FRI *)"},
+            {"ScheduleExpression": "cron(0 8 ? * MON-FRI *)"},
+        ),
+        (
+            {"schedule": "cron(0 */6 * * ? *)", "duration": "6h"},
+            {"ScheduleExpression": "cron(0 */6 * * ? *)", "Duration": "6h"},
+        ),
+        (
+            {"schedule": "cron(0 2,22 L * ? *)", "duration": "2h"},
+            {"ScheduleExpression": "cron(0 2,22 L * ? *)", "Duration": "2h"},
+        ),
+        ({"schedule": None, "days": None}, {"AutomaticallyAfterDays": 30}),
+    ],
+)
+def test_valid_schedules_become_the_rotation_rules_sent_to_aws(rotation, rules):
+    assert rotation_of(rotation).rules == rules
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        FUNCTION,
+        f"{FUNCTION}:live",
+        f"{FUNCTION}:$LATEST",
+        "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:rotate",
+        "arn:aws-cn:lambda:cn-north-1:123456789012:function:rotate_1",
+    ],
+)
+def test_a_lambda_function_arn_with_or_without_qualifier_in_any_partition(arn):
+    assert rotation_of({"lambda_arn": arn}).lambda_arn == arn
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ({"enabled": "yes", "rotate_immediately": "1"}, (True, True)),
+        ({"enabled": 0}, (False, False)),
+        ({"rotate_immediately": True}, (True, True)),
+    ],
+)
+def test_rotation_flags_are_bool_ish(value, expected):
+    rotation = rotation_of(value)
+    assert (rotation.enabled, rotation.rotate_immediately) == expected
+
+
+@pytest.mark.parametrize(
+    "rotation, problem",
+    [
+        ("yes", "rotation: must be an object"),
+        ({"enable": True}, "rotation: unknown key 'enable'"),
+        ({"enabled": "maybe"}, "rotation: enabled must be a boolean, not 'maybe'"),
+        ({"rotate_immediately": 2}, "rotation: rotate_immediately must be a boolean, not 2"),
+        ({"days": 7, "schedule": "rate(7 days)"}, "rotation: schedule and days exclude each other"),
+        ({"days": 0}, "rotation: days must be from 1 to 1000, not 0"),
+        ({"days": 1001}, "rotation: days must be from 1 to 1000, not 1001"),
+        ({"days": "30"}, "rotation: days must be a whole number of days, not '30'"),
+        ({"days": True}, "rotation: days must be a whole number of days, not True"),
+        ({"schedule": 30}, "rotation: schedule must be a string, not 30"),
+        ({"schedule": "weekly"}, "rotation: schedule must be rate(N hours), rate(N days) or cron("),
+        ({"schedule": "rate(30 minutes)"}, "rotation: schedule must be rate(N hours)"),
+        ({"schedule": "rate(3 hours)"}, "AWS rotates at most every 4 hours"),
+        ({"schedule": "rate(0 days)"}, "AWS rotates at most every 4 hours"),
+        ({"schedule": "cron(0 16 1 * ?)"}, "cron() takes six fields separated by single blanks"),
+        ({"schedule": "cron(30 16 1 * ? *)"}, "the minutes field must be 0"),
+        ({"schedule": "cron(0 16 1 * ? 2030)"}, "the year field must be *"),
+        ({"schedule": "cron(0 16 1 * MON *)"}, "exactly one of day-of-month and day-of-week"),
+        ({"schedule": "cron(0 16 ? * ? *)"}, "exactly one of day-of-month and day-of-week"),
+        ({"schedule": "cron(0 * * * ? *)"}, "AWS rotates at most every 4 hours"),
+        ({"schedule": "cron(0 1,3 * * ? *)"}, "AWS rotates at most every 4 hours"),
+        ({"schedule": "cron(0 24 * * ? *)"}, "hours are 0 to 23"),
+        ({"duration": "90m"}, "rotation: duration must be a whole number of hours from 1h to 24h"),
+        ({"duration": "0h"}, "duration must be a whole number of hours from 1h to 24h"),
+        ({"duration": "25h"}, "duration must be a whole number of hours from 1h to 24h"),
+        ({"duration": 2}, "duration must be a whole number of hours from 1h to 24h, not 2"),
+        (
+            {"schedule": "rate(4 hours)", "duration": "5h"},
+            "duration 5h is longer than the interval of schedule rate(4 hours)",
+        ),
+        (
+            {"schedule": "cron(0 0,6 * * ? *)", "duration": "7h"},
+            "duration 7h is longer than the interval of schedule cron(0 0,6 * * ? *)",
+        ),
+        (
+            {"schedule": "cron(0 22 * * ? *)", "duration": "4h"},
+            "duration 4h runs past midnight UTC after the 22:00 window",
+        ),
+        (
+            {"lambda_arn": "rotate-db-users"},
+            "rotation: lambda_arn must be a Lambda function ARN "
+            "(arn:aws:lambda:REGION:ACCOUNT:function:NAME), not 'rotate-db-users'",
+        ),
+        (
+            {"lambda_arn": "arn:aws:lambda:us-east-1:123:function:x"},
+            "lambda_arn must be a Lambda function ARN",
+        ),
+        (
+            {"lambda_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"},
+            "lambda_arn must be a Lambda function ARN",
+        ),
+    ],
+)
+def test_invalid_rotation_is_refused_naming_what_is_wrong(rotation, problem):
+    at_event = problems_of(with_users({"db_user": "u", "user_secret_name": "s"}, rotation=rotation))
+    at_user = problems_of(
+        with_users({"db_user": "u", "user_secret_name": "s", "rotation": rotation})
+    )
+
+    assert len(at_event) == 1 and at_event[0].startswith("rotation: ") and problem in at_event[0]
+    assert at_user == [f"user 'u': {at_event[0]}"]
+
+
+def test_every_rotation_problem_is_reported_at_once():
+    raw = with_users(
+        {"db_user": "u", "user_secret_name": "s", "rotation": {"days": 0, "colour": "red"}},
+        rotation={"enabled": "maybe", "schedule": "cron(0 12 * * * *)"},
+    )
+    assert problems_of(raw) == [
+        "rotation: enabled must be a boolean, not 'maybe'",
+        "rotation: schedule cron(0 12 * * * *): exactly one of day-of-month and day-of-week "
+        "must be ?",
+        "user 'u': rotation: unknown key 'colour'",
+        "user 'u': rotation: days must be from 1 to 1000, not 0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "rotation, interval",
+    [
+        ({}, "rate(30 days)"),
+        ({"days": 7}, "rate(7 days)"),
+        ({"schedule": "rate(7 days)"}, "rate(7 days)"),
+        ({"schedule": "rate(1 day)"}, "rate(1 days)"),
+        ({"schedule": "rate(06 hours)"}, "rate(6 hours)"),
+        ({"schedule": "cron(0 16 1,15 * ? *)"}, "cron(0 16 1,15 * ? *)"),
+    ],
+)
+def test_days_and_a_daily_rate_are_one_interval(rotation, interval):
+    assert rotation_of(rotation).interval == interval
 
 
 @pytest.mark.parametrize("name", ["has space", "semi;colon", "quote'"])

@@ -1,11 +1,24 @@
-"""Section 2, Secrets Manager: the reads a run makes, through moto's server over HTTP."""
+"""Section 2, Secrets Manager: the reads a run makes, through moto's server over HTTP, and what
+they decide about each secret's rotation."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from lambda_function import InvalidEvent, Secrets, has_every_type, parse_event, resolve_target
+from lambda_function import (
+    InvalidEvent,
+    Rotation,
+    Secrets,
+    SecretState,
+    described_rotation,
+    has_every_type,
+    parse_event,
+    resolve_target,
+    rotation_change,
+    rotation_function,
+    rotation_problems,
+)
 
 
 def test_reading_the_states_costs_one_describe_per_secret_and_one_batch_read_per_twenty(
@@ -118,3 +131,234 @@ def test_the_default_port_follows_the_engine():
         event(rds_host="h", db_engine="mariadb"), {"username": "a", "password": "p"}, "x"
     )
     assert (target.engine, target.port) == ("mariadb", 3306)
+
+
+# Rotation: what the secret's DescribeSecret says, what it should say, and who rotates it.
+
+FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:rotate-db-users"
+OTHER_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:other"
+
+
+def test_what_moto_does_on_rotate_secret_which_the_rotation_tests_rely_on(
+    secretsmanager, rotation_function
+):
+    """moto 5.2 stands in for AWS in the rotation tests; this is how it differs."""
+    secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
+    with pytest.raises(secretsmanager.exceptions.ResourceNotFoundException):
+        secretsmanager.rotate_secret(SecretId="s", RotationLambdaARN=OTHER_FUNCTION)
+    secretsmanager.create_secret(Name="t", SecretString='{"username": "u"}')
+    (current,) = secretsmanager.describe_secret(SecretId="t")["VersionIdsToStages"]
+
+    secretsmanager.rotate_secret(
+        SecretId="t",
+        RotationLambdaARN=rotation_function,
+        RotationRules={"AutomaticallyAfterDays": 30},
+        RotateImmediately=False,
+    )
+
+    found = secretsmanager.describe_secret(SecretId="t")
+    assert (found["RotationEnabled"], found["RotationLambdaARN"]) == (True, rotation_function)
+    assert found["RotationRules"] == {"AutomaticallyAfterDays": 30}
+    # It runs no function and moves no label, but keeps the testSecret step's AWSPENDING
+    # version (a copy of AWSCURRENT), which AWS removes: see Rds.end_test_rotation.
+    (pending,) = set(found["VersionIdsToStages"]) - {current}
+    assert found["VersionIdsToStages"] == {current: ["AWSCURRENT"], pending: ["AWSPENDING"]}
+    # It keeps neither a ScheduleExpression nor a Duration: schedules are tested without it.
+    secretsmanager.rotate_secret(
+        SecretId="t",
+        RotationLambdaARN=rotation_function,
+        RotationRules={"ScheduleExpression": "rate(10 days)", "Duration": "2h"},
+        RotateImmediately=False,
+    )
+    assert secretsmanager.describe_secret(SecretId="t")["RotationRules"] == {
+        "AutomaticallyAfterDays": 0
+    }
+    secretsmanager.cancel_rotate_secret(SecretId="t")
+    found = secretsmanager.describe_secret(SecretId="t")
+    assert (found["RotationEnabled"], found["RotationLambdaARN"]) == (False, rotation_function)
+
+
+def test_the_secrets_rotation_comes_with_its_description_at_no_extra_call(
+    secretsmanager, rotation_function
+):
+    secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
+    secretsmanager.rotate_secret(
+        SecretId="s",
+        RotationLambdaARN=rotation_function,
+        RotationRules={"AutomaticallyAfterDays": 7},
+        RotateImmediately=False,
+    )
+    secretsmanager.create_secret(Name="never-rotated", SecretString='{"username": "v"}')
+    client = Secrets("us-east-1")
+
+    states = client.read_states(["s", "never-rotated"])
+
+    assert states["s"].rotation == Rotation(enabled=True, lambda_arn=rotation_function, days=7)
+    assert states["never-rotated"].rotation == Rotation(enabled=False)
+    assert client.calls == {"DescribeSecret": 2, "BatchGetSecretValue": 1}
+
+
+def secret_described(**found) -> SecretState:
+    """A secret whose DescribeSecret answered with these rotation fields."""
+    return SecretState(name="s", exists=True, rotation=described_rotation(found))
+
+
+ON = {"RotationEnabled": True, "RotationLambdaARN": FUNCTION}
+DAYS_30 = Rotation(enabled=True, days=30)
+
+
+@pytest.mark.parametrize(
+    "wanted, described, function, change",
+    [
+        # no rotation in the event: whatever the secret has stays
+        (None, {}, None, None),
+        (None, {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}}, FUNCTION, None),
+        # never rotated, or turned off (AWS keeps the old function and rules then)
+        (DAYS_30, {}, FUNCTION, "enable"),
+        (
+            DAYS_30,
+            {**ON, "RotationEnabled": False, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            FUNCTION,
+            "enable",
+        ),
+        # the same, however AWS reports it: no call
+        (DAYS_30, {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}}, FUNCTION, None),
+        (
+            DAYS_30,
+            {
+                **ON,
+                "RotationRules": {
+                    "AutomaticallyAfterDays": 30,
+                    "ScheduleExpression": "rate(30 days)",
+                },
+            },
+            FUNCTION,
+            None,
+        ),
+        (DAYS_30, {**ON, "RotationRules": {"ScheduleExpression": "rate(30 days)"}}, FUNCTION, None),
+        (
+            Rotation(enabled=True, schedule="rate(30 days)"),
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            FUNCTION,
+            None,
+        ),
+        (
+            Rotation(enabled=True, schedule="cron(0 16 1,15 * ? *)", duration="2h"),
+            {
+                **ON,
+                "RotationRules": {
+                    "AutomaticallyAfterDays": 15,  # computed by AWS: not compared
+                    "ScheduleExpression": "cron(0 16 1,15 * ? *)",
+                    "Duration": "2h",
+                },
+            },
+            FUNCTION,
+            None,
+        ),
+        (
+            Rotation(enabled=True, days=30, rotate_immediately=True),  # not a setting: no call
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            FUNCTION,
+            None,
+        ),
+        # something differs: one rotate_secret
+        (DAYS_30, {**ON, "RotationRules": {"AutomaticallyAfterDays": 7}}, FUNCTION, "update"),
+        (
+            DAYS_30,
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            OTHER_FUNCTION,
+            "update",
+        ),
+        (
+            DAYS_30,
+            {**ON, "RotationRules": {"ScheduleExpression": "rate(30 hours)"}},
+            FUNCTION,
+            "update",
+        ),
+        (
+            Rotation(enabled=True, days=30, duration="2h"),
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            FUNCTION,
+            "update",
+        ),
+        (
+            DAYS_30,
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30, "Duration": "2h"}},
+            FUNCTION,
+            "update",
+        ),
+        (
+            Rotation(enabled=True, schedule="cron(0 16 1,15 * ? *)"),
+            {**ON, "RotationRules": {"ScheduleExpression": "cron(0 4 1,15 * ? *)"}},
+            FUNCTION,
+            "update",
+        ),
+        # turned off: one cancel_rotate_secret, only when it is on
+        (
+            Rotation(enabled=False),
+            {**ON, "RotationRules": {"AutomaticallyAfterDays": 30}},
+            None,
+            "disable",
+        ),
+        (Rotation(enabled=False), {**ON, "RotationEnabled": False}, None, None),
+        (Rotation(enabled=False), {}, None, None),
+    ],
+)
+def test_rotate_secret_only_when_the_state_function_or_rules_differ(
+    wanted, described, function, change
+):
+    assert rotation_change(wanted, secret_described(**described), function) == change
+
+
+def test_a_secret_that_does_not_exist_yet_has_its_rotation_enabled():
+    assert rotation_change(DAYS_30, SecretState(name="new"), FUNCTION) == "enable"
+
+
+ENGINE_VARIABLES = {
+    "postgres": "ROTATION_LAMBDA_ARN_POSTGRES",
+    "mysql": "ROTATION_LAMBDA_ARN_MYSQL",
+    "mariadb": "ROTATION_LAMBDA_ARN_MARIADB",
+}
+
+
+def rotating(*users: dict, **top):
+    return parse_event({"secret_name": "m", "database_name": "app", "users": list(users), **top})
+
+
+@pytest.mark.parametrize("engine", ENGINE_VARIABLES)
+def test_the_engines_aws_function_comes_from_the_deployment(engine):
+    event = rotating({"db_user": "u", "user_secret_name": "s"}, rotation={})
+    variable = ENGINE_VARIABLES[engine]
+
+    assert rotation_problems(event, engine, {variable: FUNCTION}) == []
+    assert rotation_function(event.users[0].rotation, engine, {variable: FUNCTION}) == FUNCTION
+    (problem,) = rotation_problems(event, engine, {})
+    assert problem.startswith("rotation of 'u' needs a rotation function: give rotation.lambda_arn")
+    assert variable in problem and "RotationMultiUser" in problem
+    assert rotation_problems(event, engine, {variable: "rotate-db-users"}) == [
+        f"{variable} must be a Lambda function ARN, not 'rotate-db-users'"
+    ]
+
+
+def test_a_function_of_the_events_own_or_no_rotation_needs_no_deployment_setting():
+    event = rotating(
+        {"db_user": "own", "user_secret_name": "1", "rotation": {"lambda_arn": OTHER_FUNCTION}},
+        {"db_user": "off", "user_secret_name": "2", "rotation": {"enabled": False}},
+        {"db_user": "left-alone", "user_secret_name": "3"},
+        {"db_user": "gone", "action": "delete", "rotation": {}},
+    )
+    env = {"ROTATION_LAMBDA_ARN_POSTGRES": FUNCTION}
+
+    assert rotation_problems(event, "postgres", {}) == []
+    assert rotation_function(event.users[0].rotation, "postgres", env) == OTHER_FUNCTION
+
+
+def test_one_problem_names_every_user_that_needs_the_aws_function():
+    event = rotating(
+        {"db_user": "a", "user_secret_name": "1"},
+        {"db_user": "b", "user_secret_name": "2"},
+        {"db_user": "c", "user_secret_name": "3", "rotation": {"lambda_arn": FUNCTION}},
+        rotation={"days": 7},
+    )
+    (problem,) = rotation_problems(event, "postgres", {"ROTATION_LAMBDA_ARN_POSTGRES": " "})
+    assert problem.startswith("rotation of 'a', 'b' needs a rotation function")
