@@ -7,11 +7,12 @@ explains it for users.
 
 The file reads in the order the data flows:
   1. the event: parsing and validation (pure)
-  2. Secrets Manager: reading and writing the user secrets
-  3. PostgreSQL: reading the current state
-  4. the plan: desired state vs current state -> ordered steps (pure)
-  5. applying the plan, with the never-lose-a-password protocol
-  6. the report, and the entry points (Lambda handler, command line)
+  2. Secrets Manager: reading and writing the user secrets, and their rotation
+  3. reading the current state: a. PostgreSQL, b. MySQL and MariaDB
+  4. the plan: desired state vs current state -> ordered steps (pure): a. PostgreSQL, b. MySQL
+  5. the two engines behind one interface (connect, lock, read, plan, execute)
+  6. applying the plan, with the never-lose-a-password protocol (engine-neutral)
+  7. the report, and the entry points (Lambda handler, command line)
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ TOOL = "rds-initializer"
 VERSION_PREFIX = f"{TOOL}-"
 PASSWORD_EXCLUDED = ":/@\"'\\"  # noqa: S105 - the characters passwords leave out
 PASSWORD_LENGTH = 32
+# The AWS multi-user rotation functions alternate a secret between U and U + this suffix.
+CLONE_SUFFIX = "_clone"
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
 CLUSTER_LOCK_WAIT_MS = 300_000  # the longest wait for another invocation to finish
@@ -305,6 +308,15 @@ class UserSpec:
     def account(self) -> tuple[str, str]:
         """MySQL's 'name'@'host'."""
         return (self.name, self.host or "%")
+
+    @property
+    def clone(self) -> str:
+        """The other account of AWS's multi-user rotation, which the tool treats as U too."""
+        return self.name + CLONE_SUFFIX
+
+    @property
+    def rotating(self) -> bool:
+        return bool(self.rotation and self.rotation.enabled)
 
     @property
     def deleting(self) -> bool:
@@ -779,6 +791,8 @@ def engine_problems(event: Event, engine: str) -> list[str]:
             (user.grantor, "grantor"),
             (user.reassign_to, "reassign_to"),
         ]
+        if user.rotating:
+            names.append((user.clone, "its rotation clone"))
         for name, what in names:
             if name:
                 problems.extend(f"{where}: {p}" for p in engine_name_problems(name, what, engine))
@@ -960,6 +974,20 @@ def rotation_problems(event: Event, engine: str, environ: Mapping[str, str]) -> 
     ]
 
 
+def rotation_host_problems(event: Event, target: Target, master_secret: dict) -> list[str]:
+    """The AWS functions rotate a user's secret only when its host is the master secret's
+    (or a read replica of it): any other host would fail at the first rotation."""
+    master_host = master_secret.get("host")
+    relying = [u.name for u in event.users if u.rotating and not u.rotation.lambda_arn]
+    if not relying or not master_host or master_host == target.host:
+        return []
+    return [
+        f"rotation of {', '.join(map(repr, relying))}: the AWS rotation functions refuse a "
+        f"secret whose host ({target.host!r}, from rds_host) is not the master secret's host "
+        f"({master_host!r}); give rds_host as the master secret has it"
+    ]
+
+
 @dataclass
 class SecretState:
     """What Secrets Manager holds for one user's secret."""
@@ -1082,8 +1110,12 @@ class Secrets:
         readable = [s for s in states.values() if s.exists and not s.scheduled_for_deletion]
         by_arn = {s.arn: s for s in readable if s.current_version}
         arns = list(by_arn)
-        for start in range(0, len(arns), 20):
-            response = self.client.batch_get_secret_value(SecretIdList=arns[start : start + 20])
+        batches = [arns[start : start + 20] for start in range(0, len(arns), 20)]
+
+        def read(batch: list[str]) -> dict:
+            return self.client.batch_get_secret_value(SecretIdList=batch)
+
+        for response in self.map(read, batches):
             for item in response["SecretValues"]:
                 state = by_arn[item["ARN"]]
                 state.value = parse_secret_value(item.get("SecretString"))
@@ -1175,6 +1207,8 @@ class PgRole:
     master_can_set: bool = False  # the master may SET ROLE to it
     master_is_admin: bool = True  # the master may grant it (16+: ADMIN OPTION; before: any
     # role but a superuser, for a CREATEROLE master)
+    member_of: tuple[str, ...] = ()  # the roles it is a direct member of
+    config: tuple[str, ...] = ()  # its settings, "role=U" for a prepared rotation clone
 
 
 @dataclass(frozen=True)
@@ -1223,6 +1257,9 @@ class PgState:
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
 
+    def has_clone(self, user: UserSpec) -> bool:
+        return user.clone in self.roles
+
     def objects_of(self, kind: str) -> list[PgObject]:
         return [o for o in self.objects if o.kind == kind]
 
@@ -1232,10 +1269,14 @@ SELECT current_user, current_setting('server_version_num')::int / 10000
 """
 ROLES_QUERY = """
 SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
-       pg_has_role(current_user, oid, 'USAGE'), pg_has_role(current_user, oid, %(set)s),
-       CASE WHEN %(major)s >= 16 THEN pg_has_role(current_user, oid, 'MEMBER WITH ADMIN OPTION')
-            ELSE NOT rolsuper END
-FROM pg_roles
+       pg_has_role(current_user, r.oid, 'USAGE'), pg_has_role(current_user, r.oid, %(set)s),
+       CASE WHEN %(major)s >= 16
+            THEN pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')
+            ELSE NOT rolsuper END,
+       ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             WHERE m.member = r.oid),
+       coalesce(rolconfig, '{}')
+FROM pg_roles r
 """
 # Every managed object with the grants the managed users hold on it.
 OBJECTS_QUERY = """
@@ -1289,7 +1330,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
     master, major = cursor.fetchone()
     cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
-    roles = {row[0]: PgRole(*row) for row in cursor.fetchall()}
+    roles = {row[0]: PgRole(*row[:8], tuple(row[8]), tuple(row[9])) for row in cursor.fetchall()}
     users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
@@ -1300,7 +1341,8 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(DEFAULT_GRANTS_QUERY, params)
     default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
     dependencies: dict[str, list[str]] = defaultdict(list)
-    doomed = [u.name for u in event.users if u.deleting and u.name in roles]
+    leaving = [u for u in event.users if u.deleting]
+    doomed = [name for u in leaving for name in (u.name, u.clone) if name in roles]
     if doomed:
         cursor.execute(DEPENDENCIES_QUERY, {"users": doomed})
         for role, database, count in cursor.fetchall():
@@ -1322,7 +1364,6 @@ class MyAccount:
     host: str
     superuser: bool = False
     is_role: bool = False  # MariaDB keeps its roles in mysql.user too
-    tls: tuple = ()  # ssl_type, ssl_cipher, x509_issuer, x509_subject
 
 
 @dataclass
@@ -1341,6 +1382,21 @@ class MyState:
     def has_user(self, user: UserSpec) -> bool:
         return user.account in self.accounts
 
+    def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
+        """The rotation clone's account: at U's host, or at '%' where the AWS functions make
+        it (they do not copy the host)."""
+        return next(
+            (
+                (user.clone, host)
+                for host in (user.account[1], "%")
+                if (user.clone, host) in self.accounts
+            ),
+            None,
+        )
+
+    def has_clone(self, user: UserSpec) -> bool:
+        return self.clone_account(user) is not None
+
     def has_name(self, name: str) -> bool:
         return any(user == name for user, _ in self.accounts)
 
@@ -1352,8 +1408,7 @@ SELECT VERSION(), CURRENT_USER(), @@SESSION.sql_mode,
        EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
 """
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role}, ssl_type, ssl_cipher, x509_issuer, x509_subject
-FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
 """
 MY_GRANTS_QUERY = """
 SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
@@ -1393,8 +1448,8 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         queries += 1
     cursor.execute(MY_ACCOUNTS_QUERY.format(is_role="is_role = 'Y'" if mariadb else "FALSE"))
     accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role), tuple(tls))
-        for user, host, superuser, role, *tls in cursor.fetchall()
+        (user, host): MyAccount(user, host, bool(superuser), bool(role))
+        for user, host, superuser, role in cursor.fetchall()
     }
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
     cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
@@ -1405,8 +1460,13 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
             if grantable == "YES":
                 grants[by_grantee[grantee]].add("GRANT OPTION")
     definers: dict[tuple[str, str], list[str]] = defaultdict(list)
-    doomed = {f"{u.name}@{u.account[1]}": u.account for u in event.users if u.deleting}
-    doomed = {definer: account for definer, account in doomed.items() if account in accounts}
+    leaving = [u for u in event.users if u.deleting]
+    candidates = [u.account for u in leaving] + [
+        (u.clone, h) for u in leaving for h in (u.account[1], "%")
+    ]
+    doomed = {
+        f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
+    }
     if doomed:
         cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
         for definer, kind, name in cursor.fetchall():
@@ -1466,11 +1526,12 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         target = reassign_target(user, state)
         if user.deleting and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
-        for place in state.dependencies.get(user.name, []):
-            problems.append(
-                f"user {user.name!r} cannot be deleted: it owns objects or holds privileges in "
-                f"{place}; reassign or revoke them there first"
-            )
+        for role in (user.name, user.clone):
+            for place in state.dependencies.get(role, []):
+                problems.append(
+                    f"user {user.name!r} cannot be deleted: {role!r} owns objects or holds "
+                    f"privileges in {place}; reassign or revoke them there first"
+                )
     return problems
 
 
@@ -1700,7 +1761,8 @@ def password_clause(verifier: str) -> tuple[sql.Composable, sql.Composable]:
 
 
 def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str]) -> list[Step]:
-    """CREATE ROLE for new users (grantors first), ALTER ROLE for drifted or new passwords."""
+    """CREATE ROLE for new users (grantors first), ALTER ROLE for drifted or new passwords.
+    `passwords` is by login: U, or its rotation clone once the secret names the clone."""
     steps = []
     for user in grantor_order(users):
         name = sql.Identifier(user.name)
@@ -1720,10 +1782,45 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
-        if user.name in passwords:
-            clause, shown = password_clause(passwords[user.name])
-            alter = sql.SQL("ALTER ROLE {} WITH ").format(name)
-            steps.append(Step(alter + clause, "new password", (user.name,), shown=alter + shown))
+        for login, what in (
+            (user.name, "new password"),
+            (user.clone, f"new password of {user.clone}"),
+        ):
+            if login in passwords:
+                clause, shown = password_clause(passwords[login])
+                alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
+                steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
+    return steps
+
+
+def clone_needs_membership(user: UserSpec, state: PgState) -> bool:
+    clone = state.roles.get(user.clone)
+    return clone is None or user.name not in clone.member_of
+
+
+def clone_steps(users: list[UserSpec], state: PgState) -> list[Step]:
+    """The rotation clone of each user whose rotation is on, made ready for the AWS function:
+    a LOGIN role that is a member of U and becomes U at login, so that what it creates is U's
+    (and so covered by the grantor's default privileges, which AWS's own clones escape). It
+    has no password until the first rotation sets one. A clone the AWS function made is
+    completed the same way once the event turns rotation on."""
+    steps = []
+    for user in users:
+        if not user.rotating:
+            continue
+        clone, name, who = state.roles.get(user.clone), sql.Identifier(user.clone), (user.name,)
+        if clone is None:
+            create = sql.SQL(
+                "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL "
+                "IN ROLE {}"
+            ).format(name, sql.Identifier(user.name))
+            steps.append(Step(create, f"prepare rotation clone {user.clone}", who))
+        elif clone_needs_membership(user, state):
+            grant = sql.SQL("GRANT {} TO {}").format(sql.Identifier(user.name), name)
+            steps.append(Step(grant, f"make {user.clone} a member of {user.name}", who))
+        if clone is None or f"role={user.name}" not in clone.config:
+            acts_as = sql.SQL("ALTER ROLE {} SET role = {}").format(name, sql.Literal(user.name))
+            steps.append(Step(acts_as, f"rotation clone {user.clone} acts as {user.name}", who))
     return steps
 
 
@@ -1733,16 +1830,18 @@ def delete_steps(users: list[UserSpec], state: PgState) -> list[Step]:
     for user in reversed(grantor_order(users)):
         if user.name not in state.roles:
             continue
-        name, target = sql.Identifier(user.name), reassign_target(user, state)
-        who = (user.name,)
+        target, who = reassign_target(user, state), (user.name,)
+        present = [role for role in (user.clone, user.name) if role in state.roles]
+        names = sql.SQL(", ").join(map(sql.Identifier, present))
+        them = "role and its rotation clone" if len(present) > 1 else "role"
         steps += [
             Step(
-                sql.SQL("REASSIGN OWNED BY {} TO {}").format(name, sql.Identifier(target)),
+                sql.SQL("REASSIGN OWNED BY {} TO {}").format(names, sql.Identifier(target)),
                 f"reassign owned objects to {target}",
                 who,
             ),
-            Step(sql.SQL("DROP OWNED BY {}").format(name), "drop remaining privileges", who),
-            Step(sql.SQL("DROP ROLE {}").format(name), "drop role", who),
+            Step(sql.SQL("DROP OWNED BY {}").format(names), "drop remaining privileges", who),
+            Step(sql.SQL("DROP ROLE {}").format(names), f"drop {them}", who),
         ]
     return steps
 
@@ -1782,7 +1881,8 @@ def memberships_needed(
             needs[role].add("set")
     for user in leaving:
         if user.name in state.roles:
-            for role in (user.name, reassign_target(user, state)):
+            clone = [user.clone] if user.clone in state.roles else []
+            for role in (user.name, *clone, reassign_target(user, state)):
                 known = state.roles.get(role)
                 if role != state.master and (not known or not known.master_has_privileges):
                     needs[role].add("inherit")
@@ -1818,7 +1918,12 @@ def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> li
     grants = batch(changes, event.database)
 
     needs = memberships_needed(grants, leaving, state, new_roles)
-    refused = sorted(r for r in needs if r in state.roles and not state.roles[r].master_is_admin)
+    clones = clone_steps(staying, state)
+    # Making the clone a member of U needs what acting as U needs: ADMIN OPTION on U.
+    granted = {u.name for u in staying if u.rotating and clone_needs_membership(u, state)}
+    refused = sorted(
+        r for r in set(needs) | granted if r in state.roles and not state.roles[r].master_is_admin
+    )
     if refused:
         raise InvalidEvent(
             [
@@ -1829,9 +1934,11 @@ def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> li
                 for role in refused
             ]
         )
-    take, give_back = membership_steps(state, needs, dropped={u.name for u in leaving})
+    dropped = {name for u in leaving for name in (u.name, u.clone)}
+    take, give_back = membership_steps(state, needs, dropped)
     return (
         role_steps(staying, state, passwords)
+        + clones
         + take
         + grants
         + delete_steps(leaving, state)
@@ -1874,7 +1981,8 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} is a role, not a user: never managed")
         if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
             problems.append(f"{where}: grantor {user.grantor!r} does not exist")
-        objects = state.definers.get(user.account, [])
+        clone = state.clone_account(user)
+        objects = state.definers.get(user.account, []) + state.definers.get(clone, [])
         if objects:
             problems.append(
                 f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
@@ -1927,52 +2035,63 @@ def my_wanted(user: UserSpec) -> set[str]:
 def my_account_steps(
     users: list[UserSpec], state: MyState, passwords: dict[str, str]
 ) -> list[Step]:
+    """CREATE USER for new users (grantors first), ALTER USER for new passwords. `passwords` is
+    by login: U, or its rotation clone once the secret names the clone."""
     steps = []
     for user in grantor_order(users):
-        account = my_account(user.account, state)
-        if user.name not in passwords:
-            continue
-        clause, shown = my_password_clause(passwords[user.name], state)
-        verb, summary = (
-            ("ALTER", "new password") if state.has_user(user) else ("CREATE", "create user")
-        )
-        statement = f"{verb} USER {account} "
-        steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
+        clone = state.clone_account(user)
+        logins = [(user.account, "new password" if state.has_user(user) else "create user")]
+        if clone:
+            logins.append((clone, f"new password of {user.clone}"))
+        for account, summary in logins:
+            if account[0] not in passwords:
+                continue
+            clause, shown = my_password_clause(passwords[account[0]], state)
+            verb = "CREATE" if summary == "create user" else "ALTER"
+            statement = f"{verb} USER {my_account(account, state)} "
+            steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
     return steps
 
 
 def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:
-    """One GRANT or REVOKE per set of privileges, naming every account that needs it."""
-    accounts: dict[tuple[str, tuple[str, ...]], list[UserSpec]] = defaultdict(list)
+    """One GRANT or REVOKE per set of privileges, naming every account that needs it. A
+    rotation clone's grants follow its user's: the AWS function copied them once, and both
+    accounts must keep the same access whichever one the secret names."""
+    grantees: dict[tuple[str, tuple[str, ...], bool], list[tuple]] = defaultdict(list)
     for user in users:
-        held = state.grants.get(user.account, frozenset())
         want = my_wanted(user)
-        missing = want - held
-        extra = {p for p in held - want if p in MY_PRIVILEGE_ORDER}
-        for verb, privileges in (("GRANT", missing), ("REVOKE", extra)):
-            if privileges:
-                order = sorted(privileges, key=MY_PRIVILEGE_ORDER.__getitem__)
-                accounts[(verb, tuple(order))].append(user)
-    database = grant_database(event.database, state.wildcards)
+        clone = state.clone_account(user)
+        for account, is_clone in ((user.account, False), (clone, True)):
+            if account is None:
+                continue
+            held = state.grants.get(account, frozenset())
+            extra = {p for p in held - want if p in MY_PRIVILEGE_ORDER}
+            for verb, privileges in (("GRANT", want - held), ("REVOKE", extra)):
+                if privileges:
+                    order = tuple(sorted(privileges, key=MY_PRIVILEGE_ORDER.__getitem__))
+                    grantees[(verb, order, is_clone)].append((account, user.name))
+    database = my_identifier(grant_database(event.database, state.wildcards))
     steps = []
-    for (verb, privileges), grantees in sorted(accounts.items()):
+    for (verb, privileges, is_clone), named in sorted(grantees.items()):
         direction = "TO" if verb == "GRANT" else "FROM"
-        names = ", ".join(my_account(u.account, state) for u in grantees)
-        statement = (
-            f"{verb} {', '.join(privileges)} ON {my_identifier(database)}.* {direction} {names}"
-        )
+        names = ", ".join(my_account(account, state) for account, _ in named)
+        statement = f"{verb} {', '.join(privileges)} ON {database}.* {direction} {names}"
         summary = f"{verb.lower()} {', '.join(privileges)} on {event.database}.*"
-        steps.append(Step(statement, summary, tuple(u.name for u in grantees)))
+        summary += " for the rotation clone" if is_clone else ""
+        steps.append(Step(statement, summary, tuple(name for _, name in named)))
     return steps
 
 
 def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
-    """Grantees before grantors; DROP USER takes the account's privileges with it."""
-    return [
-        Step(f"DROP USER {my_account(user.account, state)}", "drop user", (user.name,))
-        for user in reversed(grantor_order(users))
-        if state.has_user(user)
-    ]
+    """Grantees before grantors; DROP USER takes the accounts' privileges with them."""
+    steps = []
+    for user in reversed(grantor_order(users)):
+        present = [a for a in (user.account, state.clone_account(user)) if a in state.accounts]
+        if present:
+            them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
+            names = ", ".join(my_account(account, state) for account in present)
+            steps.append(Step(f"DROP USER {names}", them, (user.name,)))
+    return steps
 
 
 def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
@@ -2345,6 +2464,7 @@ class Credential:
     """How one user's password and secret change in this run."""
 
     user: str
+    login: str  # whose password it is: the user, or its rotation clone when the secret says so
     mode: str  # "keep" | "new-user" | "change" | "finish"
     password: str | None  # the password the user ends with; None until a new one is drawn
     set_in_database: bool  # the plan gives the role this password
@@ -2356,14 +2476,14 @@ class Credential:
         return {**self.value, "password": self.password}
 
 
-def secret_value(existing: dict | None, user: UserSpec, target: Target) -> dict:
+def secret_value(existing: dict | None, login: str, target: Target) -> dict:
     """The AWS credentials structure (what the rotation functions read), other keys kept."""
     return {
         **(existing or {}),
         "engine": target.engine,
         "host": target.host,
         "port": target.port,
-        "username": user.name,
+        "username": login,
         "dbname": target.database,
         "masterarn": target.master_arn,
     }
@@ -2378,12 +2498,7 @@ def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
             "JSON object: it is somebody else's and is not overwritten"
         ]
     owner = (secret.value or {}).get("username")
-    if owner == f"{user.name}_clone":
-        return [
-            f"user {user.name!r}: secret {secret.name!r} was rotated to the clone "
-            f"{owner!r}; rotation clones are not supported yet"
-        ]
-    if owner not in (None, user.name):
+    if owner not in (None, user.name, user.clone):
         return [
             f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
             "and is not overwritten"
@@ -2391,22 +2506,36 @@ def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
     return []
 
 
+def login_of(user: UserSpec, secret: SecretState, state: State) -> str:
+    """The account the secret's password belongs to: the rotation clone once an AWS rotation
+    switched the secret to it (while both accounts exist), else the user itself."""
+    named = (secret.value or {}).get("username")
+    if named == user.clone and state.has_user(user) and state.has_clone(user):
+        return user.clone
+    return user.name
+
+
 def decide_credential(
-    user: UserSpec, secret: SecretState, role_exists: bool, probe: Probe, target: Target
+    user: UserSpec,
+    login: str,
+    secret: SecretState,
+    login_exists: bool,
+    probe: Probe,
+    target: Target,
 ) -> Credential:
-    value = secret_value(secret.value, user, target)
-    if secret.pending_is_ours and role_exists and probe.pending_ok:
+    value = secret_value(secret.value, login, target)
+    if secret.pending_is_ours and login_exists and probe.pending_ok:
         pending = (secret.pending_value or {}).get("password")
-        return Credential(user.name, "finish", pending, False, value)
+        return Credential(user.name, login, "finish", pending, False, value)
     undo = secret.pending_is_ours
     current = secret.password
-    if not role_exists:
+    if not login_exists:
         if current and not user.wants_new_password:
-            return Credential(user.name, "keep", current, True, value, undo)
-        return Credential(user.name, "new-user", None, True, value, undo)
+            return Credential(user.name, login, "keep", current, True, value, undo)
+        return Credential(user.name, login, "new-user", None, True, value, undo)
     if user.wants_new_password or not current or probe.current_ok is False:
-        return Credential(user.name, "change", None, True, value, undo)
-    return Credential(user.name, "keep", current, False, value, undo)
+        return Credential(user.name, login, "change", None, True, value, undo)
+    return Credential(user.name, login, "keep", current, False, value, undo)
 
 
 def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
@@ -2471,19 +2600,19 @@ def rotation_call_problems(
     return problems
 
 
-def needs_probe(user: UserSpec, secret: SecretState, role_exists: bool, event: Event) -> bool:
-    return role_exists and (
+def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
+    return login_exists and (
         secret.pending_is_ours or (event.verify_logins and bool(secret.password))
     )
 
 
-def probe(target: Target, user: UserSpec, secret: SecretState) -> Probe:
+def probe(target: Target, login: str, secret: SecretState) -> Probe:
     if secret.pending_is_ours:
         pending = (secret.pending_value or {}).get("password")
-        if target.login_works(user.name, pending):
+        if target.login_works(login, pending):
             return Probe(pending_ok=True)
-        return Probe(pending_ok=False, current_ok=target.login_works(user.name, secret.password))
-    return Probe(current_ok=target.login_works(user.name, secret.password))
+        return Probe(pending_ok=False, current_ok=target.login_works(login, secret.password))
+    return Probe(current_ok=target.login_works(login, secret.password))
 
 
 def wanted_tags(event: Event) -> dict[str, str]:
@@ -2576,11 +2705,10 @@ class SecretWriter:
     ):
         """Promote a checked password; converge the value's other keys, the tags, and then the
         rotation, which may start at once and must find the final password in AWSCURRENT."""
-        user = credential.user
         if credential.mode == "change":
-            if not self.target.login_works(user, credential.password):
+            if not self.target.login_works(credential.login, credential.password):
                 raise ApplyError(
-                    f"user {user!r} got its new password but cannot log in with "
+                    f"user {credential.login!r} got its new password but cannot log in with "
                     "it; its secret keeps the new one as AWSPENDING, and the next "
                     "run finishes or undoes the change"
                 )
@@ -2663,8 +2791,8 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secret_states[user.secret_name]
-        if needs_probe(user, secret, state.has_user(user), event):
-            return probe(target, user, secret)
+        if needs_probe(secret, state.has_user(user), event):
+            return probe(target, login_of(user, secret, state), secret)
         return Probe()
 
     return dict(zip([u.name for u in users], secrets.map(one, users), strict=True))
@@ -2690,8 +2818,9 @@ def prepare(
     decided = []
     for user in staying:
         secret = secret_states[user.secret_name]
+        login = login_of(user, secret, state)
         credential = decide_credential(
-            user, secret, state.has_user(user), probes[user.name], target
+            user, login, secret, state.has_user(user), probes[user.name], target
         )
         problems += credential_problems(credential, secret)
         decided.append(credential)
@@ -2701,7 +2830,7 @@ def prepare(
         raise InvalidEvent(problems)
     credentials = {c.user: c for c in draw_passwords(decided, secrets, event.dry_run)}
     identified_by = {
-        c.user: dialect.password(c.password, state)
+        c.login: dialect.password(c.password, state)
         for c in credentials.values()
         if c.set_in_database
     }
@@ -2875,6 +3004,7 @@ def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
     target = resolve_target(event, master, master_arn)
     event = bind_engine(event, target.engine)
     problems = rotation_problems(event, target.engine, os.environ)
+    problems += rotation_host_problems(event, target, master)
     if problems:
         raise InvalidEvent(problems)
     info(

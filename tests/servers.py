@@ -458,6 +458,7 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     import requests
     from moto.server import ThreadedMotoServer
 
+    _read_awscurrent_by_default()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -468,3 +469,30 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     )
     response.raise_for_status()
     return server, url
+
+
+def _read_awscurrent_by_default() -> None:
+    """Correct a moto 5.2.5 bug the rotation tests would otherwise pass through unseen:
+    UpdateSecretVersionStage moves the AWSCURRENT label but not moto's "default version",
+    which GetSecretValue without a stage and BatchGetSecretValue then keep returning. AWS
+    returns the AWSCURRENT version there (the tool reads every user secret that way, and a
+    rotation moves AWSCURRENT exactly so). The server runs in this process: patch its backend.
+    tests/test_secrets.py pins the corrected behaviour."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.update_secret_version_stage
+    if getattr(original, "reads_awscurrent", False):
+        return
+
+    def update_secret_version_stage(
+        self, secret_id, version_stage, remove_from_version_id=None, move_to_version_id=None
+    ):
+        result = original(
+            self, secret_id, version_stage, remove_from_version_id, move_to_version_id
+        )
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].default_version_id = move_to_version_id
+        return result
+
+    update_secret_version_stage.reads_awscurrent = True
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage

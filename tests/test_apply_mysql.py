@@ -5,6 +5,7 @@ secret's password and trying what the application would try."""
 from __future__ import annotations
 
 import json
+import threading
 from types import SimpleNamespace
 
 import pymysql
@@ -315,6 +316,38 @@ def can_login_with_current(maria, secret_name: str) -> bool:
     except pymysql.err.OperationalError:
         return False
     return True
+
+
+def test_concurrent_invocations_take_turns_and_see_each_others_work(maria):
+    """The same seed event four times at once: one creates, the others wait on GET_LOCK and
+    then find nothing left to do (without the lock, two would both try CREATE USER)."""
+    reports, errors = [], []
+
+    def invoke():
+        try:
+            reports.append(maria.invoke(maria.seed_event()))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=invoke) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sorted(r["changed"] for r in reports) == [False, False, False, True]
+    assert all(can(maria, name, "SELECT 1") for name in (DDL, DML, RO))
+
+
+def test_an_invocation_waits_for_another_one_while_it_has_time(maria):
+    other_invocation = maria.as_master()
+    maria.run_sql(other_invocation, "SELECT GET_LOCK('rds-initializer', 0)")
+    release = threading.Timer(1.0, other_invocation.close)  # its end releases the lock
+    release.start()
+    report = maria.invoke(maria.seed_event())  # waits about a second, then runs
+    release.join()
+    assert report["status"] == "success"
 
 
 def test_a_concurrent_invocation_waits_for_the_lock_then_fails_cleanly_when_time_is_up(maria):

@@ -265,7 +265,7 @@ def test_state_problems_are_listed_together():
         "schema 'missing' does not exist in database 'app'",
         "user 'boss' is a superuser: never managed",
         "user 'r': grantor 'ghost' does not exist",
-        "user 'x' cannot be deleted: it owns objects or holds privileges in database 'other' "
+        "user 'x' cannot be deleted: 'x' owns objects or holds privileges in database 'other' "
         "(2 objects); reassign or revoke them there first",
     ]
 
@@ -305,7 +305,7 @@ def secret(password="old", pending=None, pending_password="new", exists=True) ->
     ],
 )
 def test_password_decisions(role_exists, stored, action, probe, mode, password):
-    decided = decide_credential(spec("u", action=action), stored, role_exists, probe, TARGET)
+    decided = decide_credential(spec("u", action=action), "u", stored, role_exists, probe, TARGET)
     assert (decided.mode, decided.password) == (mode, password)
     assert decided.undo_pending == (stored.pending_is_ours and mode != "finish")
 
@@ -313,7 +313,7 @@ def test_password_decisions(role_exists, stored, action, probe, mode, password):
 def test_the_secret_value_is_the_aws_structure_and_keeps_other_keys():
     stored = secret()
     stored.value["note"] = "kept"
-    decided = decide_credential(spec("u"), stored, True, Probe(), TARGET)
+    decided = decide_credential(spec("u"), "u", stored, True, Probe(), TARGET)
     assert decided.final_value == {
         "note": "kept",
         "engine": "postgres",

@@ -17,6 +17,7 @@ from lambda_function import (
     resolve_target,
     rotation_change,
     rotation_function,
+    rotation_host_problems,
     rotation_problems,
 )
 
@@ -362,3 +363,35 @@ def test_one_problem_names_every_user_that_needs_the_aws_function():
     )
     (problem,) = rotation_problems(event, "postgres", {"ROTATION_LAMBDA_ARN_POSTGRES": " "})
     assert problem.startswith("rotation of 'a', 'b' needs a rotation function")
+
+
+def test_moving_awscurrent_changes_what_a_read_without_a_stage_returns(secretsmanager):
+    """As on AWS; moto 5.2.5 needs tests/servers.py's correction for it."""
+    secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
+    first = secretsmanager.describe_secret(SecretId="s")["VersionIdsToStages"]
+    (old,) = first
+    new = secretsmanager.put_secret_value(
+        SecretId="s", SecretString='{"username": "u_clone"}', VersionStages=["AWSPENDING"]
+    )["VersionId"]
+    secretsmanager.update_secret_version_stage(
+        SecretId="s", VersionStage="AWSCURRENT", MoveToVersionId=new, RemoveFromVersionId=old
+    )
+
+    (batch,) = secretsmanager.batch_get_secret_value(SecretIdList=["s"])["SecretValues"]
+    assert json.loads(batch["SecretString"]) == {"username": "u_clone"}
+    assert secretsmanager.get_secret_value(SecretId="s")["VersionId"] == new
+
+
+@pytest.mark.parametrize(
+    ("rds_host", "refused"), [("db.example", False), ("db-alias.example", True), (None, False)]
+)
+def test_the_aws_function_needs_the_user_secrets_host_to_be_the_masters(rds_host, refused):
+    master = {"username": "m", "password": "p", "host": "db.example", "engine": "postgres"}
+    event = rotating({"db_user": "u", "user_secret_name": "s"}, rotation={}, rds_host=rds_host)
+    target = resolve_target(event, master, "arn")
+
+    problems = rotation_host_problems(event, target, master)
+
+    assert bool(problems) is refused
+    if refused:
+        assert "is not the master secret's host ('db.example')" in problems[0]

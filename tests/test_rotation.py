@@ -1,0 +1,268 @@
+"""Life alongside AWS's multi-user rotation (SPEC §6 and §7), on real PostgreSQL (14 to 18) and
+MariaDB: the tool's secrets are rotated by a faithful rendering of the AWS functions
+(tests/aws_rotation.py), which switches a secret to U_clone; after that the tool keeps the
+username the secret holds, changes that account's password, keeps both accounts' access the
+same, and deletes both. Every check logs in with the secret, as the application would."""
+
+from __future__ import annotations
+
+import pymysql
+import pytest
+from aws_rotation import MultiUserRotation
+from conftest import SEED
+
+DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
+SECRETS = (DDL, DML, RO)
+
+
+def with_rotation(db, rotation_function: str, **extra):
+    """The seed example with rotation on for every user, through the deployment's function."""
+    return db.seed_event(rotation={"lambda_arn": rotation_function, "days": 30}, **extra)
+
+
+def enable_rotation(db, rotation_function: str) -> dict:
+    report = db.invoke(with_rotation(db, rotation_function))
+    for name in SECRETS:
+        db.end_test_rotation(name)  # moto leaves its testSecret version: AWS removes it
+    return report
+
+
+def can(db, secret_name: str, statement: str) -> bool:
+    """Whether the account the secret names may run the statement (committed if it may)."""
+    try:
+        with db.login(secret_name) as connection:
+            db.run_sql(connection, statement)
+    except (pymysql.err.OperationalError, pymysql.err.ProgrammingError) as error:
+        if error.args[0] in (1044, 1142):
+            return False
+        raise
+    except Exception as error:  # psycopg2's InsufficientPrivilege
+        if getattr(error, "pgcode", None) == "42501":
+            return False
+        raise
+    return True
+
+
+def usernames(db) -> list[str]:
+    return [db.secret(name)["username"] for name in SECRETS]
+
+
+def versions(db) -> dict:
+    return {name: db.versions(name) for name in SECRETS}
+
+
+# PostgreSQL ----------------------------------------------------------------------------------
+
+
+def test_enabling_rotation_prepares_a_clone_that_acts_as_its_user(rds, rotation_function):
+    report = enable_rotation(rds, rotation_function)
+
+    ro = report["users"][2]
+    assert ro["rotation"] == "enabled"
+    assert "prepare rotation clone airflow-ro-dml_clone" in ro["changes"]
+    with rds.superuser() as connection:
+        clone = rds.run_sql(
+            connection,
+            """SELECT r.rolcanlogin, r.rolconfig, pg_has_role(r.oid, 'airflow-ro-dml', 'MEMBER')
+               FROM pg_roles r WHERE rolname = 'airflow-ro-dml_clone'""",
+        )
+    assert clone == [(True, ["role=airflow-ro-dml"], True)]
+    assert usernames(rds) == ["airflow-rw-ddl", "airflow-rw-dml", "airflow-ro-dml"]
+
+
+def test_after_an_aws_rotation_the_clones_log_in_with_the_same_access(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    aws = MultiUserRotation(rds.sm, "postgres")
+    for name in SECRETS:
+        aws.rotate(name)
+
+    assert usernames(rds) == [
+        "airflow-rw-ddl_clone",
+        "airflow-rw-dml_clone",
+        "airflow-ro-dml_clone",
+    ]
+    with rds.login(DDL) as connection:  # the clone becomes its user at login
+        assert rds.run_sql(connection, "SELECT session_user, current_user") == [
+            ("airflow-rw-ddl_clone", "airflow-rw-ddl")
+        ]
+        rds.run_sql(connection, "CREATE TABLE after_rotation (x int)")
+    with rds.superuser() as connection:
+        owner = rds.run_sql(
+            connection, "SELECT tableowner FROM pg_tables WHERE tablename = 'after_rotation'"
+        )
+    assert owner == [("airflow-rw-ddl",)]  # so the grantor's default privileges cover it
+    assert can(rds, DML, "INSERT INTO after_rotation VALUES (1)")
+    assert can(rds, RO, "SELECT * FROM after_rotation")
+    assert not can(rds, RO, "INSERT INTO after_rotation VALUES (2)")
+
+
+def test_after_an_aws_rotation_rerunning_the_event_changes_nothing(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    aws = MultiUserRotation(rds.sm, "postgres")
+    for name in SECRETS:
+        aws.rotate(name)
+    before = versions(rds)
+
+    report = rds.invoke(with_rotation(rds, rotation_function))
+
+    assert report["changed"] is False and report["stats"]["sql_statements"] == 0
+    assert versions(rds) == before
+    assert all(can(rds, name, "SELECT 1") for name in SECRETS)
+
+
+def test_an_update_after_rotation_changes_the_clones_password(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    MultiUserRotation(rds.sm, "postgres").rotate(RO)
+    old = rds.secret(RO)["password"]
+    event = with_rotation(rds, rotation_function)
+    event["users"][2]["action"] = "update"
+
+    report = rds.invoke(event)
+
+    assert "new password of airflow-ro-dml_clone" in report["users"][2]["changes"]
+    assert rds.secret(RO)["username"] == "airflow-ro-dml_clone"
+    assert rds.secret(RO)["password"] != old
+    assert can(rds, RO, "SELECT 1")
+
+
+def test_a_privilege_change_reaches_the_clone(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    MultiUserRotation(rds.sm, "postgres").rotate(RO)
+    with rds.login(DDL) as connection:
+        rds.run_sql(connection, "CREATE TABLE t (x int)")
+    assert not can(rds, RO, "INSERT INTO t VALUES (1)")
+    event = with_rotation(rds, rotation_function)
+    event["users"][2]["grant_privileges"] = "SELECT,INSERT"
+
+    rds.invoke(event)
+
+    assert can(rds, RO, "INSERT INTO t VALUES (1)")
+
+
+def test_a_second_rotation_switches_back_and_the_tool_follows(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    aws = MultiUserRotation(rds.sm, "postgres")
+    aws.rotate(RO)
+    aws.rotate(RO)
+
+    assert rds.secret(RO)["username"] == "airflow-ro-dml"
+    assert can(rds, RO, "SELECT 1")
+    assert rds.invoke(with_rotation(rds, rotation_function))["changed"] is False
+
+
+def test_a_delete_removes_the_user_its_clone_and_its_secret(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    MultiUserRotation(rds.sm, "postgres").rotate(RO)
+    event = rds.event(
+        [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
+        secret_recovery_days=0,
+    )
+
+    report = rds.invoke(event)
+
+    assert "drop role and its rotation clone" in report["users"][0]["changes"]
+    assert not {"airflow-ro-dml", "airflow-ro-dml_clone"} & rds.roles()
+    with pytest.raises(rds.sm.exceptions.ResourceNotFoundException):
+        rds.sm.describe_secret(SecretId=RO)
+
+
+def test_a_rotation_in_progress_is_never_touched_nor_promoted(rds, rotation_function):
+    enable_rotation(rds, rotation_function)
+    aws = MultiUserRotation(rds.sm, "postgres")
+    token = aws.rotate(RO, until="setSecret")  # the clone has its new password already
+    before = versions(rds)
+
+    report = rds.invoke(with_rotation(rds, rotation_function))
+
+    assert report["changed"] is False
+    assert versions(rds) == before and "AWSPENDING" in before[RO][token]
+    assert rds.secret(RO)["username"] == "airflow-ro-dml"
+    aws.test_secret(RO, token)
+    aws.finish_secret(RO, token)
+    assert rds.secret(RO)["username"] == "airflow-ro-dml_clone"
+    assert can(rds, RO, "SELECT 1")
+
+
+# MariaDB -------------------------------------------------------------------------------------
+
+
+def test_mariadb_after_an_aws_rotation_the_clones_have_the_same_access(maria, rotation_function):
+    enable_rotation(maria, rotation_function)
+    aws = MultiUserRotation(maria.sm, "mariadb")
+    for name in SECRETS:
+        aws.rotate(name)
+
+    assert usernames(maria) == [
+        "airflow-rw-ddl_clone",
+        "airflow-rw-dml_clone",
+        "airflow-ro-dml_clone",
+    ]
+    with maria.login(DDL) as connection:
+        maria.run_sql(connection, "CREATE TABLE after_rotation (x int)")
+    assert can(maria, DML, "INSERT INTO after_rotation VALUES (1)")
+    assert can(maria, RO, "SELECT * FROM after_rotation")
+    assert not can(maria, RO, "INSERT INTO after_rotation VALUES (2)")
+    for user in ("airflow-rw-ddl", "airflow-rw-dml", "airflow-ro-dml"):
+        assert maria.grants(user + "_clone") == maria.grants(user)
+
+
+def test_mariadb_after_an_aws_rotation_rerunning_the_event_changes_nothing(
+    maria, rotation_function
+):
+    enable_rotation(maria, rotation_function)
+    aws = MultiUserRotation(maria.sm, "mariadb")
+    for name in SECRETS:
+        aws.rotate(name)
+    before = versions(maria)
+
+    report = maria.invoke(with_rotation(maria, rotation_function))
+
+    assert report["changed"] is False and report["stats"]["sql_statements"] == 0
+    assert versions(maria) == before
+
+
+def test_mariadb_an_update_after_rotation_changes_the_clones_password(maria, rotation_function):
+    enable_rotation(maria, rotation_function)
+    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
+    old = maria.secret(RO)["password"]
+    event = with_rotation(maria, rotation_function)
+    event["users"][2]["action"] = "update"
+
+    report = maria.invoke(event)
+
+    assert "new password of airflow-ro-dml_clone" in report["users"][2]["changes"]
+    assert maria.secret(RO)["username"] == "airflow-ro-dml_clone"
+    assert maria.secret(RO)["password"] != old
+    assert can(maria, RO, "SELECT 1")
+
+
+def test_mariadb_a_privilege_change_reaches_both_accounts(maria, rotation_function):
+    enable_rotation(maria, rotation_function)
+    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
+    event = with_rotation(maria, rotation_function)
+    event["users"][2]["grant_privileges"] = "SELECT,INSERT"
+
+    report = maria.invoke(event)
+
+    assert maria.grants("airflow-ro-dml") == {"SELECT", "INSERT"}
+    assert maria.grants("airflow-ro-dml_clone") == {"SELECT", "INSERT"}
+    assert report["users"][2]["changes"] == [
+        "grant INSERT on airflow.*",
+        "grant INSERT on airflow.* for the rotation clone",
+    ]
+
+
+def test_mariadb_a_delete_removes_the_user_its_clone_and_its_secret(maria, rotation_function):
+    enable_rotation(maria, rotation_function)
+    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
+    event = maria.event(
+        [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
+        secret_recovery_days=0,
+    )
+
+    report = maria.invoke(event)
+
+    assert report["users"][0]["changes"] == ["drop user and its rotation clone", "secret deleted"]
+    assert not {("airflow-ro-dml", "%"), ("airflow-ro-dml_clone", "%")} & maria.accounts()
+    with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
+        maria.sm.describe_secret(SecretId=RO)
