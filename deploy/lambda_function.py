@@ -768,6 +768,12 @@ def relationship_problems(event: Event) -> list[str]:
             )
         if user.reassign_to == user.name:
             problems.append(f"user {user.name!r} cannot reassign its objects to itself")
+    problems += [
+        f"user {user.name!r} is the rotation clone of user {user.name[: -len(CLONE_SUFFIX)]!r}, "
+        "which the tool manages together with it: declare only the user"
+        for user in event.users
+        if user.name.endswith(CLONE_SUFFIX) and event.user(user.name[: -len(CLONE_SUFFIX)])
+    ]
     problems += [f"grantor cycle: {' -> '.join(cycle)}" for cycle in grantor_cycles(event)]
     return problems
 
@@ -1410,24 +1416,28 @@ SELECT VERSION(), CURRENT_USER(), @@SESSION.sql_mode,
 MY_ACCOUNTS_QUERY = """
 SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
 """
+MARIADB_IS_ROLE = "is_role = 'Y'"
+# MySQL 8 keeps no flag: a role is an account granted to another one.
+MYSQL_IS_ROLE = """EXISTS (SELECT 1 FROM mysql.role_edges e
+                           WHERE e.FROM_USER = User AND e.FROM_HOST = Host)"""
 MY_GRANTS_QUERY = """
 SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
 WHERE TABLE_SCHEMA = %s
 """
 # Objects that would lose their DEFINER (MySQL refuses or orphans them) if a user were dropped.
-MY_DEFINERS_QUERY = """
-SELECT DEFINER, 'view', CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) FROM information_schema.VIEWS
-WHERE DEFINER IN %(definers)s
-UNION ALL
-SELECT DEFINER, LOWER(ROUTINE_TYPE), CONCAT(ROUTINE_SCHEMA, '.', ROUTINE_NAME)
-FROM information_schema.ROUTINES WHERE DEFINER IN %(definers)s
-UNION ALL
-SELECT DEFINER, 'trigger', CONCAT(TRIGGER_SCHEMA, '.', TRIGGER_NAME)
-FROM information_schema.TRIGGERS WHERE DEFINER IN %(definers)s
-UNION ALL
-SELECT DEFINER, 'event', CONCAT(EVENT_SCHEMA, '.', EVENT_NAME)
-FROM information_schema.EVENTS WHERE DEFINER IN %(definers)s
-"""
+# Every column is converted to one character set: information_schema's collations differ
+# between tables and servers, and a UNION of mixed ones can be refused.
+MY_DEFINERS_QUERY = "\nUNION ALL\n".join(
+    f"""SELECT CONVERT(DEFINER USING utf8mb4), CONVERT({kind} USING utf8mb4),
+       CONVERT(CONCAT({schema}, '.', {name}) USING utf8mb4)
+FROM information_schema.{table} WHERE DEFINER IN %(definers)s"""
+    for table, kind, schema, name in (
+        ("VIEWS", "'view'", "TABLE_SCHEMA", "TABLE_NAME"),
+        ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME"),
+        ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME"),
+        ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME"),
+    )
+)
 
 
 def grant_database(database: str, wildcards: bool) -> str:
@@ -1446,7 +1456,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         cursor.execute("SELECT @@GLOBAL.partial_revokes")
         wildcards = not cursor.fetchone()[0]
         queries += 1
-    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role="is_role = 'Y'" if mariadb else "FALSE"))
+    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE))
     accounts = {
         (user, host): MyAccount(user, host, bool(superuser), bool(role))
         for user, host, superuser, role in cursor.fetchall()
@@ -2970,6 +2980,7 @@ def user_report(user: UserSpec, run: Run) -> dict:
     return {
         "db_user": user.name,
         "action": user.action,
+        "grantor": user.grantor,  # the order the users were created in follows it
         "result": user_result(user, run.state, changes, secret),
         "changes": changes,
         "secret": secret,

@@ -31,7 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 import lambda_function as tool  # noqa: E402
 
-from tests.servers import PG_VERSIONS, start_mariadb, start_moto, start_postgres  # noqa: E402
+from tests.servers import (  # noqa: E402
+    PG_VERSIONS,
+    RDS_MARIADB_MASTER_PRIVILEGES,
+    start_mariadb,
+    start_moto,
+    start_postgres,
+)
 
 PG_MAJORS = [
     int(m) for m in os.environ.get("PG_MAJORS", ",".join(map(str, PG_VERSIONS))).split(",")
@@ -333,12 +339,6 @@ def _drop_everything_new(admin, baseline: set[str]) -> None:
 # What the master user of Amazon RDS for MariaDB holds (10.5+, where BINLOG MONITOR replaced
 # REPLICATION CLIENT): everything an application owner needs, WITH GRANT OPTION, but no SUPER,
 # FILE or SHUTDOWN, and not ALL PRIVILEGES on *.*.
-MARIADB_MASTER_PRIVILEGES = (
-    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
-    "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
-    "BINLOG MONITOR, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, "
-    "TRIGGER"
-)
 
 
 @pytest.fixture(scope="session")
@@ -428,7 +428,7 @@ def maria(mariadb_server, secretsmanager):
     """A fresh `airflow` database on the session's MariaDB, and an RDS-like master for it.
 
     The master `master_N`@'%' (random password) holds what the master user of Amazon RDS for
-    MariaDB holds, MARIADB_MASTER_PRIVILEGES ON *.* WITH GRANT OPTION: it may create users and
+    MariaDB holds, RDS_MARIADB_MASTER_PRIVILEGES ON *.* WITH GRANT OPTION: it may create users and
     grant them anything it holds, but it has no SUPER, FILE or SHUTDOWN and no ALL PRIVILEGES,
     because RDS keeps those for itself (managed service: no host access, no server-wide admin;
     the `mysql.rds_*` procedures stand in for them). So a test passes here only if the tool
@@ -453,7 +453,7 @@ def maria(mariadb_server, secretsmanager):
             cursor.execute(f"CREATE DATABASE {quoted}", ())
             cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (master, password))
             cursor.execute(
-                f"GRANT {MARIADB_MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION",
+                f"GRANT {RDS_MARIADB_MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION",
                 (master,),
             )
         secret_name = SEED["secret_name"]

@@ -264,6 +264,16 @@ def start_postgres(major: int, workdir: Path) -> PostgresServer:
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
 
 
+# What the master user of Amazon RDS for MariaDB holds, ON *.* WITH GRANT OPTION: it may create
+# users and grant them what it holds, but has no SUPER, FILE or SHUTDOWN (RDS keeps those).
+# The tests, the benchmark and the demo give their master exactly this.
+RDS_MARIADB_MASTER_PRIVILEGES = (
+    "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, RELOAD, PROCESS, REFERENCES, INDEX, ALTER, "
+    "SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, REPLICATION SLAVE, "
+    "BINLOG MONITOR, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, CREATE USER, EVENT, "
+    "TRIGGER"
+)
+
 MARIADB_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin")  # not on a non-root user's PATH
 MARIADB_SOCKET = "mysqld.sock"
 

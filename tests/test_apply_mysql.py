@@ -155,11 +155,21 @@ def test_delete_removes_the_user_and_its_secret(maria):
         maria.sm.describe_secret(SecretId=RO)
 
 
-def test_a_user_that_defines_a_view_is_not_deleted_and_nothing_changes(maria):
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        ("CREATE VIEW v AS SELECT x FROM t", "view airflow.v"),
+        ("CREATE PROCEDURE p() SELECT 1", "procedure airflow.p"),
+        ("CREATE FUNCTION f() RETURNS INT DETERMINISTIC RETURN 1", "function airflow.f"),
+        ("CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.x = 1", "trigger airflow.tr"),
+        ("CREATE EVENT e ON SCHEDULE EVERY 1 DAY DO SELECT 1", "event airflow.e"),
+    ],
+)
+def test_a_user_that_defines_objects_is_not_deleted_and_nothing_changes(maria, statement, named):
     maria.invoke(maria.seed_event())
     with maria.login(DDL) as connection:
         maria.run_sql(connection, "CREATE TABLE t (x int)")
-        maria.run_sql(connection, "CREATE VIEW v AS SELECT x FROM t")
+        maria.run_sql(connection, statement)
     event = maria.event(
         [user("airflow-ro-dml", RO, action="delete"), user(DDL_USER, DDL, action="delete")]
     )
@@ -168,7 +178,7 @@ def test_a_user_that_defines_a_view_is_not_deleted_and_nothing_changes(maria):
         maria.invoke(event)
 
     assert caught.value.problems == [
-        "user 'airflow-rw-ddl'@'%' cannot be deleted: it is the DEFINER of view airflow.v; "
+        f"user 'airflow-rw-ddl'@'%' cannot be deleted: it is the DEFINER of {named}; "
         "change their DEFINER or drop them first"
     ]
     assert ("airflow-ro-dml", "%") in maria.accounts()

@@ -544,3 +544,14 @@ def test_a_user_entry_without_a_name_is_an_error_not_a_crash():
 )
 def test_every_example_event_is_valid(path):
     assert parse_event(json.loads(path.read_text())).users
+
+
+def test_a_user_and_its_rotation_clone_are_not_declared_as_two_users():
+    raw = with_users(
+        {"db_user": "app", "user_secret_name": "1"},
+        {"db_user": "app_clone", "user_secret_name": "2"},
+    )
+    assert problems_of(raw) == [
+        "user 'app_clone' is the rotation clone of user 'app', which the tool manages together "
+        "with it: declare only the user"
+    ]

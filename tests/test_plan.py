@@ -14,6 +14,7 @@ from lambda_function import (
     PgRole,
     PgState,
     Probe,
+    Rotation,
     SecretState,
     Target,
     UserSpec,
@@ -335,3 +336,77 @@ def test_a_role_the_master_may_not_grant_itself_is_refused_with_the_fix():
             state(table("t", "stranger"), roles=roles),
             {},
         )
+
+
+# Rotation clones (SPEC §6): prepared for the AWS function, kept, and deleted with their user.
+
+ROTATING = Rotation(enabled=True, days=30)
+
+
+def with_app(*roles: PgRole) -> PgState:
+    """A database where the user app exists with its CONNECT and USAGE, and `roles` too."""
+    current = state(
+        PgObject("database", None, "app", MASTER, (Grant("app", MASTER, "CONNECT"),)),
+        PgObject("schema", None, "public", MASTER, (Grant("app", MASTER, "USAGE"),)),
+        roles=[PgRole("app"), *roles],
+    )
+    current.objects = current.objects[2:]  # the hand-made database and schema replace the base
+    return current
+
+
+def test_rotation_prepares_a_clone_that_becomes_its_user_at_login():
+    steps = plan_postgres(event(spec("app", rotation=ROTATING)), state(), {"app": "v"})
+
+    assert statements(steps)[:3] == [
+        "CREATE ROLE \"app\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'v'",
+        'CREATE ROLE "app_clone" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL '
+        'IN ROLE "app"',
+        "ALTER ROLE \"app_clone\" SET role = 'app'",
+    ]
+    assert [s.summary for s in steps[1:3]] == [
+        "prepare rotation clone app_clone",
+        "rotation clone app_clone acts as app",
+    ]
+
+
+def test_a_ready_clone_needs_nothing_and_one_the_aws_function_made_is_completed():
+    ready = PgRole("app_clone", member_of=("app",), config=("role=app",))
+    made_by_aws = PgRole("app_clone", member_of=("app",))
+    rotating = event(spec("app", rotation=ROTATING))
+
+    assert plan_postgres(rotating, with_app(ready), {}) == []
+    assert statements(plan_postgres(rotating, with_app(made_by_aws), {})) == [
+        "ALTER ROLE \"app_clone\" SET role = 'app'"
+    ]
+
+
+def test_a_clone_is_left_alone_while_the_event_declares_no_rotation():
+    made_by_aws = PgRole("app_clone", member_of=("app",))
+    assert plan_postgres(event(spec("app")), with_app(made_by_aws), {}) == []
+
+
+def test_a_new_password_goes_to_the_clone_the_secret_names():
+    clone = PgRole("app_clone", member_of=("app",), config=("role=app",))
+    steps = plan_postgres(event(spec("app")), with_app(clone), {"app_clone": "v"})
+    assert statements(steps) == ["ALTER ROLE \"app_clone\" WITH PASSWORD 'v'"]
+    assert steps[0].summary == "new password of app_clone"
+
+
+def test_a_delete_takes_the_clone_with_its_user():
+    clone = PgRole("app_clone", member_of=("app",))
+    steps = plan_postgres(
+        event(spec("app", action="delete")), state(roles=[PgRole("app"), clone]), {}
+    )
+    assert statements(steps) == [
+        'GRANT "app" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE',
+        'GRANT "app_clone" TO CURRENT_USER WITH INHERIT TRUE, SET TRUE',
+        'REASSIGN OWNED BY "app_clone", "app" TO "master"',
+        'DROP OWNED BY "app_clone", "app"',
+        'DROP ROLE "app_clone", "app"',
+    ]
+
+
+def test_on_16_a_clone_for_a_user_the_master_may_not_grant_is_refused_with_the_fix():
+    roles = [PgRole("legacy", master_is_admin=False)]
+    with pytest.raises(InvalidEvent, match='GRANT "legacy" TO "master" WITH ADMIN OPTION'):
+        plan_postgres(event(spec("legacy", rotation=ROTATING)), state(roles=roles), {})

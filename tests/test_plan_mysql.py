@@ -208,3 +208,51 @@ def test_superusers_roles_missing_grantors_and_definers_are_refused():
         "user 'old'@'%' cannot be deleted: it is the DEFINER of procedure app.p, view app.v; "
         "change their DEFINER or drop them first",
     ]
+
+
+# Rotation clones (SPEC §6): the AWS function copies U's grants to U_clone once; after that the
+# clone's grants follow U's, its password is the secret's when the secret names it, and a
+# delete drops both.
+
+
+def test_the_clones_grants_follow_its_users():
+    current = state(
+        MyAccount("u", "%"),
+        MyAccount("u_clone", "%"),
+        grants={("u", "%"): {"SELECT"}, ("u_clone", "%"): {"SELECT"}},
+    )
+    steps = plan_mysql(event(spec("u", privileges="SELECT,INSERT")), current, {})
+
+    assert statements(steps) == [
+        "GRANT INSERT ON `app`.* TO 'u'@'%'",
+        "GRANT INSERT ON `app`.* TO 'u_clone'@'%'",
+    ]
+    assert [s.summary for s in steps] == [
+        "grant INSERT on app.*",
+        "grant INSERT on app.* for the rotation clone",
+    ]
+    assert {s.users for s in steps} == {("u",)}
+
+
+def test_the_aws_functions_clone_at_any_host_is_found_at_percent():
+    current = state(MyAccount("u", "10.0.%"), MyAccount("u_clone", "%"))
+    steps = plan_mysql(event(spec("u", host="10.0.%")), current, {"u_clone": "new"})
+    assert statements(steps) == ["ALTER USER 'u_clone'@'%' IDENTIFIED BY 'new'"]
+    assert steps[0].summary == "new password of u_clone"
+
+
+def test_a_delete_drops_the_user_and_its_clone_in_one_statement():
+    current = state(MyAccount("u", "%"), MyAccount("u_clone", "%"))
+    steps = plan_mysql(event(spec("u", action="delete", secret_name=None)), current, {})
+    assert statements(steps) == ["DROP USER 'u'@'%', 'u_clone'@'%'"]
+    assert steps[0].summary == "drop user and its rotation clone"
+
+
+def test_a_clone_that_defines_a_view_blocks_the_delete():
+    current = state(
+        MyAccount("u", "%"),
+        MyAccount("u_clone", "%"),
+        definers={("u_clone", "%"): ["view app.v"]},
+    )
+    (problem,) = my_state_problems(event(spec("u", action="delete", secret_name=None)), current)
+    assert "it is the DEFINER of view app.v" in problem
