@@ -1374,10 +1374,8 @@ class MyAccount:
 
 @dataclass
 class MyState:
-    mariadb: bool
-    version: str
+    mariadb: bool  # else MySQL 8, told apart by the server's version
     database_exists: bool  # a GRANT on a database that does not exist would pass silently
-    master: str  # the master's user name, CURRENT_USER() without its host
     backslash_escapes: bool  # string literals escape with backslashes (no NO_BACKSLASH_ESCAPES)
     wildcards: bool  # _ and % in a GRANT's database name are patterns (no partial_revokes)
     accounts: dict[tuple[str, str], MyAccount]
@@ -1410,7 +1408,7 @@ class MyState:
 State = PgState | MyState
 
 MY_SESSION_QUERY = """
-SELECT VERSION(), CURRENT_USER(), @@SESSION.sql_mode,
+SELECT VERSION(), @@SESSION.sql_mode,
        EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
 """
 MY_ACCOUNTS_QUERY = """
@@ -1448,7 +1446,7 @@ def grant_database(database: str, wildcards: bool) -> str:
 
 def read_my_state(cursor: Any, event: Event) -> MyState:
     cursor.execute(MY_SESSION_QUERY, (event.database,))
-    version, current_user, sql_mode, database_exists = cursor.fetchone()
+    version, sql_mode, database_exists = cursor.fetchone()
     mariadb = "mariadb" in version.lower()
     queries = 3
     wildcards = True
@@ -1484,9 +1482,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         queries += 1
     return MyState(
         mariadb=mariadb,
-        version=version,
         database_exists=bool(database_exists),
-        master=current_user.rpartition("@")[0],
         backslash_escapes="NO_BACKSLASH_ESCAPES" not in sql_mode.upper(),
         wildcards=wildcards,
         accounts=accounts,
@@ -2180,7 +2176,7 @@ def applied_so_far(steps: list[Step]) -> str:
     """What a failed MySQL run left applied, for the error message (first ones named)."""
     if not steps:
         return "Nothing was applied before it."
-    named = "; ".join(f"{', '.join(s.users) or 'master'}: {s.summary}" for s in steps[:10])
+    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
     more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
     return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
 
@@ -2344,24 +2340,20 @@ class MySql:
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
 
-    def connect_args(self, target: Target, user: str, password: str) -> dict:
-        args = {
-            "host": target.host,
-            "port": target.port,
-            "user": user,
-            "password": password,
-            "connect_timeout": connect_timeout(),
-            "charset": "utf8mb4",
-            "autocommit": True,
-            "program_name": TOOL,
-        }
-        if target.ssl_mode != "disable":
-            args["ssl"] = tls_context(target.ssl_mode)
-        return args
-
     def open(self, target: Target, user: str, password: str) -> Any:
-        """A connection; with ssl set, PyMySQL refuses a server that offers no TLS."""
-        return pymysql.connect(**self.connect_args(target, user, password))
+        """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
+        tls = {} if target.ssl_mode == "disable" else {"ssl": tls_context(target.ssl_mode)}
+        return pymysql.connect(
+            host=target.host,
+            port=target.port,
+            user=user,
+            password=password,
+            connect_timeout=connect_timeout(),
+            charset="utf8mb4",
+            autocommit=True,
+            program_name=TOOL,
+            **tls,
+        )
 
     def connect(self, target: Target) -> Any:
         try:

@@ -38,9 +38,7 @@ def state(*accounts, grants=None, mariadb=False, wildcards=True, backslashes=Tru
     known.update({(a.user, a.host): a for a in accounts})
     return MyState(
         mariadb=mariadb,
-        version="10.11.19-MariaDB" if mariadb else "8.0.39",
         database_exists=True,
-        master=MASTER,
         backslash_escapes=backslashes,
         wildcards=wildcards,
         accounts=known,
