@@ -266,3 +266,21 @@ def test_mariadb_a_delete_removes_the_user_its_clone_and_its_secret(maria, rotat
     assert not {("airflow-ro-dml", "%"), ("airflow-ro-dml_clone", "%")} & maria.accounts()
     with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
         maria.sm.describe_secret(SecretId=RO)
+
+
+@pytest.mark.parametrize("name", ['we"ird', "it's; DROP ROLE x", "Ünï code", "a=b,c"])
+def test_a_hostile_names_clone_is_prepared_once_and_rotates(rds, rotation_function, name):
+    event = rds.event(
+        [{"db_user": name, "user_secret_name": "secret-hostile", "grant_privileges": "SELECT"}],
+        rotation={"lambda_arn": rotation_function},
+    )
+    rds.invoke(event)
+    rds.end_test_rotation("secret-hostile")
+    assert {name, name + "_clone"} <= rds.roles()
+    assert rds.invoke(event)["changed"] is False
+
+    MultiUserRotation(rds.sm, "postgres").rotate("secret-hostile")
+
+    with rds.login("secret-hostile") as connection:
+        assert rds.run_sql(connection, "SELECT current_user") == [(name,)]
+    assert rds.invoke(event)["changed"] is False
