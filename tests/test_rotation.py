@@ -51,7 +51,108 @@ def versions(db) -> dict:
     return {name: db.versions(name) for name in SECRETS}
 
 
-# PostgreSQL ----------------------------------------------------------------------------------
+def logins(db) -> set[str]:
+    """The names of the accounts the test made (PostgreSQL roles, MySQL users)."""
+    return db.roles() if db.ENGINE == "postgres" else {name for name, _ in db.accounts()}
+
+
+def rotated(db, rotation_function: str, *secret_names: str) -> MultiUserRotation:
+    """The seed example with rotation on, then an AWS rotation of each of `secret_names`."""
+    enable_rotation(db, rotation_function)
+    aws = MultiUserRotation(db.sm, db.ENGINE)
+    for name in secret_names:
+        aws.rotate(name)
+    return aws
+
+
+# Both engines: each of these runs on PostgreSQL (every major) and on MariaDB ---------------
+
+
+def a_rerun_after_rotation_changes_nothing(db, rotation_function):
+    rotated(db, rotation_function, *SECRETS)
+    before = versions(db)
+
+    report = db.invoke(with_rotation(db, rotation_function))
+
+    assert report["changed"] is False and report["stats"]["sql_statements"] == 0
+    assert versions(db) == before
+    assert all(can(db, name, "SELECT 1") for name in SECRETS)
+
+
+def an_update_after_rotation_changes_the_clones_password(db, rotation_function):
+    rotated(db, rotation_function, RO)
+    old = db.secret(RO)["password"]
+    event = with_rotation(db, rotation_function)
+    event["users"][2]["action"] = "update"
+
+    report = db.invoke(event)
+
+    assert "new password of airflow-ro-dml_clone" in report["users"][2]["changes"]
+    assert db.secret(RO)["username"] == "airflow-ro-dml_clone"
+    assert db.secret(RO)["password"] != old
+    assert can(db, RO, "SELECT 1")
+
+
+def a_second_rotation_switches_back_and_the_tool_follows(db, rotation_function):
+    rotated(db, rotation_function, RO, RO)
+
+    assert db.secret(RO)["username"] == "airflow-ro-dml"
+    assert can(db, RO, "SELECT 1") and not can(db, RO, "CREATE TABLE t (x int)")
+    assert db.invoke(with_rotation(db, rotation_function))["changed"] is False
+
+
+def a_delete_removes_the_user_its_clone_and_its_secret(db, rotation_function):
+    rotated(db, rotation_function, RO)
+    event = db.event(
+        [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
+        secret_recovery_days=0,
+    )
+
+    report = db.invoke(event)
+
+    assert any(c.endswith("and its rotation clone") for c in report["users"][0]["changes"])
+    assert not {"airflow-ro-dml", "airflow-ro-dml_clone"} & logins(db)
+    with pytest.raises(db.sm.exceptions.ResourceNotFoundException):
+        db.sm.describe_secret(SecretId=RO)
+    assert can(db, DDL, "SELECT 1")
+
+
+def a_rotation_in_progress_is_never_touched_nor_promoted(db, rotation_function):
+    aws = rotated(db, rotation_function)
+    token = aws.rotate(RO, until="setSecret")  # the clone has its new password already
+    before = versions(db)
+
+    report = db.invoke(with_rotation(db, rotation_function))
+
+    assert report["changed"] is False
+    assert versions(db) == before and "AWSPENDING" in before[RO][token]
+    assert db.secret(RO)["username"] == "airflow-ro-dml"
+    aws.test_secret(RO, token)
+    aws.finish_secret(RO, token)
+    assert db.secret(RO)["username"] == "airflow-ro-dml_clone"
+    assert can(db, RO, "SELECT 1")
+
+
+BOTH_ENGINES = [
+    a_rerun_after_rotation_changes_nothing,
+    an_update_after_rotation_changes_the_clones_password,
+    a_second_rotation_switches_back_and_the_tool_follows,
+    a_delete_removes_the_user_its_clone_and_its_secret,
+    a_rotation_in_progress_is_never_touched_nor_promoted,
+]
+
+
+@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
+def test_on_postgresql(rds, rotation_function, scenario):
+    scenario(rds, rotation_function)
+
+
+@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
+def test_on_mariadb(maria, rotation_function, scenario):
+    scenario(maria, rotation_function)
+
+
+# PostgreSQL only: the clone the tool prepares ------------------------------------------
 
 
 def test_enabling_rotation_prepares_a_clone_that_acts_as_its_user(rds, rotation_function):
@@ -71,10 +172,7 @@ def test_enabling_rotation_prepares_a_clone_that_acts_as_its_user(rds, rotation_
 
 
 def test_after_an_aws_rotation_the_clones_log_in_with_the_same_access(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    aws = MultiUserRotation(rds.sm, "postgres")
-    for name in SECRETS:
-        aws.rotate(name)
+    rotated(rds, rotation_function, *SECRETS)
 
     assert usernames(rds) == [
         "airflow-rw-ddl_clone",
@@ -96,38 +194,8 @@ def test_after_an_aws_rotation_the_clones_log_in_with_the_same_access(rds, rotat
     assert not can(rds, RO, "INSERT INTO after_rotation VALUES (2)")
 
 
-def test_after_an_aws_rotation_rerunning_the_event_changes_nothing(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    aws = MultiUserRotation(rds.sm, "postgres")
-    for name in SECRETS:
-        aws.rotate(name)
-    before = versions(rds)
-
-    report = rds.invoke(with_rotation(rds, rotation_function))
-
-    assert report["changed"] is False and report["stats"]["sql_statements"] == 0
-    assert versions(rds) == before
-    assert all(can(rds, name, "SELECT 1") for name in SECRETS)
-
-
-def test_an_update_after_rotation_changes_the_clones_password(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    MultiUserRotation(rds.sm, "postgres").rotate(RO)
-    old = rds.secret(RO)["password"]
-    event = with_rotation(rds, rotation_function)
-    event["users"][2]["action"] = "update"
-
-    report = rds.invoke(event)
-
-    assert "new password of airflow-ro-dml_clone" in report["users"][2]["changes"]
-    assert rds.secret(RO)["username"] == "airflow-ro-dml_clone"
-    assert rds.secret(RO)["password"] != old
-    assert can(rds, RO, "SELECT 1")
-
-
 def test_a_privilege_change_reaches_the_clone(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    MultiUserRotation(rds.sm, "postgres").rotate(RO)
+    rotated(rds, rotation_function, RO)
     with rds.login(DDL) as connection:
         rds.run_sql(connection, "CREATE TABLE t (x int)")
     assert not can(rds, RO, "INSERT INTO t VALUES (1)")
@@ -137,135 +205,6 @@ def test_a_privilege_change_reaches_the_clone(rds, rotation_function):
     rds.invoke(event)
 
     assert can(rds, RO, "INSERT INTO t VALUES (1)")
-
-
-def test_a_second_rotation_switches_back_and_the_tool_follows(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    aws = MultiUserRotation(rds.sm, "postgres")
-    aws.rotate(RO)
-    aws.rotate(RO)
-
-    assert rds.secret(RO)["username"] == "airflow-ro-dml"
-    assert can(rds, RO, "SELECT 1")
-    assert rds.invoke(with_rotation(rds, rotation_function))["changed"] is False
-
-
-def test_a_delete_removes_the_user_its_clone_and_its_secret(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    MultiUserRotation(rds.sm, "postgres").rotate(RO)
-    event = rds.event(
-        [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
-        secret_recovery_days=0,
-    )
-
-    report = rds.invoke(event)
-
-    assert "drop role and its rotation clone" in report["users"][0]["changes"]
-    assert not {"airflow-ro-dml", "airflow-ro-dml_clone"} & rds.roles()
-    with pytest.raises(rds.sm.exceptions.ResourceNotFoundException):
-        rds.sm.describe_secret(SecretId=RO)
-
-
-def test_a_rotation_in_progress_is_never_touched_nor_promoted(rds, rotation_function):
-    enable_rotation(rds, rotation_function)
-    aws = MultiUserRotation(rds.sm, "postgres")
-    token = aws.rotate(RO, until="setSecret")  # the clone has its new password already
-    before = versions(rds)
-
-    report = rds.invoke(with_rotation(rds, rotation_function))
-
-    assert report["changed"] is False
-    assert versions(rds) == before and "AWSPENDING" in before[RO][token]
-    assert rds.secret(RO)["username"] == "airflow-ro-dml"
-    aws.test_secret(RO, token)
-    aws.finish_secret(RO, token)
-    assert rds.secret(RO)["username"] == "airflow-ro-dml_clone"
-    assert can(rds, RO, "SELECT 1")
-
-
-# MariaDB -------------------------------------------------------------------------------------
-
-
-def test_mariadb_after_an_aws_rotation_the_clones_have_the_same_access(maria, rotation_function):
-    enable_rotation(maria, rotation_function)
-    aws = MultiUserRotation(maria.sm, "mariadb")
-    for name in SECRETS:
-        aws.rotate(name)
-
-    assert usernames(maria) == [
-        "airflow-rw-ddl_clone",
-        "airflow-rw-dml_clone",
-        "airflow-ro-dml_clone",
-    ]
-    with maria.login(DDL) as connection:
-        maria.run_sql(connection, "CREATE TABLE after_rotation (x int)")
-    assert can(maria, DML, "INSERT INTO after_rotation VALUES (1)")
-    assert can(maria, RO, "SELECT * FROM after_rotation")
-    assert not can(maria, RO, "INSERT INTO after_rotation VALUES (2)")
-    for user in ("airflow-rw-ddl", "airflow-rw-dml", "airflow-ro-dml"):
-        assert maria.grants(user + "_clone") == maria.grants(user)
-
-
-def test_mariadb_after_an_aws_rotation_rerunning_the_event_changes_nothing(
-    maria, rotation_function
-):
-    enable_rotation(maria, rotation_function)
-    aws = MultiUserRotation(maria.sm, "mariadb")
-    for name in SECRETS:
-        aws.rotate(name)
-    before = versions(maria)
-
-    report = maria.invoke(with_rotation(maria, rotation_function))
-
-    assert report["changed"] is False and report["stats"]["sql_statements"] == 0
-    assert versions(maria) == before
-
-
-def test_mariadb_an_update_after_rotation_changes_the_clones_password(maria, rotation_function):
-    enable_rotation(maria, rotation_function)
-    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
-    old = maria.secret(RO)["password"]
-    event = with_rotation(maria, rotation_function)
-    event["users"][2]["action"] = "update"
-
-    report = maria.invoke(event)
-
-    assert "new password of airflow-ro-dml_clone" in report["users"][2]["changes"]
-    assert maria.secret(RO)["username"] == "airflow-ro-dml_clone"
-    assert maria.secret(RO)["password"] != old
-    assert can(maria, RO, "SELECT 1")
-
-
-def test_mariadb_a_privilege_change_reaches_both_accounts(maria, rotation_function):
-    enable_rotation(maria, rotation_function)
-    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
-    event = with_rotation(maria, rotation_function)
-    event["users"][2]["grant_privileges"] = "SELECT,INSERT"
-
-    report = maria.invoke(event)
-
-    assert maria.grants("airflow-ro-dml") == {"SELECT", "INSERT"}
-    assert maria.grants("airflow-ro-dml_clone") == {"SELECT", "INSERT"}
-    assert report["users"][2]["changes"] == [
-        "grant INSERT on airflow.*",
-        "grant INSERT on airflow.* for the rotation clone",
-    ]
-
-
-def test_mariadb_a_delete_removes_the_user_its_clone_and_its_secret(maria, rotation_function):
-    enable_rotation(maria, rotation_function)
-    MultiUserRotation(maria.sm, "mariadb").rotate(RO)
-    event = maria.event(
-        [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
-        secret_recovery_days=0,
-    )
-
-    report = maria.invoke(event)
-
-    assert report["users"][0]["changes"] == ["drop user and its rotation clone", "secret deleted"]
-    assert not {("airflow-ro-dml", "%"), ("airflow-ro-dml_clone", "%")} & maria.accounts()
-    with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
-        maria.sm.describe_secret(SecretId=RO)
 
 
 @pytest.mark.parametrize("name", ['we"ird', "it's; DROP ROLE x", "Ünï code", "a=b,c"])
@@ -284,3 +223,38 @@ def test_a_hostile_names_clone_is_prepared_once_and_rotates(rds, rotation_functi
     with rds.login("secret-hostile") as connection:
         assert rds.run_sql(connection, "SELECT current_user") == [(name,)]
     assert rds.invoke(event)["changed"] is False
+
+
+# MariaDB only: the clone the AWS function makes, with a copy of the grants --------------
+
+
+def test_mariadb_after_an_aws_rotation_the_clones_have_the_same_access(maria, rotation_function):
+    rotated(maria, rotation_function, *SECRETS)
+
+    assert usernames(maria) == [
+        "airflow-rw-ddl_clone",
+        "airflow-rw-dml_clone",
+        "airflow-ro-dml_clone",
+    ]
+    with maria.login(DDL) as connection:
+        maria.run_sql(connection, "CREATE TABLE after_rotation (x int)")
+    assert can(maria, DML, "INSERT INTO after_rotation VALUES (1)")
+    assert can(maria, RO, "SELECT * FROM after_rotation")
+    assert not can(maria, RO, "INSERT INTO after_rotation VALUES (2)")
+    for user in ("airflow-rw-ddl", "airflow-rw-dml", "airflow-ro-dml"):
+        assert maria.grants(user + "_clone") == maria.grants(user)
+
+
+def test_mariadb_a_privilege_change_reaches_both_accounts(maria, rotation_function):
+    rotated(maria, rotation_function, RO)
+    event = with_rotation(maria, rotation_function)
+    event["users"][2]["grant_privileges"] = "SELECT,INSERT"
+
+    report = maria.invoke(event)
+
+    assert maria.grants("airflow-ro-dml") == {"SELECT", "INSERT"}
+    assert maria.grants("airflow-ro-dml_clone") == {"SELECT", "INSERT"}
+    assert report["users"][2]["changes"] == [
+        "grant INSERT on airflow.*",
+        "grant INSERT on airflow.* for the rotation clone",
+    ]
