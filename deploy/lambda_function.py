@@ -315,6 +315,12 @@ class UserSpec:
         return self.name + CLONE_SUFFIX
 
     @property
+    def clone_accounts(self) -> tuple[tuple[str, str], ...]:
+        """Where MySQL's clone may be: at U's host, or at '%' where the AWS functions make it
+        (they do not copy the host)."""
+        return ((self.clone, self.account[1]), (self.clone, "%"))
+
+    @property
     def rotating(self) -> bool:
         return bool(self.rotation and self.rotation.enabled)
 
@@ -803,20 +809,16 @@ def engine_problems(event: Event, engine: str) -> list[str]:
             if name:
                 problems.extend(f"{where}: {p}" for p in engine_name_problems(name, what, engine))
         unknown = sorted(user.privileges - set(allowed) - {"TRUNCATE"})
-        if engine == "postgres" and unknown:
-            problems.append(
-                f"{where}: grant_privileges: {', '.join(unknown)} is not a PostgreSQL table "
-                f"privilege (allowed: {', '.join(allowed)}, ALL)"
-            )
-        if engine == "postgres" and user.host is not None:
-            problems.append(f"{where}: host applies only to MySQL/MariaDB users")
-        if engine == "postgres":
-            continue
         if unknown:
             problems.append(
-                f"{where}: grant_privileges: {', '.join(unknown)} is not a {engine} table "
-                f"privilege (allowed: {', '.join(allowed)}, ALL)"
+                f"{where}: grant_privileges: {', '.join(unknown)} is not a "
+                f"{'PostgreSQL' if engine == 'postgres' else engine} table privilege "
+                f"(allowed: {', '.join(allowed)}, ALL)"
             )
+        if engine == "postgres":
+            if user.host is not None:
+                problems.append(f"{where}: host applies only to MySQL/MariaDB users")
+            continue
         if "TRUNCATE" in user.privileges and not (
             user.ddl or user.all_privileges or "DROP" in user.privileges
         ):
@@ -962,11 +964,7 @@ def rotation_function(rotation: Rotation, engine: str, environ: Mapping[str, str
 def rotation_problems(event: Event, engine: str, environ: Mapping[str, str]) -> list[str]:
     """Rotation without a function of the event's own needs the engine's AWS function, which
     only the deployment can name; checked once the engine is known, before anything changes."""
-    relying = [
-        u.name
-        for u in event.users
-        if u.rotation and u.rotation.enabled and not u.rotation.lambda_arn
-    ]
+    relying = [u.name for u in event.users if u.rotating and not u.rotation.lambda_arn]
     variable, template = ROTATION_FUNCTIONS[engine]
     function = environ.get(variable, "").strip()
     if not relying or LAMBDA_ARN.match(function):
@@ -1387,16 +1385,7 @@ class MyState:
         return user.account in self.accounts
 
     def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
-        """The rotation clone's account: at U's host, or at '%' where the AWS functions make
-        it (they do not copy the host)."""
-        return next(
-            (
-                (user.clone, host)
-                for host in (user.account[1], "%")
-                if (user.clone, host) in self.accounts
-            ),
-            None,
-        )
+        return next((a for a in user.clone_accounts if a in self.accounts), None)
 
     def has_clone(self, user: UserSpec) -> bool:
         return self.clone_account(user) is not None
@@ -1469,9 +1458,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
                 grants[by_grantee[grantee]].add("GRANT OPTION")
     definers: dict[tuple[str, str], list[str]] = defaultdict(list)
     leaving = [u for u in event.users if u.deleting]
-    candidates = [u.account for u in leaving] + [
-        (u.clone, h) for u in leaving for h in (u.account[1], "%")
-    ]
+    candidates = [account for u in leaving for account in (u.account, *u.clone_accounts)]
     doomed = {
         f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
     }

@@ -181,6 +181,17 @@ class RdsLike:
         )
         return tool.lambda_handler(event, context)
 
+    def invoke_at_debug(self, event: dict, capsys) -> tuple[str, list[str]]:
+        """Invoke with LOG_LEVEL DEBUG; returns everything logged and the SQL it shows."""
+        level = tool.log.level
+        tool.log.setLevel("DEBUG")  # setLevel, not the attribute: the logger caches decisions
+        try:
+            self.invoke(event)
+        finally:
+            tool.log.setLevel(level)
+        logged = capsys.readouterr().out
+        return logged, [json.loads(line)["sql"] for line in logged.splitlines() if '"sql"' in line]
+
     def open_connection(self, host: str, port: int, user: str, password: str, database: str):
         """A TCP autocommit connection that `with` closes."""
         raise NotImplementedError
@@ -530,6 +541,14 @@ def _mariadb_drop_everything_new(admin, accounts_before: set, databases_before: 
         # spaces. The CHAR columns of mysql.* store such a name trimmed, so DROP USER of the
         # trimmed name (from mysql.user) removes the row but not the account in memory.
         cursor.execute("FLUSH PRIVILEGES", ())
+
+
+def spec(name: str, **keys: Any) -> tool.UserSpec:
+    """A parsed user, for the pure tests: privileges as "A,B", a secret name by default."""
+    keys.setdefault("secret_name", f"secret-{name}")
+    if "privileges" in keys:
+        keys["privileges"] = frozenset(keys["privileges"].split(","))
+    return tool.UserSpec(name=name, **keys)
 
 
 def user(name: str, secret: str | None = None, **keys: Any) -> dict:

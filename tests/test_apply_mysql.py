@@ -4,7 +4,6 @@ secret's password and trying what the application would try."""
 
 from __future__ import annotations
 
-import json
 import threading
 from types import SimpleNamespace
 
@@ -412,15 +411,8 @@ def test_a_secret_that_belongs_to_another_user_is_not_overwritten(maria):
 
 
 def test_debug_logs_show_the_sql_with_passwords_and_hashes_blanked(maria, capsys):
-    level = tool.log.level
-    tool.log.setLevel("DEBUG")  # setLevel, not the attribute: the logger caches its decisions
-    try:
-        maria.invoke(maria.seed_event())
-    finally:
-        tool.log.setLevel(level)
+    logged, executed = maria.invoke_at_debug(maria.seed_event(), capsys)
 
-    logged = capsys.readouterr().out
-    executed = [json.loads(line)["sql"] for line in logged.splitlines() if '"sql"' in line]
     assert "CREATE USER 'airflow-rw-ddl'@'%' IDENTIFIED BY PASSWORD '***'" in executed
     for name in (DDL, DML, RO):
         password = maria.secret(name)["password"]

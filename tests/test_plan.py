@@ -4,6 +4,7 @@ section 5, all pure: these tests build the state by hand and need no server."""
 from __future__ import annotations
 
 import pytest
+from conftest import spec
 from lambda_function import (
     Credential,
     DefaultGrant,
@@ -37,13 +38,6 @@ def text(composable: sql.Composable) -> str:
     if isinstance(composable, sql.Literal):
         return repr(composable.wrapped)
     return composable.string
-
-
-def spec(name: str, **keys) -> UserSpec:
-    keys.setdefault("secret_name", f"secret-{name}")
-    if "privileges" in keys:
-        keys["privileges"] = frozenset(keys["privileges"].split(","))
-    return UserSpec(name=name, **keys)
 
 
 def event(*users: UserSpec, schemas=("public",)) -> Event:

@@ -6,6 +6,7 @@ dialect is also run against a real MariaDB server in test_apply_mysql.py."""
 from __future__ import annotations
 
 import pytest
+from conftest import spec
 from lambda_function import (
     MY_DDL_PRIVILEGES,
     Event,
@@ -20,13 +21,6 @@ from lambda_function import (
 )
 
 MASTER = "admin"
-
-
-def spec(name: str, **keys) -> UserSpec:
-    keys.setdefault("secret_name", f"secret-{name}")
-    if "privileges" in keys:
-        keys["privileges"] = frozenset(keys["privileges"].split(","))
-    return UserSpec(name=name, **keys)
 
 
 def event(*users: UserSpec, database="app", engine="mysql") -> Event:

@@ -141,15 +141,8 @@ def test_require_is_the_default_and_a_server_without_tls_is_refused(rds):
 
 
 def test_debug_logs_show_the_sql_with_passwords_blanked(rds, capsys):
-    level = tool.log.level
-    tool.log.setLevel("DEBUG")  # setLevel, not the attribute: the logger caches its decisions
-    try:
-        rds.invoke(rds.seed_event())
-    finally:
-        tool.log.setLevel(level)
+    logged, executed = rds.invoke_at_debug(rds.seed_event(), capsys)
 
-    logged = capsys.readouterr().out
-    executed = [json.loads(line)["sql"] for line in logged.splitlines() if '"sql"' in line]
     assert any(s.startswith('CREATE ROLE "airflow-rw-ddl"') for s in executed)
     assert all("SCRAM" not in s for s in executed)
     for password in all_passwords(rds):
