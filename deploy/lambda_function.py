@@ -2,17 +2,22 @@
 
 The event names the users, their table privileges and their grantors; each user's credentials
 live in its own AWS Secrets Manager secret, in the structure AWS's rotation functions read.
-Running the same event twice changes nothing. The behaviour contract is SPEC.md; the README
-explains it for users.
+Running the same event twice changes nothing. The behaviour contract is docs/CONTRACT.md; the
+README explains it for users.
 
-The file reads in the order the data flows:
-  1. the event: parsing and validation (pure)
-  2. Secrets Manager: reading and writing the user secrets, and their rotation
-  3. reading the current state: a. PostgreSQL, b. MySQL and MariaDB
-  4. the plan: desired state vs current state -> ordered steps (pure): a. PostgreSQL, b. MySQL
-  5. the two engines behind one interface (connect, lock, read, plan, execute)
-  6. applying the plan, with the never-lose-a-password protocol (engine-neutral)
-  7. the report, and the entry points (Lambda handler, command line)
+The file reads as the data flows:
+   1. the run: event -> gather -> plan -> apply -> report, in a few functions
+   2. the shared types the stages hand each other
+   3. logging
+   4. the event: parsing and validation (pure)
+   5. gathering: the master secret and target, the user secrets, the login probes
+   6. planning: the whole plan from event + state (pure)
+   7. applying, with the never-lose-a-password protocol
+   8. the report
+   9. the engines' interface (a Protocol), and what both engines share
+  10. PostgreSQL, in one block: names, catalog state, plan, I/O
+  11. MySQL and MariaDB, in one block: the same parts
+  12. the engines by name
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import KW_ONLY, dataclass, field, replace
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import boto3
 import botocore.config
@@ -52,8 +57,6 @@ PASSWORD_EXCLUDED = ":/@\"'\\"  # noqa: S105 - the characters passwords leave ou
 PASSWORD_LENGTH = 32
 # The AWS multi-user rotation functions alternate a secret between U and U + this suffix.
 CLONE_SUFFIX = "_clone"
-LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
-LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
 CLUSTER_LOCK_WAIT_MS = 300_000  # the longest wait for another invocation to finish
 
 
@@ -69,8 +72,420 @@ class ApplyError(Exception):
     """Applying failed part-way; the message says what was applied and that a re-run converges."""
 
 
+class StepFailedError(Exception):
+    """A statement the server refused, on its way to becoming an ApplyError that says what the
+    engine did with the statements before it."""
+
+    def __init__(self, number: int, error: Exception):
+        super().__init__(number, error)
+        self.number, self.error = number, error
+
+
 # ---------------------------------------------------------------------------------------------
-# Logging: one JSON object per line on stdout, passwords scrubbed from every message.
+# 1. The run: event -> gather -> plan -> apply -> report. The rest of the file, in this order,
+#    is the parts these functions put together.
+# ---------------------------------------------------------------------------------------------
+
+
+def lambda_handler(event: Any, context: Any) -> dict:
+    """Returns the report; raises on any failure so `aws lambda invoke` shows FunctionError."""
+    JsonFormatter.request_id = getattr(context, "aws_request_id", "-")
+    try:
+        return run(event, context)
+    except (InvalidEvent, ApplyError) as error:
+        log.error(str(error))
+        raise
+    except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
+        message = REDACT(f"{type(error).__name__}: {error}")
+        log.error(message)
+        raise ApplyError(message) from None
+
+
+def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
+    """One invocation. Every problem with the event or with the state it meets is raised once,
+    together, before anything is written; then the plan is applied (or only rehearsed)."""
+    started = time.monotonic()
+    REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
+    event, problems = read_event(raw, dry_run=dry_run)
+    aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
+    target, problems = locate(event, aws, problems)
+    event = bind_engine(event, target.dialect)
+    info(
+        "start",
+        host=target.host,
+        database=target.database,
+        users=len(event.users),
+        dry_run=event.dry_run,
+    )
+    deadline = Deadline(context)
+    with database_session(target, deadline, problems) as connection:
+        facts = gather(connection, event, target, aws, deadline)
+        passwords = aws.random_passwords if not event.dry_run else local_passwords
+        plan = make_plan(event, target, facts, passwords, problems, os.environ)
+        if event.dry_run:
+            target.dialect.rehearse(connection, plan.steps, plan.counter)
+        else:
+            apply(connection, plan, aws, deadline)
+        result = report(plan, aws, connection)
+    result["duration_ms"] = round((time.monotonic() - started) * 1000)
+    info(
+        "done",
+        status=result["status"],
+        changed=result["changed"],
+        duration_ms=result["duration_ms"],
+        stats=result["stats"],
+    )
+    return result
+
+
+def locate(event: Event, aws: SecretsManager, problems: list[str]) -> tuple[Target, list[str]]:
+    """The target, from the event and the master secret, and the problems so far with the
+    checks that need the target. Without a target there is no state to check against: raise."""
+    if not event.secret_name or not event.database:
+        raise InvalidEvent(problems)
+    master, master_arn = aws.master_secret(event.secret_name)
+    target, target_problems = resolve_target(event, master, master_arn)
+    problems = problems + target_problems
+    if target is None:
+        raise InvalidEvent(problems)
+    problems += rotation_problems(event, target.dialect, os.environ)
+    problems += rotation_host_problems(event, target, master)
+    return target, problems
+
+
+@contextmanager
+def database_session(target: Target, deadline: Deadline, problems: list[str]) -> Iterator[Any]:
+    """The master's connection, under the cluster-wide lock. When the database cannot be
+    reached, the problems found so far are what the user hears about."""
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(target.dialect.lock(target, deadline))
+            connection = target.dialect.connect(target)
+        except ApplyError as error:
+            if problems:
+                raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
+            raise
+        stack.callback(connection.close)
+        yield connection
+
+
+def main(argv: list[str]) -> int:
+    """python deploy/lambda_function.py EVENT.json [--dry-run]: 0 ok, 1 failed, 2 invalid."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("event", help="the event, a JSON file ('-' for standard input)")
+    parser.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
+    args = parser.parse_args(argv)
+    LineHandler.to_stderr = True
+    try:
+        with open(args.event) if args.event != "-" else sys.stdin as source:
+            raw = json.load(source)
+    except (OSError, ValueError) as error:
+        print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = run(raw, dry_run=args.dry_run)
+    except InvalidEvent as error:
+        print(error, file=sys.stderr)
+        return 2
+    except Exception as error:
+        print(f"failed: {REDACT(str(error))}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The shared types: what the stages hand each other.
+# ---------------------------------------------------------------------------------------------
+
+Action = Literal["create", "update", "delete"]
+SslMode = Literal["require", "verify-full", "disable"]
+# keep: the password stays; new-user: a new role gets a new password; change: an existing one
+# does (through AWSPENDING); finish: our interrupted change is promoted.
+CredentialMode = Literal["keep", "new-user", "change", "finish"]
+RotationChange = Literal["enable", "update", "disable"]
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A secret's rotation: what the event wants, or what DescribeSecret reports. `schedule`
+    and `days` exclude each other when wanted; with a schedule, AWS reports days of its own."""
+
+    enabled: bool
+    lambda_arn: str | None = None  # wanted without one: the engine's AWS function (ROTATION_*)
+    schedule: str | None = None  # a rate() or cron() expression
+    days: int | None = None  # AutomaticallyAfterDays
+    duration: str | None = None  # the rotation window, "2h"
+    rotate_immediately: bool = False
+
+    @property
+    def rules(self) -> dict[str, Any]:
+        """RotationRules for rotate_secret."""
+        if self.schedule:
+            rules: dict[str, Any] = {"ScheduleExpression": self.schedule}
+        else:
+            rules = {"AutomaticallyAfterDays": self.days}
+        if self.duration:
+            rules["Duration"] = self.duration
+        return rules
+
+    @property
+    def interval(self) -> str | None:
+        """The schedule as one expression, however it was given or reported: `days: 30` may
+        come back as AutomaticallyAfterDays 30 or as rate(30 days), and for a schedule AWS
+        reports an AutomaticallyAfterDays it computed, which says nothing."""
+        if self.schedule:
+            rate = RATE.match(self.schedule)
+            if rate:
+                return f"rate({int(rate[1])} {rate[2]}s)"
+            return " ".join(self.schedule.split())
+        return f"rate({self.days} days)" if self.days else None
+
+
+NO_ROTATION = Rotation(enabled=False)
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    secret_name: str | None
+    action: Action = "create"
+    ddl: bool = False
+    privileges: frozenset[str] = frozenset()
+    all_privileges: bool = False  # "ALL": whatever the server has (MAINTAIN from 17 on)
+    grantor: str | None = None
+    rotate_password: bool = False
+    reassign_to: str | None = None
+    rotation: Rotation | None = None  # None: the secret's rotation is left as it is
+    host: str | None = None  # MySQL account host; None: not given ("%")
+
+    @property
+    def account(self) -> tuple[str, str]:
+        """MySQL's 'name'@'host'."""
+        return (self.name, self.host or "%")
+
+    @property
+    def clone(self) -> str:
+        """The other account of AWS's multi-user rotation, which the tool treats as U too."""
+        return self.name + CLONE_SUFFIX
+
+    @property
+    def clone_accounts(self) -> tuple[tuple[str, str], ...]:
+        """Where MySQL's clone may be: at U's host, or at '%' where the AWS functions make it
+        (they do not copy the host)."""
+        return ((self.clone, self.account[1]), (self.clone, "%"))
+
+    @property
+    def rotating(self) -> bool:
+        return bool(self.rotation and self.rotation.enabled)
+
+    @property
+    def deleting(self) -> bool:
+        return self.action == "delete"
+
+    @property
+    def wants_new_password(self) -> bool:
+        return self.action == "update" or self.rotate_password
+
+
+@dataclass(frozen=True)
+class Event:
+    secret_name: str
+    database: str
+    users: tuple[UserSpec, ...]
+    host: str | None = None
+    port: int | None = None
+    region: str | None = None
+    kms_key_id: str | None = None
+    engine: str | None = None
+    schemas: tuple[str, ...] = ("public",)
+    schemas_declared: bool = False
+    dry_run: bool = False
+    secret_tags: dict[str, str] = field(default_factory=dict)
+    recovery_days: int = 7
+    ssl_mode: SslMode = "require"
+    verify_logins: bool = False
+
+    def user(self, name: str) -> UserSpec | None:
+        return next((u for u in self.users if u.name == name), None)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and as whom: the event completed by the master secret."""
+
+    engine: str
+    host: str
+    port: int
+    database: str
+    master_user: str
+    master_password: str = field(repr=False)
+    master_arn: str
+    ssl_mode: SslMode
+
+    @property
+    def dialect(self) -> Dialect:
+        return DIALECTS[self.engine]
+
+    def login_works(self, user: str, password: str | None) -> bool:
+        return self.dialect.login_works(self, user, password)
+
+
+@dataclass
+class SecretState:
+    """What Secrets Manager holds for one user's secret."""
+
+    name: str
+    arn: str | None = None
+    exists: bool = False
+    scheduled_for_deletion: bool = False
+    value: dict | None = None  # AWSCURRENT, parsed; None when it has no value
+    foreign_value: bool = False  # a value that is not a JSON object: somebody else's secret
+    current_version: str | None = None
+    pending_version: str | None = None
+    pending_value: dict | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    rotation: Rotation = NO_ROTATION
+
+    @property
+    def password(self) -> str | None:
+        return (self.value or {}).get("password")
+
+    @property
+    def pending_is_ours(self) -> bool:
+        return bool(self.pending_version and self.pending_version.startswith(VERSION_PREFIX))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Which of a secret's passwords log in (None: not tried)."""
+
+    pending_ok: bool | None = None
+    current_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How one user's password and secret change in this run."""
+
+    user: str
+    login: str  # whose password it is: the user, or its rotation clone when the secret says so
+    mode: CredentialMode
+    password: str | None  # the password the user ends with; None until a new one is drawn
+    value: dict  # the secret value the user ends with, but for its password
+    _: KW_ONLY
+    set_in_database: bool  # the plan gives the role this password
+    undo_pending: bool = False  # drop the AWSPENDING label of our own interrupted change
+
+    @property
+    def final_value(self) -> dict:
+        return {**self.value, "password": self.password}
+
+
+@dataclass(frozen=True)
+class RotationCall:
+    """How one secret's rotation changes in this run: one call, made once the user's password
+    is final, since only a secret whose AWSCURRENT logs in may be rotated."""
+
+    change: RotationChange
+    rotation: Rotation  # the wanted one
+    function_arn: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One SQL statement of the plan, and whose changes it makes."""
+
+    statement: sql.Composable | str  # MySQL statements are text, quoted by the planner
+    summary: str
+    users: tuple[str, ...]
+    as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
+    shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+
+    @property
+    def who(self) -> str:
+        return ", ".join(self.users) or "the master"
+
+    def display(self, context: Any) -> str:
+        """The statement as a person reads it, passwords blanked, with the role it runs as."""
+        text = self.shown or self.statement
+        text = text if isinstance(text, str) else text.as_string(context)
+        if self.as_role:
+            return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
+        return text
+
+
+class EngineState(Protocol):
+    """What the engine-neutral stages ask of an engine's state (PgState, MyState)."""
+
+    catalog_queries: int
+
+    def has_user(self, user: UserSpec) -> bool: ...
+    def has_clone(self, user: UserSpec) -> bool: ...
+
+
+@dataclass
+class Facts:
+    """Everything a run read before deciding: the database state, the user secrets (by secret
+    name), and which of their passwords log in (by user)."""
+
+    state: EngineState
+    secrets: dict[str, SecretState]
+    probes: dict[str, Probe]
+
+
+PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
+
+
+@dataclass
+class Plan:
+    """The whole of what a run does, decided before anything is written: the SQL steps, each
+    user's credential (which says how its secret is written), the rotation calls, and what
+    the report says of each secret. A dry run is this plan, not applied."""
+
+    event: Event
+    target: Target
+    state: EngineState
+    secrets: dict[str, SecretState]  # by secret name
+    credentials: dict[str, Credential]  # by user, for the users that stay
+    steps: list[Step]
+    secret_results: dict[str, str]  # by user: what happens to its secret
+    rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
+    counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def secret_of(self, user: UserSpec) -> SecretState:
+        return self.secrets[user.secret_name or ""]
+
+
+class Deadline:
+    """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
+
+    MARGIN_MS = 10_000
+
+    def __init__(self, context: Any):
+        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
+
+    def remaining_ms(self) -> int | None:
+        return self._remaining() - self.MARGIN_MS if self._remaining else None
+
+    def lock_wait_ms(self) -> int:
+        """How long to queue behind another invocation: while there is time, up to a limit."""
+        left = self.remaining_ms()
+        return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
+
+    def check(self, before: str) -> None:
+        left = self.remaining_ms()
+        if left is not None and left <= 0:
+            raise ApplyError(
+                f"stopped before {before}: the Lambda time is nearly up. "
+                "Everything before it is done; a re-run converges."
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Logging: one JSON object per line, passwords scrubbed from every message.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -128,10 +543,15 @@ class LineHandler(logging.StreamHandler):
 
 
 log = logging.getLogger(TOOL)
+
 _handler = LineHandler()
+
 _handler.setFormatter(JsonFormatter())
+
 log.addHandler(_handler)
+
 log.propagate = False
+
 log.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
 
 
@@ -140,7 +560,7 @@ def info(message: str, **fields: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. The event: parsing and validation. Pure: every problem is collected, then raised at once.
+# 4. The event: parsing and validation. Pure; every problem is returned, then raised once.
 # ---------------------------------------------------------------------------------------------
 
 # What the event may say, and the engine name the AWS rotation functions accept in a secret.
@@ -152,56 +572,11 @@ ENGINES = {
     "aurora-mysql": "mysql",
     "mariadb": "mariadb",
 }
-DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "mariadb": 3306}
-PG_TABLE_PRIVILEGES = (
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "TRUNCATE",
-    "REFERENCES",
-    "TRIGGER",
-    "MAINTAIN",
-)
-PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not exist
-PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
-# MySQL's privileges that apply to tables, granted on `db`.* (its ALL); it has no TRUNCATE
-# privilege: TRUNCATE TABLE needs DROP.
-MY_TABLE_PRIVILEGES = (
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "CREATE",
-    "DROP",
-    "REFERENCES",
-    "INDEX",
-    "ALTER",
-    "CREATE VIEW",
-    "SHOW VIEW",
-    "TRIGGER",
-)
-MY_DDL_PRIVILEGES = (
-    "CREATE",
-    "ALTER",
-    "DROP",
-    "INDEX",
-    "REFERENCES",
-    "CREATE VIEW",
-    "SHOW VIEW",
-    "TRIGGER",
-    "EVENT",
-    "CREATE ROUTINE",
-    "ALTER ROUTINE",
-    "EXECUTE",
-    "CREATE TEMPORARY TABLES",
-    "LOCK TABLES",
-)
-MY_NAME_LIMITS = {"mysql": 32, "mariadb": 80}  # characters
-MY_DATABASE_LIMIT = 64
-KNOWN_PRIVILEGES = frozenset(PG_TABLE_PRIVILEGES + MY_TABLE_PRIVILEGES)
-ACTIONS = ("create", "update", "delete")
+
+ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
+
 SSL_MODES = ("require", "verify-full", "disable")
+
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
 TOP_KEYS = {
@@ -221,6 +596,7 @@ TOP_KEYS = {
     "ssl_mode",
     "verify_logins",
 }
+
 USER_KEYS = {
     "db_user",
     "user_secret_name",
@@ -233,126 +609,254 @@ USER_KEYS = {
     "host",
     "reassign_to",
 }
+
 TRUE_WORDS = {"true", "yes", "1"}
+
 FALSE_WORDS = {"false", "no", "0"}
+
 NONE_WORDS = {"", "none", "null"}
+
 ROTATION_KEYS = {"enabled", "lambda_arn", "schedule", "days", "duration", "rotate_immediately"}
+
 ROTATION_DEFAULT_DAYS = 30
+
 ROTATION_MAX_DAYS = 1000  # AutomaticallyAfterDays' range is 1..1000
+
 ROTATION_MIN_HOURS = 4  # AWS's shortest rotation interval
+
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}"
     r"(:[A-Za-z0-9$_-]{1,128})?$"
 )
+
 RATE = re.compile(r"^rate\(([0-9]+) (hour|day)s?\)$")
+
 CRON = re.compile(r"^cron\(([^()]*)\)$")
+
 CRON_FIELD = re.compile(r"^[0-9A-Za-z#?*/,-]+$")
+
 CRON_HOURS = re.compile(r"^(\*|[0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?$")  # 5, 1-5, */6, 2/6
+
 DURATION = re.compile(r"^([0-9]{1,2})h$")  # AWS: [0-9]+h, 2 or 3 characters
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """A secret's rotation: what the event wants, or what DescribeSecret reports. `schedule`
-    and `days` exclude each other when wanted; with a schedule, AWS reports days of its own."""
+def parse_event(raw: Any) -> Event:
+    """The event, or InvalidEvent listing every problem (for callers with no state to check);
+    bound to its engine when it names one."""
+    event, problems = read_event(raw)
+    if problems:
+        raise InvalidEvent(problems)
+    return bind_engine(event, DIALECTS[event.engine]) if event.engine else event
 
-    enabled: bool
-    lambda_arn: str | None = None  # wanted without one: the engine's AWS function (ROTATION_*)
-    schedule: str | None = None  # a rate() or cron() expression
-    days: int | None = None  # AutomaticallyAfterDays
-    duration: str | None = None  # the rotation window, "2h"
-    rotate_immediately: bool = False
 
-    @property
-    def rules(self) -> dict[str, Any]:
-        """RotationRules for rotate_secret."""
-        if self.schedule:
-            rules: dict[str, Any] = {"ScheduleExpression": self.schedule}
+def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
+    """The event and every problem with it. A user entry with problems is left out of the
+    event, so that the rest can still be checked against the database's state."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent(["the event must be a JSON object"])
+    problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
+    texts: dict[str, str | None] = {}
+    for key in ("secret_name", "database_name", "rds_host", "region", "kms_key_id"):
+        texts[key], found = parse_text(raw, key, required=key in ("secret_name", "database_name"))
+        problems += found
+    if texts["secret_name"]:
+        problems += secret_name_problems(texts["secret_name"], "secret_name")
+    engine, found = parse_engine(raw.get("db_engine"))
+    problems += found
+    port, found = parse_port(raw.get("rds_port"))
+    problems += found
+    schemas, found = parse_schemas(raw)
+    problems += found
+    tags, found = parse_tags(raw.get("secret_tags", {}))
+    problems += found
+    recovery, found = parse_recovery_days(raw.get("secret_recovery_days", 7))
+    problems += found
+    ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"))
+    problems += found
+    flags = {}
+    for key in ("dry_run", "verify_logins"):
+        flags[key], found = parse_flag(raw, key)
+        problems += found
+    rotation, found = parse_rotation(raw.get("rotation"))
+    problems += [f"rotation: {p}" for p in found]
+    users, found = parse_users(raw.get("users"), rotation)
+    problems += found
+    event = Event(
+        secret_name=texts["secret_name"] or "",
+        database=texts["database_name"] or "",
+        users=users,
+        host=texts["rds_host"],
+        port=port,
+        region=texts["region"],
+        kms_key_id=texts["kms_key_id"],
+        engine=engine,
+        schemas=schemas,
+        schemas_declared="schemas" in raw,
+        dry_run=flags["dry_run"] or dry_run,
+        secret_tags=tags,
+        recovery_days=recovery,
+        ssl_mode=ssl_mode,
+        verify_logins=flags["verify_logins"],
+    )
+    problems += relationship_problems(event)
+    if engine:
+        problems += engine_problems(event, DIALECTS[engine])
+    return event, problems
+
+
+def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
+    value = raw.get(key)
+    if is_none(value):
+        return None, [f"{key} is required"] if required else []
+    if not isinstance(value, str):
+        return None, [f"{key} must be a string"]
+    return value.strip(), []
+
+
+def parse_flag(raw: dict, key: str) -> tuple[bool, list[str]]:
+    if key not in raw:
+        return False, []
+    value = parse_bool(raw[key])
+    if value is None:
+        return False, [f"{key} must be a boolean (true/false/yes/no/1/0), not {raw[key]!r}"]
+    return value, []
+
+
+def parse_engine(value: Any) -> tuple[str | None, list[str]]:
+    """The engine's canonical name; None when the event leaves it to the master secret."""
+    if is_none(value):
+        return None, []
+    if not isinstance(value, str):
+        return None, ["db_engine must be a string"]
+    engine = ENGINES.get(value.strip().lower())
+    if engine is None:
+        return None, [f"db_engine {value.strip()!r} is not one of {', '.join(ENGINES)}"]
+    return engine, []
+
+
+def parse_port(value: Any) -> tuple[int | None, list[str]]:
+    if value is None:
+        return None, []
+    port = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        return None, [f"rds_port must be a port number, not {value!r}"]
+    return port, []
+
+
+def parse_schemas(raw: dict) -> tuple[tuple[str, ...], list[str]]:
+    schemas = raw.get("schemas", ["public"])
+    if not (isinstance(schemas, list) and schemas and all(isinstance(s, str) for s in schemas)):
+        return ("public",), ["schemas must be a non-empty list of schema names"]
+    if len(set(schemas)) != len(schemas) or not all(schemas):
+        return tuple(schemas), ["schemas must be distinct, non-empty names"]
+    return tuple(schemas), []
+
+
+def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
+    if not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
+        return {}, ["secret_tags must be an object of string values"]
+    if "managed-by" in tags:
+        return dict(tags), ["secret_tags must not set 'managed-by': the tool sets it"]
+    return dict(tags), []
+
+
+def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 0 or 7 <= value <= 30)
+    ):
+        return 7, [f"secret_recovery_days must be 0 or 7..30, not {value!r}"]
+    return value, []
+
+
+def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
+    if not is_none(value) and not isinstance(value, str):
+        return "require", ["ssl_mode must be a string"]
+    mode = value.strip() if isinstance(value, str) and value.strip() else None
+    mode = mode or os.environ.get("DB_SSL_MODE", "require")
+    if mode not in SSL_MODES:
+        return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]
+    return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
+
+
+def parse_users(
+    raw_users: Any, default_rotation: Rotation | None
+) -> tuple[tuple[UserSpec, ...], list[str]]:
+    if not isinstance(raw_users, list) or not raw_users:
+        return (), ["users must be a non-empty list"]
+    users, problems = [], []
+    for index, raw in enumerate(raw_users):
+        where = f"users[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        name = raw.get("db_user")
+        if isinstance(name, str) and name:
+            where = f"user {name!r}"
+        found = [f"unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS)]
+        found += role_name_problems(name, "db_user")
+        user, user_problems = parse_user(raw, name, default_rotation)
+        found += user_problems
+        if found:
+            problems += [f"{where}: {p}" for p in found]
         else:
-            rules = {"AutomaticallyAfterDays": self.days}
-        if self.duration:
-            rules["Duration"] = self.duration
-        return rules
-
-    @property
-    def interval(self) -> str | None:
-        """The schedule as one expression, however it was given or reported: `days: 30` may
-        come back as AutomaticallyAfterDays 30 or as rate(30 days), and for a schedule AWS
-        reports an AutomaticallyAfterDays it computed, which says nothing."""
-        if self.schedule:
-            rate = RATE.match(self.schedule)
-            if rate:
-                return f"rate({int(rate[1])} {rate[2]}s)"
-            return " ".join(self.schedule.split())
-        return f"rate({self.days} days)" if self.days else None
+            users.append(user)
+    return tuple(users), problems
 
 
-NO_ROTATION = Rotation(enabled=False)
-
-
-@dataclass(frozen=True)
-class UserSpec:
-    name: str
-    secret_name: str | None
-    action: str = "create"
-    ddl: bool = False
-    privileges: frozenset[str] = frozenset()
-    all_privileges: bool = False  # "ALL": whatever the server has (MAINTAIN from 17 on)
-    grantor: str | None = None
-    rotate_password: bool = False
-    reassign_to: str | None = None
-    rotation: Rotation | None = None  # None: the secret's rotation is left as it is
-    host: str | None = None  # MySQL account host; None: not given ("%")
-
-    @property
-    def account(self) -> tuple[str, str]:
-        """MySQL's 'name'@'host'."""
-        return (self.name, self.host or "%")
-
-    @property
-    def clone(self) -> str:
-        """The other account of AWS's multi-user rotation, which the tool treats as U too."""
-        return self.name + CLONE_SUFFIX
-
-    @property
-    def clone_accounts(self) -> tuple[tuple[str, str], ...]:
-        """Where MySQL's clone may be: at U's host, or at '%' where the AWS functions make it
-        (they do not copy the host)."""
-        return ((self.clone, self.account[1]), (self.clone, "%"))
-
-    @property
-    def rotating(self) -> bool:
-        return bool(self.rotation and self.rotation.enabled)
-
-    @property
-    def deleting(self) -> bool:
-        return self.action == "delete"
-
-    @property
-    def wants_new_password(self) -> bool:
-        return self.action == "update" or self.rotate_password
-
-
-@dataclass(frozen=True)
-class Event:
-    secret_name: str
-    database: str
-    users: tuple[UserSpec, ...]
-    host: str | None = None
-    port: int | None = None
-    region: str | None = None
-    kms_key_id: str | None = None
-    engine: str | None = None
-    schemas: tuple[str, ...] = ("public",)
-    schemas_declared: bool = False
-    dry_run: bool = False
-    secret_tags: dict[str, str] = field(default_factory=dict)
-    recovery_days: int = 7
-    ssl_mode: str = "require"
-    verify_logins: bool = False
-
-    def user(self, name: str) -> UserSpec | None:
-        return next((u for u in self.users if u.name == name), None)
+def parse_user(
+    raw: dict, name: Any, default_rotation: Rotation | None
+) -> tuple[UserSpec, list[str]]:
+    """The user entry and what is wrong with it (the caller checks the name, and keeps the
+    entry only when nothing was wrong). Its own `rotation` replaces the event's whole; a
+    delete ignores both, as deleting removes the secret."""
+    problems = []
+    action = raw.get("action", "create")
+    action = action.strip().lower() if isinstance(action, str) else action
+    if action not in ACTIONS:
+        problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
+    if secret_name is None and action != "delete":
+        problems.append("user_secret_name is required (except for delete)")
+    elif secret_name is not None:
+        problems += secret_name_problems(secret_name, "user_secret_name")
+    flags = {}
+    for key in ("grant_ddl", "rotate_password"):
+        flags[key] = parse_bool(raw.get(key, False))
+        if flags[key] is None:
+            problems.append(f"{key} must be a boolean, not {raw[key]!r}")
+    privileges, everything, found = parse_privileges(raw.get("grant_privileges"))
+    problems += [f"grant_privileges: {p}" for p in found]
+    grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
+    if grantor is not None:
+        problems += role_name_problems(grantor, "grantor")
+    reassign_to = None if is_none(raw.get("reassign_to")) else raw["reassign_to"]
+    if reassign_to is not None:
+        problems += role_name_problems(reassign_to, "reassign_to")
+        if action != "delete":
+            problems.append("reassign_to applies only to action delete")
+    host = raw.get("host")
+    if "host" in raw:
+        problems += host_problems(host)
+    rotation, found = parse_rotation(raw.get("rotation"))
+    problems += [f"rotation: {p}" for p in found]
+    if is_none(raw.get("rotation")):
+        rotation = default_rotation
+    user = UserSpec(
+        name=name,
+        secret_name=secret_name,
+        action=next((a for a in ACTIONS if a == action), "create"),
+        ddl=bool(flags["grant_ddl"]),
+        privileges=privileges,
+        all_privileges=everything,
+        grantor=grantor,
+        rotate_password=bool(flags["rotate_password"]),
+        reassign_to=reassign_to,
+        host=host,
+        rotation=None if action == "delete" else rotation,
+    )
+    return user, problems
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -421,12 +925,12 @@ def parse_rotation(value: Any) -> tuple[Rotation | None, list[str]]:
     if problems:
         return None, problems
     return Rotation(
-        enabled=flags["enabled"],
+        enabled=bool(flags["enabled"]),
         lambda_arn=lambda_arn,
         schedule=schedule,
         days=days,
         duration=duration,
-        rotate_immediately=flags["rotate_immediately"],
+        rotate_immediately=bool(flags["rotate_immediately"]),
     ), []
 
 
@@ -535,34 +1039,12 @@ def duration_problems(duration: Any, schedule: str | None) -> list[str]:
 
 def role_name_problems(name: Any, what: str) -> list[str]:
     """A name any engine could take: any characters (always quoted), but no NUL. The engine's
-    own limits and reserved names are checked by engine_name_problems."""
+    own limits and reserved names are checked by its dialect's name_problems."""
     if not isinstance(name, str) or not name:
         return [f"{what} must be a non-empty string"]
     if "\x00" in name:
         return [f"{what} {name!r} contains a NUL character"]
     return []
-
-
-def engine_name_problems(name: str, what: str, engine: str) -> list[str]:
-    """Over the engine's limit (PostgreSQL would truncate it silently), or never managed."""
-    problems, lowered = [], name.lower()
-    if engine == "postgres":
-        if len(name.encode()) > PG_NAME_LIMIT:
-            problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
-        if lowered == "public" or lowered.startswith(("pg_", "rds")):
-            problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
-        return problems
-    limit = MY_NAME_LIMITS[engine]
-    if len(name) > limit:
-        problems.append(f"{what} {name!r} is longer than {engine}'s {limit} characters")
-    if name != name.rstrip(" "):
-        problems.append(f"{what} {name!r} ends with a blank, which {engine} drops from names")
-    if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
-        problems.append(
-            f"{what} {name!r} is reserved (system accounts mysql.*, mariadb.sys, root, rds*, "
-            "PUBLIC): never managed"
-        )
-    return problems
 
 
 def host_problems(host: Any) -> list[str]:
@@ -578,176 +1060,6 @@ def secret_name_problems(name: Any, what: str) -> list[str]:
     if not isinstance(name, str) or not (name.startswith("arn:") or SECRET_NAME.match(name)):
         return [f"{what} must be a secret name (letters, digits, /_+=.@-) or an ARN"]
     return []
-
-
-def parse_event(raw: Any) -> Event:
-    """Turn the raw event into an Event, or raise InvalidEvent listing every problem."""
-    if not isinstance(raw, dict):
-        raise InvalidEvent(["the event must be a JSON object"])
-    problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
-
-    def text(key: str, required: bool = False) -> str | None:
-        value = raw.get(key)
-        if is_none(value):
-            if required:
-                problems.append(f"{key} is required")
-            return None
-        if not isinstance(value, str):
-            problems.append(f"{key} must be a string")
-            return None
-        return value.strip()
-
-    def flag(key: str, default: bool = False) -> bool:
-        if key not in raw:
-            return default
-        value = parse_bool(raw[key])
-        if value is None:
-            problems.append(f"{key} must be a boolean (true/false/yes/no/1/0), not {raw[key]!r}")
-            return default
-        return value
-
-    secret_name = text("secret_name", required=True)
-    if secret_name:
-        problems += secret_name_problems(secret_name, "secret_name")
-    database = text("database_name", required=True)
-    engine = text("db_engine")
-    if engine:
-        if engine.lower() not in ENGINES:
-            problems.append(f"db_engine {engine!r} is not one of {', '.join(ENGINES)}")
-        engine = ENGINES.get(engine.lower())
-    port = raw.get("rds_port")
-    if port is not None:
-        if isinstance(port, str) and port.strip().isdigit():
-            port = int(port)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            problems.append(f"rds_port must be a port number, not {raw['rds_port']!r}")
-            port = None
-    schemas = raw.get("schemas", ["public"])
-    if not (isinstance(schemas, list) and schemas and all(isinstance(s, str) for s in schemas)):
-        problems.append("schemas must be a non-empty list of schema names")
-        schemas = ["public"]
-    elif len(set(schemas)) != len(schemas) or not all(schemas):
-        problems.append("schemas must be distinct, non-empty names")
-    tags = raw.get("secret_tags", {})
-    if not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
-        problems.append("secret_tags must be an object of string values")
-        tags = {}
-    elif "managed-by" in tags:
-        problems.append("secret_tags must not set 'managed-by': the tool sets it")
-    recovery = raw.get("secret_recovery_days", 7)
-    if (
-        isinstance(recovery, bool)
-        or not isinstance(recovery, int)
-        or not (recovery == 0 or 7 <= recovery <= 30)
-    ):
-        problems.append(f"secret_recovery_days must be 0 or 7..30, not {recovery!r}")
-        recovery = 7
-    ssl_mode = text("ssl_mode") or os.environ.get("DB_SSL_MODE", "require")
-    if ssl_mode not in SSL_MODES:
-        problems.append(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {ssl_mode!r}")
-    rotation, rotation_issues = parse_rotation(raw.get("rotation"))
-    problems += [f"rotation: {p}" for p in rotation_issues]
-
-    users = parse_users(raw.get("users"), problems, rotation)
-    event = Event(
-        secret_name=secret_name or "",
-        database=database or "",
-        users=users,
-        host=text("rds_host"),
-        port=port,
-        region=text("region"),
-        kms_key_id=text("kms_key_id"),
-        engine=engine,
-        schemas=tuple(schemas),
-        schemas_declared="schemas" in raw,
-        dry_run=flag("dry_run"),
-        secret_tags=dict(tags),
-        recovery_days=recovery,
-        ssl_mode=ssl_mode,
-        verify_logins=flag("verify_logins"),
-    )
-    problems += relationship_problems(event)
-    if engine:
-        problems += engine_problems(event, engine)
-    if problems:
-        raise InvalidEvent(problems)
-    return bind_engine(event, engine) if engine else event
-
-
-def parse_users(
-    raw_users: Any, problems: list[str], rotation: Rotation | None
-) -> tuple[UserSpec, ...]:
-    if not isinstance(raw_users, list) or not raw_users:
-        problems.append("users must be a non-empty list")
-        return ()
-    users = []
-    for index, raw in enumerate(raw_users):
-        where = f"users[{index}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where} must be an object")
-            continue
-        name = raw.get("db_user")
-        if isinstance(name, str) and name:
-            where = f"user {name!r}"
-        start = len(problems)
-        problems.extend(f"{where}: unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS))
-        problems.extend(f"{where}: {p}" for p in role_name_problems(name, "db_user"))
-        user = parse_user(raw, name, where, problems, rotation)
-        if len(problems) == start:
-            users.append(user)
-    return tuple(users)
-
-
-def parse_user(
-    raw: dict, name: Any, where: str, problems: list[str], default_rotation: Rotation | None
-) -> UserSpec:
-    """The user entry, adding what is wrong with it to `problems` (the caller checks the name,
-    and keeps the entry only when nothing was wrong). Its own `rotation` replaces the event's
-    whole; a delete ignores both, as deleting removes the secret."""
-    action = raw.get("action", "create")
-    action = action.strip().lower() if isinstance(action, str) else action
-    if action not in ACTIONS:
-        problems.append(f"{where}: action must be one of {', '.join(ACTIONS)}, not {action!r}")
-    secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
-    if secret_name is None and action != "delete":
-        problems.append(f"{where}: user_secret_name is required (except for delete)")
-    elif secret_name is not None:
-        problems += secret_name_problems(secret_name, f"{where}: user_secret_name")
-    flags = {}
-    for key in ("grant_ddl", "rotate_password"):
-        flags[key] = parse_bool(raw.get(key, False))
-        if flags[key] is None:
-            problems.append(f"{where}: {key} must be a boolean, not {raw[key]!r}")
-    privileges, everything, privilege_problems = parse_privileges(raw.get("grant_privileges"))
-    problems.extend(f"{where}: grant_privileges: {p}" for p in privilege_problems)
-    grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
-    if grantor is not None:
-        problems.extend(f"{where}: {p}" for p in role_name_problems(grantor, "grantor"))
-    reassign_to = None if is_none(raw.get("reassign_to")) else raw["reassign_to"]
-    if reassign_to is not None:
-        problems.extend(f"{where}: {p}" for p in role_name_problems(reassign_to, "reassign_to"))
-        if action != "delete":
-            problems.append(f"{where}: reassign_to applies only to action delete")
-    host = raw.get("host")
-    if "host" in raw:
-        problems.extend(f"{where}: {p}" for p in host_problems(host))
-    rotation, rotation_issues = parse_rotation(raw.get("rotation"))
-    problems.extend(f"{where}: rotation: {p}" for p in rotation_issues)
-    if is_none(raw.get("rotation")):
-        rotation = default_rotation
-    return UserSpec(
-        name=name,
-        secret_name=secret_name,
-        action=action,
-        ddl=bool(flags["grant_ddl"]),
-        privileges=privileges,
-        all_privileges=everything,
-        grantor=grantor,
-        rotate_password=bool(flags["rotate_password"]),
-        reassign_to=reassign_to,
-        host=host,
-        rotation=None if action == "delete" else rotation,
-    )
 
 
 def relationship_problems(event: Event) -> list[str]:
@@ -784,18 +1096,11 @@ def relationship_problems(event: Event) -> list[str]:
     return problems
 
 
-def engine_problems(event: Event, engine: str) -> list[str]:
+def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
     """What the event asks that the engine does not have. Run once the engine is known: from
     the event, or else from the master secret."""
-    problems = []
-    database = event.database
-    if engine == "postgres" and len(database.encode()) > PG_NAME_LIMIT:
-        problems.append(f"database_name {database!r} is longer than {PG_NAME_LIMIT} bytes")
-    if engine != "postgres" and (len(database) > MY_DATABASE_LIMIT or "\\" in database):
-        problems.append(f"database_name {database!r} is not a valid {engine} database name")
-    if engine != "postgres" and event.schemas_declared:
-        problems.append(f"schemas apply only to PostgreSQL ({engine} grants on the database)")
-    allowed = PG_TABLE_PRIVILEGES if engine == "postgres" else MY_TABLE_PRIVILEGES
+    problems = dialect.event_problems(event)
+    allowed = dialect.table_privileges
     for user in event.users:
         where = f"user {user.name!r}"
         names = [
@@ -807,44 +1112,22 @@ def engine_problems(event: Event, engine: str) -> list[str]:
             names.append((user.clone, "its rotation clone"))
         for name, what in names:
             if name:
-                problems.extend(f"{where}: {p}" for p in engine_name_problems(name, what, engine))
+                problems += [f"{where}: {p}" for p in dialect.name_problems(name, what)]
         unknown = sorted(user.privileges - set(allowed) - {"TRUNCATE"})
         if unknown:
             problems.append(
-                f"{where}: grant_privileges: {', '.join(unknown)} is not a "
-                f"{'PostgreSQL' if engine == 'postgres' else engine} table privilege "
-                f"(allowed: {', '.join(allowed)}, ALL)"
+                f"{where}: grant_privileges: {', '.join(unknown)} is not a {dialect.label} "
+                f"table privilege (allowed: {', '.join(allowed)}, ALL)"
             )
-        if engine == "postgres":
-            if user.host is not None:
-                problems.append(f"{where}: host applies only to MySQL/MariaDB users")
-            continue
-        if "TRUNCATE" in user.privileges and not (
-            user.ddl or user.all_privileges or "DROP" in user.privileges
-        ):
-            problems.append(
-                f"{where}: {engine} has no TRUNCATE privilege; TRUNCATE TABLE needs DROP: "
-                "declare DROP (or grant_ddl) to allow it"
-            )
-        if user.reassign_to:
-            problems.append(f"{where}: reassign_to applies only to PostgreSQL")
+        problems += [f"{where}: {p}" for p in dialect.user_problems(user)]
     return problems
 
 
-def bind_engine(event: Event, engine: str) -> Event:
-    """The event for its engine: ALL spelled out as the engine's privileges; on MySQL, TRUNCATE
-    read as the DROP it needs (engine_problems made sure DROP is granted anyway)."""
-    users = []
-    for user in event.users:
-        if engine == "postgres":
-            privileges = set(PG_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
-        else:
-            privileges = set(MY_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
-            privileges = (set(privileges) - {"TRUNCATE"}) | (
-                {"DROP"} if "TRUNCATE" in privileges else set()
-            )
-        users.append(replace(user, privileges=frozenset(privileges)))
-    return replace(event, engine=engine, users=tuple(users))
+def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
+    """The event for its engine: ALL spelled out as the engine's privileges, and each
+    privilege as the engine names it."""
+    users = tuple(replace(u, privileges=dialect.privileges_of(u)) for u in event.users)
+    return replace(event, engine=dialect.engine, users=users)
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
@@ -853,9 +1136,9 @@ def grantor_cycles(event: Event) -> list[list[str]]:
     for user in event.users:
         path: list[str] = []
         current: str | None = user.name
-        while current and event.user(current) and current not in path:
+        while current and current not in path and (declared := event.user(current)):
             path.append(current)
-            current = event.user(current).grantor
+            current = declared.grantor
         if current in path:
             cycle = path[path.index(current) :]
             if len(cycle) > 1 and frozenset(cycle) not in seen:
@@ -885,33 +1168,28 @@ def grantor_order(users: Iterable[UserSpec]) -> list[UserSpec]:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Secrets Manager: the master secret, the user secrets, passwords.
+# 5. Gathering: the master secret and the target, the user secrets, the login probes. All the
+#    reading a run does; the database state is read by the engine (sections 10 and 11).
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where to connect and as whom: the event completed by the master secret."""
-
-    engine: str
-    host: str
-    port: int
-    database: str
-    master_user: str
-    master_password: str = field(repr=False)
-    master_arn: str
-    ssl_mode: str
-
-    @property
-    def dialect(self) -> Dialect:
-        return DIALECTS[self.engine]
-
-    def login_works(self, user: str, password: str | None) -> bool:
-        return self.dialect.login_works(self, user, password)
+def gather(
+    connection: Any, event: Event, target: Target, aws: SecretsManager, deadline: Deadline
+) -> Facts:
+    """All a run reads before it decides: the database state, the user secrets, and the
+    logins whose outcome decides a password's fate."""
+    state = target.dialect.read_state(connection, event, deadline)
+    secrets = aws.read_states([u.secret_name for u in event.users if u.secret_name])
+    staying = [u for u in event.users if not u.deleting]
+    probes = probe_logins(staying, secrets, state, event, target, aws)
+    return Facts(state, secrets, probes)
 
 
-def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target:
-    """Fill in what the event left out from the master secret, or list what is missing."""
+def resolve_target(
+    event: Event, master_secret: dict, master_arn: str
+) -> tuple[Target | None, list[str]]:
+    """Fill in what the event left out from the master secret. The problems found; no target
+    when where or as whom to connect is missing."""
     problems = []
     username, password = master_secret.get("username"), master_secret.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
@@ -923,8 +1201,7 @@ def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target
     if not engine:
         problems.append("db_engine is required (the master secret names no engine it knows)")
     elif not event.engine:
-        problems += engine_problems(event, engine)
-    port = event.port or int(master_secret.get("port") or DEFAULT_PORTS.get(engine, 0))
+        problems += engine_problems(event, DIALECTS[engine])
     if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
         problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
     problems += [
@@ -932,40 +1209,38 @@ def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target
         for u in event.users
         if u.name == username
     ]
-    if problems:
-        raise InvalidEvent(problems)
-    return Target(
-        engine=engine,
+    if not (engine and host and isinstance(username, str) and isinstance(password, str)):
+        return None, problems
+    dialect = DIALECTS[engine]
+    target = Target(
+        engine=dialect.engine,
         host=host,
-        port=port,
+        port=event.port or int(master_secret.get("port") or dialect.default_port),
         database=event.database,
         master_user=username,
         master_password=password,
         master_arn=master_arn,
         ssl_mode=event.ssl_mode,
     )
+    return target, problems
 
 
-# The AWS multi-user rotation function of each engine, deployed from the Serverless Application
-# Repository template named here; the deployment passes its ARN in the variable.
-ROTATION_FUNCTIONS = {
-    "postgres": ("ROTATION_LAMBDA_ARN_POSTGRES", "SecretsManagerRDSPostgreSQLRotationMultiUser"),
-    "mysql": ("ROTATION_LAMBDA_ARN_MYSQL", "SecretsManagerRDSMySQLRotationMultiUser"),
-    "mariadb": ("ROTATION_LAMBDA_ARN_MARIADB", "SecretsManagerRDSMariaDBRotationMultiUser"),
-}
-
-
-def rotation_function(rotation: Rotation, engine: str, environ: Mapping[str, str]) -> str | None:
+def rotation_function(
+    rotation: Rotation, dialect: Dialect[Any], environ: Mapping[str, str]
+) -> str | None:
     """The function that rotates the secret: the event's own, else the engine's AWS one."""
-    variable, _ = ROTATION_FUNCTIONS[engine]
-    return rotation.lambda_arn or environ.get(variable, "").strip() or None
+    return rotation.lambda_arn or environ.get(dialect.rotation_variable, "").strip() or None
 
 
-def rotation_problems(event: Event, engine: str, environ: Mapping[str, str]) -> list[str]:
+def rotation_problems(event: Event, dialect: Dialect[Any], environ: Mapping[str, str]) -> list[str]:
     """Rotation without a function of the event's own needs the engine's AWS function, which
-    only the deployment can name; checked once the engine is known, before anything changes."""
-    relying = [u.name for u in event.users if u.rotating and not u.rotation.lambda_arn]
-    variable, template = ROTATION_FUNCTIONS[engine]
+    only the deployment can name; checked once the engine is known, before anything changes.
+    The AWS function is deployed from the Serverless Application Repository template the
+    dialect names; the deployment passes its ARN in the dialect's variable."""
+    relying = [
+        u.name for u in event.users if u.rotation and u.rotating and not u.rotation.lambda_arn
+    ]
+    variable, template = dialect.rotation_variable, dialect.rotation_template
     function = environ.get(variable, "").strip()
     if not relying or LAMBDA_ARN.match(function):
         return []
@@ -982,7 +1257,9 @@ def rotation_host_problems(event: Event, target: Target, master_secret: dict) ->
     """The AWS functions rotate a user's secret only when its host is the master secret's
     (or a read replica of it): any other host would fail at the first rotation."""
     master_host = master_secret.get("host")
-    relying = [u.name for u in event.users if u.rotating and not u.rotation.lambda_arn]
+    relying = [
+        u.name for u in event.users if u.rotation and u.rotating and not u.rotation.lambda_arn
+    ]
     if not relying or not master_host or master_host == target.host:
         return []
     return [
@@ -990,64 +1267,6 @@ def rotation_host_problems(event: Event, target: Target, master_secret: dict) ->
         f"secret whose host ({target.host!r}, from rds_host) is not the master secret's host "
         f"({master_host!r}); give rds_host as the master secret has it"
     ]
-
-
-@dataclass
-class SecretState:
-    """What Secrets Manager holds for one user's secret."""
-
-    name: str
-    arn: str | None = None
-    exists: bool = False
-    scheduled_for_deletion: bool = False
-    value: dict | None = None  # AWSCURRENT, parsed; None when it has no value
-    foreign_value: bool = False  # a value that is not a JSON object: somebody else's secret
-    current_version: str | None = None
-    pending_version: str | None = None
-    pending_value: dict | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    rotation: Rotation = NO_ROTATION
-
-    @property
-    def password(self) -> str | None:
-        return (self.value or {}).get("password")
-
-    @property
-    def pending_is_ours(self) -> bool:
-        return bool(self.pending_version and self.pending_version.startswith(VERSION_PREFIX))
-
-
-def described_rotation(found: dict) -> Rotation:
-    """The rotation DescribeSecret reports. A rotation turned off keeps its function and rules
-    there; a secret never rotated has none of these keys."""
-    rules = found.get("RotationRules") or {}
-    return Rotation(
-        enabled=bool(found.get("RotationEnabled")),
-        lambda_arn=found.get("RotationLambdaARN") or None,
-        schedule=rules.get("ScheduleExpression") or None,
-        days=rules.get("AutomaticallyAfterDays") or None,
-        duration=rules.get("Duration") or None,
-    )
-
-
-def rotation_change(
-    wanted: Rotation | None, secret: SecretState, function_arn: str | None
-) -> str | None:
-    """What brings the secret's rotation to the wanted one: "enable" or "update" (a
-    rotate_secret call), "disable" (cancel_rotate_secret), or None when it already is."""
-    current = secret.rotation
-    if wanted is None:
-        return None
-    if not wanted.enabled:
-        return "disable" if current.enabled else None
-    if not current.enabled:
-        return "enable"
-    same = (current.lambda_arn, current.interval, current.duration) == (
-        function_arn,
-        wanted.interval,
-        wanted.duration,
-    )
-    return None if same else "update"
 
 
 class RateLimiter:
@@ -1067,7 +1286,7 @@ class RateLimiter:
             time.sleep(delay)
 
 
-class Secrets:
+class SecretsManager:
     """The Secrets Manager calls the tool makes, counted, retried by botocore, run concurrently."""
 
     WORKERS = 16
@@ -1096,7 +1315,9 @@ class Secrets:
 
     def write(self, operation: str, **kwargs: Any) -> dict:
         self._writes.wait()
-        return getattr(self.client, operation)(**kwargs)
+        info("aws", call=operation, secret=kwargs.get("SecretId") or kwargs.get("Name"))
+        response: dict = getattr(self.client, operation)(**kwargs)
+        return response
 
     def master_secret(self, secret_id: str) -> tuple[dict, str]:
         response = self.client.get_secret_value(SecretId=secret_id)
@@ -1117,7 +1338,8 @@ class Secrets:
         batches = [arns[start : start + 20] for start in range(0, len(arns), 20)]
 
         def read(batch: list[str]) -> dict:
-            return self.client.batch_get_secret_value(SecretIdList=batch)
+            response: dict = self.client.batch_get_secret_value(SecretIdList=batch)
+            return response
 
         for response in self.map(read, batches):
             for item in response["SecretValues"]:
@@ -1194,10 +1416,856 @@ def parse_secret_value(text: str | None) -> dict | None:
     return None
 
 
+def described_rotation(found: dict) -> Rotation:
+    """The rotation DescribeSecret reports. A rotation turned off keeps its function and rules
+    there; a secret never rotated has none of these keys."""
+    rules = found.get("RotationRules") or {}
+    return Rotation(
+        enabled=bool(found.get("RotationEnabled")),
+        lambda_arn=found.get("RotationLambdaARN") or None,
+        schedule=rules.get("ScheduleExpression") or None,
+        days=rules.get("AutomaticallyAfterDays") or None,
+        duration=rules.get("Duration") or None,
+    )
+
+
+def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
+    return login_exists and (
+        secret.pending_is_ours or (event.verify_logins and bool(secret.password))
+    )
+
+
+def probe(target: Target, login: str, secret: SecretState) -> Probe:
+    if secret.pending_is_ours:
+        pending = (secret.pending_value or {}).get("password")
+        if target.login_works(login, pending):
+            return Probe(pending_ok=True)
+        return Probe(pending_ok=False, current_ok=target.login_works(login, secret.password))
+    return Probe(current_ok=target.login_works(login, secret.password))
+
+
+def probe_logins(
+    users: list[UserSpec],
+    secrets: dict[str, SecretState],
+    state: EngineState,
+    event: Event,
+    target: Target,
+    aws: SecretsManager,
+) -> dict[str, Probe]:
+    """Log in, concurrently, where a password's fate depends on whether it works (never with
+    a secret that is not the user's to use)."""
+
+    def one(user: UserSpec) -> Probe:
+        secret = secrets[user.secret_name or ""]
+        mine = not secret_problems(user, secret)
+        if mine and needs_probe(secret, login_exists=state.has_user(user), event=event):
+            return probe(target, login_of(user, secret, state), secret)
+        return Probe()
+
+    return dict(zip([u.name for u in users], aws.map(one, users), strict=True))
+
+
 # ---------------------------------------------------------------------------------------------
-# 3a. PostgreSQL: reading the current state, in a fixed number of catalog queries.
-#    Only pg_roles and ACLs (never pg_authid, which RDS denies to its master).
+# 6. Planning: event + state -> the whole plan (SQL steps, secret writes, rotation calls).
+#    Pure: no I/O; new passwords come from the source it is given.
 # ---------------------------------------------------------------------------------------------
+
+
+def make_plan(
+    event: Event,
+    target: Target,
+    facts: Facts,
+    passwords: PasswordSource,
+    problems: list[str],
+    environ: Mapping[str, str],
+) -> Plan:
+    """The event and what was read -> the plan. Every problem (the event's, given, and those
+    found here against the state and the secrets) is raised at once, before any password is
+    drawn: a user fixes everything in one round."""
+    dialect, state, secrets = target.dialect, facts.state, facts.secrets
+    problems = problems + dialect.state_problems(event, state)
+    for user in event.users:
+        if user.secret_name:
+            problems += secret_problems(user, secrets[user.secret_name])
+    staying = [u for u in event.users if not u.deleting]
+    decided = []
+    for user in staying:
+        secret = secrets[user.secret_name or ""]
+        login = login_of(user, secret, state)
+        credential = decide_credential(
+            user, login, secret, state.has_user(user), facts.probes[user.name], target
+        )
+        problems += credential_problems(credential, secret)
+        decided.append(credential)
+    rotations = rotation_calls(staying, secrets, dialect, environ)
+    problems += rotation_call_problems(staying, rotations, secrets)
+    if problems:
+        raise InvalidEvent(problems)
+    credentials = {c.user: c for c in with_new_passwords(decided, passwords)}
+    identified_by = {
+        c.login: dialect.identified_by(c.password, state)
+        for c in credentials.values()
+        if c.set_in_database and c.password
+    }
+    steps = dialect.plan(event, state, identified_by)
+    results = {
+        u.name: secret_result(u, credentials.get(u.name), secrets[u.secret_name], event)
+        for u in event.users
+        if u.secret_name
+    }
+    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
+    return Plan(event, target, state, secrets, credentials, steps, results, rotations)
+
+
+def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
+    if not secret.exists:
+        return []
+    if secret.foreign_value:
+        return [
+            f"user {user.name!r}: secret {secret.name!r} holds a value that is not a "
+            "JSON object: it is somebody else's and is not overwritten"
+        ]
+    owner = (secret.value or {}).get("username")
+    if owner not in (None, user.name, user.clone):
+        return [
+            f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
+            "and is not overwritten"
+        ]
+    return []
+
+
+def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
+    """The account the secret's password belongs to: the rotation clone once an AWS rotation
+    switched the secret to it (while both accounts exist), else the user itself."""
+    named = (secret.value or {}).get("username")
+    if named == user.clone and state.has_user(user) and state.has_clone(user):
+        return user.clone
+    return user.name
+
+
+def secret_value(existing: dict | None, login: str, target: Target) -> dict:
+    """The AWS credentials structure (what the rotation functions read), other keys kept."""
+    return {
+        **(existing or {}),
+        "engine": target.engine,
+        "host": target.host,
+        "port": target.port,
+        "username": login,
+        "dbname": target.database,
+        "masterarn": target.master_arn,
+    }
+
+
+def decide_credential(
+    user: UserSpec,
+    login: str,
+    secret: SecretState,
+    login_exists: bool,
+    probe: Probe,
+    target: Target,
+) -> Credential:
+    value = secret_value(secret.value, login, target)
+    if secret.pending_is_ours and login_exists and probe.pending_ok:
+        pending = (secret.pending_value or {}).get("password")
+        return Credential(user.name, login, "finish", pending, value, set_in_database=False)
+    undo = secret.pending_is_ours
+    current = secret.password
+    if not login_exists:
+        if current and not user.wants_new_password:
+            return Credential(
+                user.name, login, "keep", current, value, set_in_database=True, undo_pending=undo
+            )
+        return Credential(
+            user.name, login, "new-user", None, value, set_in_database=True, undo_pending=undo
+        )
+    if user.wants_new_password or not current or probe.current_ok is False:
+        return Credential(
+            user.name, login, "change", None, value, set_in_database=True, undo_pending=undo
+        )
+    return Credential(
+        user.name, login, "keep", current, value, set_in_database=False, undo_pending=undo
+    )
+
+
+def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
+    foreign_pending = secret.pending_version and not secret.pending_is_ours
+    if foreign_pending and credential.mode in ("new-user", "change"):
+        return [
+            f"user {credential.user!r}: secret {secret.name!r} has a rotation in progress "
+            f"(AWSPENDING {secret.pending_version}); its password is not changed now"
+        ]
+    return []
+
+
+ROTATION_RESULTS = {"enable": "enabled", "update": "updated", "disable": "disabled"}
+
+
+def rotation_change(
+    wanted: Rotation | None, secret: SecretState, function_arn: str | None
+) -> RotationChange | None:
+    """What brings the secret's rotation to the wanted one: "enable" or "update" (a
+    rotate_secret call), "disable" (cancel_rotate_secret), or None when it already is."""
+    current = secret.rotation
+    if wanted is None:
+        return None
+    if not wanted.enabled:
+        return "disable" if current.enabled else None
+    if not current.enabled:
+        return "enable"
+    same = (current.lambda_arn, current.interval, current.duration) == (
+        function_arn,
+        wanted.interval,
+        wanted.duration,
+    )
+    return None if same else "update"
+
+
+def rotation_calls(
+    users: list[UserSpec],
+    secrets: dict[str, SecretState],
+    dialect: Dialect[Any],
+    environ: Mapping[str, str],
+) -> dict[str, RotationCall]:
+    """By user: the call its secret's rotation needs, for the users whose rotation differs."""
+    calls = {}
+    for user in users:
+        if user.rotation:
+            function = rotation_function(user.rotation, dialect, environ)
+            change = rotation_change(user.rotation, secrets[user.secret_name or ""], function)
+            if change:
+                calls[user.name] = RotationCall(change, user.rotation, function)
+    return calls
+
+
+def rotation_call_problems(
+    users: list[UserSpec], calls: dict[str, RotationCall], secrets: dict[str, SecretState]
+) -> list[str]:
+    """AWS refuses rotate_secret while another version than AWSCURRENT is AWSPENDING: a
+    rotation in progress, or one that failed or was cancelled half-way. Refused here, before
+    anything changes. Turning rotation off is not refused: it cancels that rotation."""
+    problems = []
+    for user in users:
+        call, secret = calls.get(user.name), secrets[user.secret_name or ""]
+        foreign_pending = secret.pending_version and not secret.pending_is_ours
+        if call and call.change != "disable" and foreign_pending:
+            problems.append(
+                f"user {user.name!r}: secret {secret.name!r} has a rotation in progress "
+                f"(AWSPENDING {secret.pending_version}), so its rotation is not "
+                f"{ROTATION_RESULTS[call.change]} now. Re-run once it is over; if it was "
+                "abandoned, remove that label: aws secretsmanager update-secret-version-stage "
+                f"--secret-id {secret.name} --version-stage AWSPENDING --remove-from-version-id "
+                f"{secret.pending_version}"
+            )
+    return problems
+
+
+def wanted_tags(event: Event) -> dict[str, str]:
+    return {"managed-by": TOOL, **event.secret_tags}
+
+
+def missing_tags(secret: SecretState, event: Event) -> dict[str, str]:
+    """The tags the secret lacks or has another value for (tags others added are kept)."""
+    return {k: v for k, v in wanted_tags(event).items() if secret.tags.get(k) != v}
+
+
+def secret_result(
+    user: UserSpec, credential: Credential | None, secret: SecretState, event: Event
+) -> str:
+    """What happens to the user's secret; the same answer for a run and for its dry run."""
+    if user.deleting:
+        return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
+    if not secret.exists:
+        return "created"
+    if (
+        secret.scheduled_for_deletion
+        or credential is None
+        or credential.mode != "keep"
+        or credential.undo_pending
+        or credential.final_value != secret.value
+        or missing_tags(secret, event)
+    ):
+        return "updated"
+    return "unchanged"
+
+
+def with_new_passwords(credentials: list[Credential], passwords: PasswordSource) -> list:
+    """Give every credential that needs one a new password, from one draw."""
+    needy = [c for c in credentials if c.password is None]
+    fresh = passwords(len(needy)) if needy else []
+    drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
+    return [replace(c, password=drawn[c.user]) if c.password is None else c for c in credentials]
+
+
+def local_passwords(count: int) -> list[str]:
+    """A dry run's passwords: never stored, never set, so drawn here without an AWS call."""
+    return [base64.b64encode(os.urandom(24)).decode() for _ in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Applying the plan. The secret is the source of truth for every password:
+#    - a new user's password is stored (AWSCURRENT) before its role is created;
+#    - a new password for an existing user is stored as AWSPENDING (under a version id of our
+#      own), set in the database, checked by logging in, and only then promoted to AWSCURRENT.
+#    An interrupted change is finished or undone by the next run, by trying which one logs in.
+# ---------------------------------------------------------------------------------------------
+
+
+def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) -> None:
+    """Secrets first, then the database, then the secrets that wait for it."""
+    deadline.check("writing the secrets")
+    writer = SecretWriter(aws, plan.event, plan.target)
+    staying = [u for u in plan.event.users if not u.deleting]
+
+    def before(user: UserSpec) -> str | None:
+        return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
+
+    staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
+    deadline.check("changing the database")
+    plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
+
+    def after(user: UserSpec) -> None:
+        writer.after_database(
+            plan.credentials[user.name],
+            plan.secret_of(user),
+            staged[user.name],
+            plan.rotations.get(user.name),
+        )
+
+    try:
+        deadline.check("promoting the new passwords")
+        aws.map(after, staying)
+        doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
+        aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
+    except (ApplyError, botocore.exceptions.ClientError) as error:
+        raise ApplyError(
+            f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
+            "statements); some secrets are not yet final. A re-run converges."
+        ) from None
+
+
+class SecretWriter:
+    """The secret writes of one run, before and after the database transaction."""
+
+    def __init__(self, aws: SecretsManager, event: Event, target: Target):
+        self.aws, self.event, self.target = aws, event, target
+
+    def create(self, user: str, secret: SecretState, value: dict | None) -> None:
+        kwargs: dict[str, Any] = {
+            "Name": secret.name,
+            "Description": f"Credentials of {self.target.engine} user {user} in database "
+            f"{self.target.database} on {self.target.host}, managed by {TOOL}",
+            "Tags": [{"Key": k, "Value": v} for k, v in wanted_tags(self.event).items()],
+        }
+        if self.event.kms_key_id:
+            kwargs["KmsKeyId"] = self.event.kms_key_id
+        if value is not None:
+            kwargs["SecretString"] = json.dumps(value)
+        response = self.aws.write("create_secret", **kwargs)
+        secret.arn, secret.exists, secret.tags = response["ARN"], True, wanted_tags(self.event)
+        secret.current_version = response.get("VersionId")
+
+    def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
+        kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
+        if pending:
+            kwargs["ClientRequestToken"] = f"{VERSION_PREFIX}{uuid.uuid4()}"
+            kwargs["VersionStages"] = ["AWSPENDING"]
+        response = self.aws.write("put_secret_value", **kwargs)
+        if secret.current_version is None:
+            # The first version of a secret is always made AWSCURRENT, staged or not: a
+            # secret created without a value had no working password to keep.
+            secret.current_version = response["VersionId"]
+        version: str = response["VersionId"]
+        return version
+
+    def promote(self, secret: SecretState, version: str) -> None:
+        if secret.current_version != version:
+            self.aws.write(
+                "update_secret_version_stage",
+                SecretId=secret.arn,
+                VersionStage="AWSCURRENT",
+                MoveToVersionId=version,
+                RemoveFromVersionId=secret.current_version,
+            )
+            secret.current_version = version
+        self.drop_pending_label(secret, version)
+
+    def drop_pending_label(self, secret: SecretState, version: str) -> None:
+        self.aws.write(
+            "update_secret_version_stage",
+            SecretId=secret.arn,
+            VersionStage="AWSPENDING",
+            RemoveFromVersionId=version,
+        )
+
+    def before_database(self, credential: Credential, secret: SecretState) -> str | None:
+        """Restore, create, or stage what the database change needs; returns the version id
+        of a staged AWSPENDING password."""
+        user = credential.user
+        if secret.scheduled_for_deletion:
+            self.aws.write("restore_secret", SecretId=secret.arn)
+        if credential.undo_pending and secret.pending_version:
+            self.drop_pending_label(secret, secret.pending_version)
+        if credential.mode == "new-user":
+            if secret.exists:
+                self.put(secret, credential.final_value)
+            else:
+                self.create(user, secret, credential.final_value)
+        elif credential.mode == "change":
+            if not secret.exists:
+                self.create(user, secret, None)
+            return self.put(secret, credential.final_value, pending=True)
+        return None
+
+    def after_database(
+        self,
+        credential: Credential,
+        secret: SecretState,
+        staged: str | None,
+        rotation: RotationCall | None,
+    ) -> None:
+        """Promote a checked password; converge the value's other keys, the tags, and then the
+        rotation, which may start at once and must find the final password in AWSCURRENT."""
+        if credential.mode == "change":
+            if not self.target.login_works(credential.login, credential.password):
+                raise ApplyError(
+                    f"user {credential.login!r} got its new password but cannot log in with "
+                    "it; its secret keeps the new one as AWSPENDING, and the next "
+                    "run finishes or undoes the change"
+                )
+            self.promote(secret, cast(str, staged))  # before_database staged it
+        elif credential.mode == "finish":
+            self.promote(secret, cast(str, secret.pending_version))  # the mode says so
+            if credential.final_value != secret.pending_value:
+                self.put(secret, credential.final_value)
+        elif credential.mode == "keep" and credential.final_value != secret.value:
+            self.put(secret, credential.final_value)
+        missing = missing_tags(secret, self.event)
+        if missing:
+            tags = [{"Key": k, "Value": v} for k, v in missing.items()]
+            self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
+        if rotation:
+            self.set_rotation(secret, rotation)
+
+    def set_rotation(self, secret: SecretState, call: RotationCall) -> None:
+        if call.change == "disable":
+            self.aws.write("cancel_rotate_secret", SecretId=secret.arn)
+            return
+        # No ClientRequestToken: the rotation's AWSPENDING version takes it as its id, and a
+        # version id of ours would make the next run finish or undo that rotation as our own.
+        self.aws.write(
+            "rotate_secret",
+            SecretId=secret.arn,
+            RotationLambdaARN=call.function_arn,
+            RotationRules=call.rotation.rules,
+            RotateImmediately=call.rotation.rotate_immediately,
+        )
+
+    def delete(self, user: UserSpec, secret: SecretState) -> None:
+        if not secret.exists or secret.scheduled_for_deletion:
+            return
+        days = self.event.recovery_days
+        window = (
+            {"ForceDeleteWithoutRecovery": True} if days == 0 else {"RecoveryWindowInDays": days}
+        )
+        self.aws.write("delete_secret", SecretId=secret.arn, **window)
+
+
+def another_invocation(wait_ms: int) -> ApplyError:
+    return ApplyError(
+        f"another {TOOL} invocation is running on this cluster (waited {wait_ms / 1000:.1f} s); "
+        "nothing was changed, re-run later"
+    )
+
+
+def applied_so_far(steps: list[Step]) -> str:
+    """What a failed MySQL run left applied, for the error message (first ones named)."""
+    if not steps:
+        return "Nothing was applied before it."
+    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
+    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
+    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. The report.
+# ---------------------------------------------------------------------------------------------
+
+
+def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
+    event = plan.event
+    users = [user_report(user, plan) for user in event.users]
+    changed = (
+        bool(plan.steps)
+        or bool(plan.rotations)
+        or any(u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users)
+    )
+    result: dict[str, Any] = {
+        "status": "dry_run" if event.dry_run else "success",
+        "dry_run": event.dry_run,
+        "changed": changed,
+        "engine": plan.target.engine,
+        "host": plan.target.host,
+        "database": plan.target.database,
+        "users": users,
+        "stats": {
+            "sql_statements": plan.counter["statements"],
+            "sql_ms": plan.counter["sql_ms"],
+            "catalog_queries": plan.state.catalog_queries,
+            "aws_calls": dict(sorted(aws.calls.items())),
+        },
+    }
+    if event.dry_run:
+        result["sql"] = [step.display(connection) for step in plan.steps]
+    return result
+
+
+def user_report(user: UserSpec, plan: Plan) -> dict:
+    credential = plan.credentials.get(user.name)
+    changes = [step.summary for step in plan.steps if user.name in step.users]
+    if credential and credential.mode == "finish":
+        changes.append("finish an interrupted password change")
+    if credential and credential.undo_pending:
+        changes.append("undo an interrupted password change")
+    secret = None
+    if user.secret_name:
+        result = plan.secret_results[user.name]
+        secret = {"name": user.secret_name, "arn": plan.secret_of(user).arn, "result": result}
+        if result not in ("unchanged", "absent"):
+            changes.append(f"secret {result}")
+    rotation = plan.rotations.get(user.name)
+    if rotation:
+        changes.append(rotation_summary(rotation))
+    return {
+        "db_user": user.name,
+        "action": user.action,
+        "grantor": user.grantor,  # the order the users were created in follows it
+        "result": user_result(user, plan.state, changes, secret),
+        "changes": changes,
+        "secret": secret,
+        "rotation": ROTATION_RESULTS[rotation.change] if rotation else "unchanged",
+    }
+
+
+def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: dict | None) -> str:
+    existed = state.has_user(user)
+    outcome = secret["result"] if secret else "unchanged"
+    if user.deleting:
+        return "deleted" if existed or outcome == "deleted" else "absent"
+    if not existed:
+        return "created"
+    return "updated" if changes or outcome != "unchanged" else "unchanged"
+
+
+def rotation_summary(call: RotationCall) -> str:
+    """The change line: rotation enabled (every 30 days, function ...), rotation disabled."""
+    if call.change == "disable":
+        return "rotation disabled"
+    wanted = call.rotation
+    details = [wanted.schedule or f"every {wanted.days} days"]
+    if wanted.duration:
+        details.append(f"window {wanted.duration}")
+    if wanted.rotate_immediately:
+        details.append("rotating now")
+    details.append(f"function {call.function_arn}")
+    return f"rotation {ROTATION_RESULTS[call.change]} ({', '.join(details)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The engines' interface, and what both engines share.
+# ---------------------------------------------------------------------------------------------
+
+
+StateT = TypeVar("StateT")
+
+
+class Dialect(Protocol[StateT]):
+    """What the engine-neutral stages ask of an engine: its rules, and its I/O. StateT is the
+    engine's own state (PgState, MyState), which only the engine's methods look into."""
+
+    engine: str  # the name secrets and the AWS rotation functions use
+    label: str  # the name messages use
+    default_port: int
+    table_privileges: tuple[str, ...]  # what grant_privileges may name; ALL is all of them
+    rotation_variable: str  # the variable holding the ARN of the AWS rotation function
+    rotation_template: str  # the Serverless Application Repository template it comes from
+
+    def name_problems(self, name: str, what: str) -> list[str]: ...
+    def event_problems(self, event: Event) -> list[str]: ...
+    def user_problems(self, user: UserSpec) -> list[str]: ...
+    def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
+    def connect(self, target: Target) -> Any: ...
+    def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
+    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
+    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
+    def state_problems(self, event: Event, state: StateT) -> list[str]: ...
+    def identified_by(self, password: str, state: StateT) -> str: ...
+    def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
+    def apply(
+        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+    ) -> None: ...
+    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+
+
+def step_applied(step: Step, target: Target) -> None:
+    """The audit line of one applied statement: what, for whom, where (never its SQL)."""
+    info(
+        "applied",
+        change=step.summary,
+        users=list(step.users),
+        database=target.database,
+        host=target.host,
+    )
+
+
+def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) -> ApplyError:
+    """The error of a statement that failed: which step, why, and what that left (outcome:
+    what the engine did with the steps before it)."""
+    step = steps[number - 1]
+    return ApplyError(
+        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
+        f"{REDACT(str(error)).strip()}. {outcome} New users' passwords and staged (AWSPENDING) "
+        "passwords already stored in their secrets are reused by the next run: a re-run "
+        "converges."
+    )
+
+
+def lock_timeout_seconds() -> float:
+    return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
+
+
+def connect_timeout() -> int:
+    return int(os.environ.get("DB_CONNECT_TIMEOUT", "10"))
+
+
+def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
+    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
+    certificate and the host name checked against DB_SSL_CA."""
+    if ssl_mode == "verify-full":
+        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. PostgreSQL: names, catalog state, the plan, and the I/O. Only pg_roles and ACLs are read
+#     (never pg_authid, which RDS denies to its master).
+# ---------------------------------------------------------------------------------------------
+
+PG_TABLE_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "MAINTAIN",
+)
+
+PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not exist
+
+PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
+
+LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
+
+LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
+
+
+class Postgres:
+    """All the SQL of a run in ONE transaction, under a session advisory lock. A dry run
+    executes the plan and rolls it back, so that permission errors surface."""
+
+    engine = "postgres"
+    label = "PostgreSQL"
+    default_port = 5432
+    table_privileges: tuple[str, ...] = PG_TABLE_PRIVILEGES
+    rotation_variable = "ROTATION_LAMBDA_ARN_POSTGRES"
+    rotation_template = "SecretsManagerRDSPostgreSQLRotationMultiUser"
+
+    def name_problems(self, name: str, what: str) -> list[str]:
+        """Over the limit (PostgreSQL would truncate it silently), or never managed."""
+        problems, lowered = [], name.lower()
+        if len(name.encode()) > PG_NAME_LIMIT:
+            problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
+        if lowered == "public" or lowered.startswith(("pg_", "rds")):
+            problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        return problems
+
+    def event_problems(self, event: Event) -> list[str]:
+        if len(event.database.encode()) > PG_NAME_LIMIT:
+            return [f"database_name {event.database!r} is longer than {PG_NAME_LIMIT} bytes"]
+        return []
+
+    def user_problems(self, user: UserSpec) -> list[str]:
+        if user.host is not None:
+            return ["host applies only to MySQL/MariaDB users"]
+        return []
+
+    def privileges_of(self, user: UserSpec) -> frozenset[str]:
+        return frozenset(PG_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
+
+    def connect_args(
+        self, target: Target, user: str, password: str, database: str | None = None
+    ) -> dict:
+        args = {
+            "host": target.host,
+            "port": target.port,
+            "dbname": database or target.database,
+            "user": user,
+            "password": password,
+            "sslmode": target.ssl_mode,
+            "connect_timeout": connect_timeout(),
+            "application_name": TOOL,
+        }
+        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
+            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        return args
+
+    def connect(self, target: Target, database: str | None = None) -> Any:
+        args = self.connect_args(target, target.master_user, target.master_password, database)
+        try:
+            return psycopg2.connect(**args)
+        except psycopg2.OperationalError as error:
+            where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
+            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+
+    def login_works(self, target: Target, user: str, password: str | None) -> bool:
+        """Log in as the user; False when the server refuses the password."""
+        if not password:
+            return False
+        try:
+            psycopg2.connect(**self.connect_args(target, user, password)).close()
+        except psycopg2.OperationalError as error:
+            message = str(error)
+            if "authentication failed" in message or "not permitted to log in" in message:
+                return False
+            raise ApplyError(
+                f"could not log in as {user!r} to check its password: {REDACT(message)}"
+            ) from None
+        return True
+
+    @contextmanager
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
+        """A session advisory lock, taken in the `postgres` database so that invocations on
+        any database of the cluster wait for each other (roles are cluster-wide, advisory
+        locks per database). Closing the connection releases it, even if the Lambda dies.
+        Waiting for another invocation is the point of the lock, so this wait is not the
+        short DB_LOCK_TIMEOUT meant for an application's locks: a duplicate invocation (a CLI
+        retry) thus queues, runs, and finds nothing left to do."""
+        wait_ms = deadline.lock_wait_ms()
+        connection = self.connect(target, LOCK_DATABASE)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
+                try:
+                    cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                except psycopg2.errors.LockNotAvailable:
+                    raise another_invocation(wait_ms) from None
+            yield
+        finally:
+            connection.close()
+
+    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+        with connection.cursor() as cursor:
+            timeout = f"{int(lock_timeout_seconds() * 1000)}ms"
+            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+            remaining = deadline.remaining_ms()
+            if remaining:
+                statement_ms = sql.Literal(f"{max(remaining, 1000)}ms")
+                cursor.execute(sql.SQL("SET statement_timeout = {}").format(statement_ms))
+            return read_pg_state(cursor, event)
+
+    def state_problems(self, event: Event, state: PgState) -> list[str]:
+        return state_problems(event, state)
+
+    def identified_by(self, password: str, state: PgState) -> str:
+        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
+        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
+        verifier = (
+            scram_verifier(password) if password.isascii() and password.isprintable() else password
+        )
+        REDACT.add(verifier)
+        return verifier
+
+    def plan(self, event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
+        return plan_postgres(event, state, identified_by)
+
+    def apply(
+        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+    ) -> None:
+        """The steps in one transaction; each gets its audit line once they are committed."""
+        try:
+            self.execute(connection, steps, counter)
+            connection.commit()
+        except StepFailedError as failed:
+            connection.rollback()
+            raise step_failed(
+                steps,
+                failed.number,
+                failed.error,
+                "The database transaction was rolled back: nothing changed in the database.",
+            ) from None
+        except psycopg2.Error as error:
+            connection.rollback()
+            raise ApplyError(
+                f"committing failed: {REDACT(str(error)).strip()}. The database transaction was "
+                "rolled back: nothing changed in the database; a re-run converges."
+            ) from None
+        for step in steps:
+            step_applied(step, target)
+
+    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        try:
+            self.execute(connection, steps, counter)
+        except StepFailedError as failed:
+            raise step_failed(
+                steps, failed.number, failed.error, "This was a dry run: nothing was changed."
+            ) from None
+        finally:
+            connection.rollback()
+
+    def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+        """Run the steps in the open transaction, switching roles only when a step needs to."""
+        acting: str | None = None
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            for number, step in enumerate(steps, 1):
+                if step.as_role != acting:
+                    cursor.execute(
+                        sql.SQL("SET ROLE {}").format(sql.Identifier(step.as_role))
+                        if step.as_role
+                        else sql.SQL("RESET ROLE")
+                    )
+                    counter["statements"] += 1
+                    acting = step.as_role
+                try:
+                    cursor.execute(step.statement)
+                except psycopg2.Error as error:
+                    raise StepFailedError(number, error) from None
+                counter["statements"] += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+            if acting:
+                cursor.execute("RESET ROLE")
+        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
+    itself never travels in a statement (statement logs would keep it)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 @dataclass(frozen=True)
@@ -1271,6 +2339,7 @@ class PgState:
 SESSION_QUERY = """
 SELECT current_user, current_setting('server_version_num')::int / 10000
 """
+
 ROLES_QUERY = """
 SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
        pg_has_role(current_user, r.oid, 'USAGE'), pg_has_role(current_user, r.oid, %(set)s),
@@ -1282,6 +2351,7 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
        coalesce(rolconfig, '{}')
 FROM pg_roles r
 """
+
 # Every managed object with the grants the managed users hold on it.
 OBJECTS_QUERY = """
 WITH managed AS (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
@@ -1305,6 +2375,7 @@ SELECT kind, schema, name, pg_get_userbyid(owner),
         FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed))
 FROM objects
 """
+
 DEFAULT_GRANTS_QUERY = """
 SELECT pg_get_userbyid(d.defaclrole), n.nspname,
        CASE d.defaclobjtype WHEN 'r' THEN 'tables' ELSE 'sequences' END,
@@ -1315,6 +2386,7 @@ CROSS JOIN LATERAL aclexplode(d.defaclacl) a
 WHERE n.nspname = ANY(%(schemas)s) AND d.defaclobjtype IN ('r', 'S')
   AND a.grantee IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s))
 """
+
 # What a role to be dropped owns or holds outside this database (pg_shdepend is cluster-wide;
 # a grant on a database is a shared object, so it is named by that database).
 DEPENDENCIES_QUERY = """
@@ -1334,7 +2406,21 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
     master, major = cursor.fetchone()
     cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
-    roles = {row[0]: PgRole(*row[:8], tuple(row[8]), tuple(row[9])) for row in cursor.fetchall()}
+    roles = {
+        row[0]: PgRole(
+            name=row[0],
+            superuser=row[1],
+            can_login=row[2],
+            create_role=row[3],
+            create_db=row[4],
+            master_has_privileges=row[5],
+            master_can_set=row[6],
+            master_is_admin=row[7],
+            member_of=tuple(row[8]),
+            config=tuple(row[9]),
+        )
+        for row in cursor.fetchall()
+    }
     users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
@@ -1354,145 +2440,6 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             dependencies[role].append(f"{where} ({count} objects or privileges)")
     queries = 5 if doomed else 4
     return PgState(major, master, roles, objects, default_grants, dict(dependencies), queries)
-
-
-# ---------------------------------------------------------------------------------------------
-# 3b. MySQL and MariaDB: reading the current state in a fixed number of queries, structurally
-#     (mysql.user, information_schema): SHOW GRANTS text changes under partial revokes.
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MyAccount:
-    user: str
-    host: str
-    superuser: bool = False
-    is_role: bool = False  # MariaDB keeps its roles in mysql.user too
-
-
-@dataclass
-class MyState:
-    mariadb: bool  # else MySQL 8, told apart by the server's version
-    database_exists: bool  # a GRANT on a database that does not exist would pass silently
-    backslash_escapes: bool  # string literals escape with backslashes (no NO_BACKSLASH_ESCAPES)
-    wildcards: bool  # _ and % in a GRANT's database name are patterns (no partial_revokes)
-    accounts: dict[tuple[str, str], MyAccount]
-    grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
-    definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
-    catalog_queries: int = 3
-
-    def has_user(self, user: UserSpec) -> bool:
-        return user.account in self.accounts
-
-    def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
-        return next((a for a in user.clone_accounts if a in self.accounts), None)
-
-    def has_clone(self, user: UserSpec) -> bool:
-        return self.clone_account(user) is not None
-
-    def has_name(self, name: str) -> bool:
-        return any(user == name for user, _ in self.accounts)
-
-
-State = PgState | MyState
-
-MY_SESSION_QUERY = """
-SELECT VERSION(), @@SESSION.sql_mode,
-       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
-"""
-MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
-"""
-MARIADB_IS_ROLE = "is_role = 'Y'"
-# MySQL 8 keeps no flag: a role is an account granted to another one.
-MYSQL_IS_ROLE = """EXISTS (SELECT 1 FROM mysql.role_edges e
-                           WHERE e.FROM_USER = User AND e.FROM_HOST = Host)"""
-MY_GRANTS_QUERY = """
-SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
-WHERE TABLE_SCHEMA = %s
-"""
-# Objects that would lose their DEFINER (MySQL refuses or orphans them) if a user were dropped.
-# Every column is converted to one character set: information_schema's collations differ
-# between tables and servers, and a UNION of mixed ones can be refused.
-MY_DEFINERS_QUERY = "\nUNION ALL\n".join(
-    f"""SELECT CONVERT(DEFINER USING utf8mb4), CONVERT({kind} USING utf8mb4),
-       CONVERT(CONCAT({schema}, '.', {name}) USING utf8mb4)
-FROM information_schema.{table} WHERE DEFINER IN %(definers)s"""
-    for table, kind, schema, name in (
-        ("VIEWS", "'view'", "TABLE_SCHEMA", "TABLE_NAME"),
-        ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME"),
-        ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME"),
-        ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME"),
-    )
-)
-
-
-def grant_database(database: str, wildcards: bool) -> str:
-    """The database as a GRANT names it: _ and % escaped where they would be patterns, so that
-    `my_db` never also grants on `myXdb`."""
-    return database.replace("_", "\\_").replace("%", "\\%") if wildcards else database
-
-
-def read_my_state(cursor: Any, event: Event) -> MyState:
-    cursor.execute(MY_SESSION_QUERY, (event.database,))
-    version, sql_mode, database_exists = cursor.fetchone()
-    mariadb = "mariadb" in version.lower()
-    queries = 3
-    wildcards = True
-    if not mariadb:
-        cursor.execute("SELECT @@GLOBAL.partial_revokes")
-        wildcards = not cursor.fetchone()[0]
-        queries += 1
-    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE))
-    accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role))
-        for user, host, superuser, role in cursor.fetchall()
-    }
-    by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
-    cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
-    grants: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for grantee, privilege, grantable in cursor.fetchall():
-        if grantee in by_grantee:
-            grants[by_grantee[grantee]].add(privilege)
-            if grantable == "YES":
-                grants[by_grantee[grantee]].add("GRANT OPTION")
-    definers: dict[tuple[str, str], list[str]] = defaultdict(list)
-    leaving = [u for u in event.users if u.deleting]
-    candidates = [account for u in leaving for account in (u.account, *u.clone_accounts)]
-    doomed = {
-        f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
-    }
-    if doomed:
-        cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
-        for definer, kind, name in cursor.fetchall():
-            definers[doomed[definer]].append(f"{kind} {name}")
-        queries += 1
-    return MyState(
-        mariadb=mariadb,
-        database_exists=bool(database_exists),
-        backslash_escapes="NO_BACKSLASH_ESCAPES" not in sql_mode.upper(),
-        wildcards=wildcards,
-        accounts=accounts,
-        grants={account: frozenset(held) for account, held in grants.items()},
-        definers=dict(definers),
-        catalog_queries=queries,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 4. The plan: desired state vs current state -> ordered steps. Pure: no I/O, no randomness.
-#    4a. PostgreSQL.
-# ---------------------------------------------------------------------------------------------
-
-DATABASE_ORDER = ("CONNECT", "CREATE", "TEMPORARY")
-SCHEMA_ORDER = ("USAGE", "CREATE")
-SEQUENCE_ORDER = ("USAGE", "SELECT", "UPDATE")
-PRIVILEGE_ORDER = {
-    p: i
-    for i, p in reversed(
-        list(enumerate(PG_TABLE_PRIVILEGES + DATABASE_ORDER + SCHEMA_ORDER + SEQUENCE_ORDER))
-    )
-}
 
 
 def state_problems(event: Event, state: PgState) -> list[str]:
@@ -1519,13 +2466,13 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         target = reassign_target(user, state)
         if user.deleting and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
-        for role in (user.name, user.clone):
-            for place in state.dependencies.get(role, []):
+        for doomed in (user.name, user.clone):
+            for place in state.dependencies.get(doomed, []):
                 problems.append(
-                    f"user {user.name!r} cannot be deleted: {role!r} owns objects or holds "
+                    f"user {user.name!r} cannot be deleted: {doomed!r} owns objects or holds "
                     f"privileges in {place}; reassign or revoke them there first"
                 )
-    return problems
+    return problems + privilege_plan(event, state).problems
 
 
 def sql_quote(name: str) -> str:
@@ -1537,27 +2484,87 @@ def reassign_target(user: UserSpec, state: PgState) -> str:
     return user.reassign_to or user.grantor or state.master
 
 
+def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
+    """Every statement that brings the database to the event's state, in order.
+    `identified_by` holds the SCRAM verifier of each login that gets a password now. What the
+    master cannot do was refused before, by state_problems (through privilege_plan)."""
+    staying = [u for u in event.users if not u.deleting]
+    leaving = [u for u in event.users if u.deleting]
+    privileges = privilege_plan(event, state)
+    return (
+        role_steps(staying, state, identified_by)
+        + clone_steps(staying, state)
+        + privileges.take
+        + privileges.grants
+        + delete_steps(leaving, state)
+        + privileges.give_back
+    )
+
+
 @dataclass(frozen=True)
-class Step:
-    """One SQL statement of the plan, and whose changes it makes."""
+class PrivilegePlan:
+    """The grants and revokes, the memberships the master takes for them and gives back, and
+    what it cannot do."""
 
-    statement: sql.Composable | str  # MySQL statements are text, quoted by the planner
-    summary: str
-    users: tuple[str, ...]
-    as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
-    shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+    grants: list[Step]
+    take: list[Step]
+    give_back: list[Step]
+    problems: list[str]
 
-    @property
-    def who(self) -> str:
-        return ", ".join(self.users) or "the master"
 
-    def display(self, context: Any) -> str:
-        """The statement as a person reads it, passwords blanked, with the role it runs as."""
-        text = self.shown or self.statement
-        text = text if isinstance(text, str) else text.as_string(context)
-        if self.as_role:
-            return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
-        return text
+def privilege_plan(event: Event, state: PgState) -> PrivilegePlan:
+    staying = [u for u in event.users if not u.deleting]
+    leaving = [u for u in event.users if u.deleting]
+    new_roles = {u.name for u in staying if u.name not in state.roles}
+    problems: set[str] = set()
+
+    def acting(owner: str) -> str | None:
+        """Who runs a statement on `owner`'s objects: the master when it has the owner's
+        privileges, else the owner itself, under SET ROLE."""
+        role = state.roles.get(owner)
+        if owner == state.master or (role and role.master_has_privileges):
+            return None
+        if role and role.superuser:
+            problems.add(
+                f"objects of superuser {owner!r} are in the managed scope; "
+                "the master cannot grant on them"
+            )
+        return owner
+
+    present = staying + [u for u in leaving if u.name in state.roles]
+    changes = object_changes(present, state, acting)
+    changes += default_privilege_changes(present, event, state, acting)
+    grants = batch(changes, event.database)
+    needs = memberships_needed(grants, leaving, state, new_roles)
+    # Making the clone a member of U needs what acting as U needs: ADMIN OPTION on U.
+    granted = {u.name for u in staying if u.rotating and clone_needs_membership(u, state)}
+    refused = sorted(
+        r for r in set(needs) | granted if r in state.roles and not state.roles[r].master_is_admin
+    )
+    refusals = [
+        f"the master {state.master!r} must act as role {role!r} but may not grant it to "
+        f"itself: on PostgreSQL 16+ it needs ADMIN OPTION on {role!r} (run GRANT "
+        f"{sql_quote(role)} TO {sql_quote(state.master)} WITH ADMIN OPTION, INHERIT FALSE, "
+        "SET FALSE as a role that has it)"
+        for role in refused
+    ]
+    dropped = {name for u in leaving for name in (u.name, u.clone)}
+    take, give_back = membership_steps(state, needs, dropped)
+    return PrivilegePlan(grants, take, give_back, sorted(problems) + refusals)
+
+
+DATABASE_ORDER = ("CONNECT", "CREATE", "TEMPORARY")
+
+SCHEMA_ORDER = ("USAGE", "CREATE")
+
+SEQUENCE_ORDER = ("USAGE", "SELECT", "UPDATE")
+
+PRIVILEGE_ORDER = {
+    p: i
+    for i, p in reversed(
+        list(enumerate(PG_TABLE_PRIVILEGES + DATABASE_ORDER + SCHEMA_ORDER + SEQUENCE_ORDER))
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -1701,7 +2708,7 @@ def batched_step(
         "roles": sql.SQL(", ").join(map(sql.Identifier, grantees)),
     }
     if kind in ("tables", "sequences"):
-        statement, noun = default_privileges_clause(kind, owner, scopes, words)
+        statement, noun = default_privileges_clause(kind, scopes, words)
         summary = f"default privileges for role {owner} in {noun}: {verb.lower()} " + (
             f"{', '.join(privileges)} on {kind}"
         )
@@ -1712,9 +2719,10 @@ def batched_step(
 
 
 def default_privileges_clause(
-    kind: str, owner: str, scopes: list[tuple], words: dict
+    kind: str, scopes: list[tuple], words: dict
 ) -> tuple[sql.Composable, str]:
-    """ALTER DEFAULT PRIVILEGES for the schemas of `scopes` ((owner, schema) pairs)."""
+    """ALTER DEFAULT PRIVILEGES for the schemas of `scopes` ((owner, schema) pairs, one owner)."""
+    owner = scopes[0][0]
     schemas = sorted({schema for _, schema in scopes})
     statement = sql.SQL(
         "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {schemas} {verb} {privs} "
@@ -1869,7 +2877,7 @@ def memberships_needed(
     """The roles the master must SET ROLE to (for its grants) or inherit (REASSIGN and DROP
     OWNED need the privileges of the role dropped and of the one receiving its objects)."""
     needs: dict[str, set[str]] = defaultdict(set)
-    for role in {step.as_role for step in grants} - {None}:
+    for role in {step.as_role for step in grants if step.as_role}:
         if role in new_roles or not state.roles[role].master_can_set:
             needs[role].add("set")
     for user in leaving:
@@ -1882,441 +2890,48 @@ def memberships_needed(
     return needs
 
 
-def plan_postgres(event: Event, state: PgState, passwords: dict[str, str]) -> list[Step]:
-    """Every statement that brings the database to the event's state, in order.
-    `passwords` holds the SCRAM verifier of each user whose role gets a password now."""
-    staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
-    new_roles = {u.name for u in staying if u.name not in state.roles}
-    problems: list[str] = []
-
-    def acting(owner: str) -> str | None:
-        """Who runs a statement on `owner`'s objects: the master when it has the owner's
-        privileges, else the owner itself, under SET ROLE."""
-        role = state.roles.get(owner)
-        if owner == state.master or (role and role.master_has_privileges):
-            return None
-        if role and role.superuser:
-            problems.append(
-                f"objects of superuser {owner!r} are in the managed scope; "
-                "the master cannot grant on them"
-            )
-        return owner
-
-    present = staying + [u for u in leaving if u.name in state.roles]
-    changes = object_changes(present, state, acting)
-    changes += default_privilege_changes(present, event, state, acting)
-    if problems:
-        raise InvalidEvent(sorted(set(problems)))
-    grants = batch(changes, event.database)
-
-    needs = memberships_needed(grants, leaving, state, new_roles)
-    clones = clone_steps(staying, state)
-    # Making the clone a member of U needs what acting as U needs: ADMIN OPTION on U.
-    granted = {u.name for u in staying if u.rotating and clone_needs_membership(u, state)}
-    refused = sorted(
-        r for r in set(needs) | granted if r in state.roles and not state.roles[r].master_is_admin
-    )
-    if refused:
-        raise InvalidEvent(
-            [
-                f"the master {state.master!r} must act as role {role!r} but may not grant it to "
-                f"itself: on PostgreSQL 16+ it needs ADMIN OPTION on {role!r} (run GRANT "
-                f"{sql_quote(role)} TO {sql_quote(state.master)} WITH ADMIN OPTION, INHERIT FALSE, "
-                "SET FALSE as a role that has it)"
-                for role in refused
-            ]
-        )
-    dropped = {name for u in leaving for name in (u.name, u.clone)}
-    take, give_back = membership_steps(state, needs, dropped)
-    return (
-        role_steps(staying, state, passwords)
-        + clones
-        + take
-        + grants
-        + delete_steps(leaving, state)
-        + give_back
-    )
-
-
 # ---------------------------------------------------------------------------------------------
-# 4b. The MySQL and MariaDB plan. Pure too. Every privilege is on `database`.* (never *.*),
-#     so grants already cover future tables; the grantor only orders creation.
+# 11. MySQL and MariaDB: the same parts. Every privilege is on `database`.* (never *.*), so
+#     grants already cover future tables; the grantor only orders creation. State is read
+#     structurally (mysql.user, information_schema): SHOW GRANTS text changes under partial revokes.
 # ---------------------------------------------------------------------------------------------
 
-# The database-level privileges the tool may revoke, in the order statements name them.
-MY_PRIVILEGE_ORDER = {
-    p: i
-    for i, p in reversed(
-        list(
-            enumerate(
-                MY_TABLE_PRIVILEGES
-                + MY_DDL_PRIVILEGES
-                + ("DELETE HISTORY", "SHOW CREATE ROUTINE", "GRANT OPTION")
-            )
-        )
-    )
-}
+# MySQL's privileges that apply to tables, granted on `db`.* (its ALL); it has no TRUNCATE
+# privilege: TRUNCATE TABLE needs DROP.
+MY_TABLE_PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "REFERENCES",
+    "INDEX",
+    "ALTER",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "TRIGGER",
+)
+
+MY_DDL_PRIVILEGES = (
+    "CREATE",
+    "ALTER",
+    "DROP",
+    "INDEX",
+    "REFERENCES",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "TRIGGER",
+    "EVENT",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "EXECUTE",
+    "CREATE TEMPORARY TABLES",
+    "LOCK TABLES",
+)
 
 
-def my_state_problems(event: Event, state: MyState) -> list[str]:
-    """What the event asks that this server cannot give; checked before anything changes."""
-    problems = []
-    if not state.database_exists:
-        problems.append(f"database {event.database!r} does not exist on this server")
-    staying = {u.name for u in event.users if not u.deleting}
-    for user in event.users:
-        account = state.accounts.get(user.account)
-        where = f"user {my_account_text(user.account)}"
-        if account and account.superuser:
-            problems.append(f"{where} has SUPER: never managed")
-        if account and account.is_role:
-            problems.append(f"{where} is a role, not a user: never managed")
-        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
-            problems.append(f"{where}: grantor {user.grantor!r} does not exist")
-        clone = state.clone_account(user)
-        objects = state.definers.get(user.account, []) + state.definers.get(clone, [])
-        if objects:
-            problems.append(
-                f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
-                "change their DEFINER or drop them first"
-            )
-    return problems
-
-
-def my_account_text(account: tuple[str, str]) -> str:
-    """'name'@'host' for messages (not for executing)."""
-    return f"'{account[0]}'@'{account[1]}'"
-
-
-def my_literal(text: str, state: MyState) -> str:
-    """A string literal, escaped by PyMySQL's own function for the session's sql_mode."""
-    if state.backslash_escapes:
-        return "'" + pymysql.converters.escape_string(text) + "'"
-    return "'" + text.replace("'", "''") + "'"
-
-
-def my_identifier(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
-
-
-def my_account(account: tuple[str, str], state: MyState) -> str:
-    return f"{my_literal(account[0], state)}@{my_literal(account[1], state)}"
-
-
-def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
-    """MariaDB gets the mysql_native_password hash, so the password never travels in a
-    statement; MySQL 8 hashes it itself with its default plugin (caching_sha2_password from 8.4)
-    and rewrites the statement in its logs. Returns the clause and the clause as shown."""
-    if state.mariadb:
-        return (
-            f"IDENTIFIED BY PASSWORD {my_literal(password, state)}",
-            "IDENTIFIED BY PASSWORD '***'",
-        )
-    return f"IDENTIFIED BY {my_literal(password, state)}", "IDENTIFIED BY '***'"
-
-
-def native_password_hash(password: str) -> str:
-    """mysql_native_password's stored form: '*' and the hex of SHA1(SHA1(password))."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()  # noqa: S324
-
-
-def my_wanted(user: UserSpec) -> set[str]:
-    return set(user.privileges) | (set(MY_DDL_PRIVILEGES) if user.ddl else set())
-
-
-def my_account_steps(
-    users: list[UserSpec], state: MyState, passwords: dict[str, str]
-) -> list[Step]:
-    """CREATE USER for new users (grantors first), ALTER USER for new passwords. `passwords` is
-    by login: U, or its rotation clone once the secret names the clone."""
-    steps = []
-    for user in grantor_order(users):
-        clone = state.clone_account(user)
-        logins = [(user.account, "new password" if state.has_user(user) else "create user")]
-        if clone:
-            logins.append((clone, f"new password of {user.clone}"))
-        for account, summary in logins:
-            if account[0] not in passwords:
-                continue
-            clause, shown = my_password_clause(passwords[account[0]], state)
-            verb = "CREATE" if summary == "create user" else "ALTER"
-            statement = f"{verb} USER {my_account(account, state)} "
-            steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
-    return steps
-
-
-def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:
-    """One GRANT or REVOKE per set of privileges, naming every account that needs it. A
-    rotation clone's grants follow its user's: the AWS function copied them once, and both
-    accounts must keep the same access whichever one the secret names."""
-    grantees: dict[tuple[str, tuple[str, ...], bool], list[tuple]] = defaultdict(list)
-    for user in users:
-        want = my_wanted(user)
-        clone = state.clone_account(user)
-        for account, is_clone in ((user.account, False), (clone, True)):
-            if account is None:
-                continue
-            held = state.grants.get(account, frozenset())
-            extra = {p for p in held - want if p in MY_PRIVILEGE_ORDER}
-            for verb, privileges in (("GRANT", want - held), ("REVOKE", extra)):
-                if privileges:
-                    order = tuple(sorted(privileges, key=MY_PRIVILEGE_ORDER.__getitem__))
-                    grantees[(verb, order, is_clone)].append((account, user.name))
-    database = my_identifier(grant_database(event.database, state.wildcards))
-    steps = []
-    for (verb, privileges, is_clone), named in sorted(grantees.items()):
-        direction = "TO" if verb == "GRANT" else "FROM"
-        names = ", ".join(my_account(account, state) for account, _ in named)
-        statement = f"{verb} {', '.join(privileges)} ON {database}.* {direction} {names}"
-        summary = f"{verb.lower()} {', '.join(privileges)} on {event.database}.*"
-        summary += " for the rotation clone" if is_clone else ""
-        steps.append(Step(statement, summary, tuple(name for _, name in named)))
-    return steps
-
-
-def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
-    """Grantees before grantors; DROP USER takes the accounts' privileges with them."""
-    steps = []
-    for user in reversed(grantor_order(users)):
-        present = [a for a in (user.account, state.clone_account(user)) if a in state.accounts]
-        if present:
-            them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
-            names = ", ".join(my_account(account, state) for account in present)
-            steps.append(Step(f"DROP USER {names}", them, (user.name,)))
-    return steps
-
-
-def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
-    """Every statement that brings the server to the event's state, in order. `passwords`
-    holds what each account that gets a password now is identified by (see my_password_clause)."""
-    staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
-    return (
-        my_account_steps(staying, state, passwords)
-        + my_privilege_steps(staying, event, state)
-        + my_delete_steps(leaving, state)
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# 5. The two engines behind one interface: connecting, logging in, the cluster-wide lock,
-#    reading the state, planning, and executing a plan. Everything else is engine-neutral.
-# ---------------------------------------------------------------------------------------------
-
-
-class Dialect(Protocol):
-    """What the engine-neutral code asks of an engine (Postgres and MySql below)."""
-
-    def connect(self, target: Target) -> Any: ...
-    def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
-    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> State: ...
-    def state_problems(self, event: Event, state: State) -> list[str]: ...
-    def password(self, password: str, state: State) -> str: ...  # what the plan sets
-    def plan(self, event: Event, state: State, passwords: dict[str, str]) -> list[Step]: ...
-    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
-
-
-class Deadline:
-    """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
-
-    MARGIN_MS = 10_000
-
-    def __init__(self, context: Any):
-        self._remaining = getattr(context, "get_remaining_time_in_millis", None)
-
-    def remaining_ms(self) -> int | None:
-        return self._remaining() - self.MARGIN_MS if self._remaining else None
-
-    def lock_wait_ms(self) -> int:
-        """How long to queue behind another invocation: while there is time, up to a limit."""
-        left = self.remaining_ms()
-        return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
-
-    def check(self, before: str) -> None:
-        left = self.remaining_ms()
-        if left is not None and left <= 0:
-            raise ApplyError(
-                f"stopped before {before}: the Lambda time is nearly up. "
-                "Everything before it is done; a re-run converges."
-            )
-
-
-def lock_timeout_seconds() -> float:
-    return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
-
-
-def connect_timeout() -> int:
-    return int(os.environ.get("DB_CONNECT_TIMEOUT", "10"))
-
-
-def another_invocation(wait_ms: int) -> ApplyError:
-    return ApplyError(
-        f"another {TOOL} invocation is running on this cluster (waited {wait_ms / 1000:.1f} s); "
-        "nothing was changed, re-run later"
-    )
-
-
-def applied_so_far(steps: list[Step]) -> str:
-    """What a failed MySQL run left applied, for the error message (first ones named)."""
-    if not steps:
-        return "Nothing was applied before it."
-    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
-    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
-    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
-
-
-class Postgres:
-    """All the SQL of a run in ONE transaction, under a session advisory lock. A dry run
-    executes the plan and rolls it back, so that permission errors surface."""
-
-    def connect_args(
-        self, target: Target, user: str, password: str, database: str | None = None
-    ) -> dict:
-        args = {
-            "host": target.host,
-            "port": target.port,
-            "dbname": database or target.database,
-            "user": user,
-            "password": password,
-            "sslmode": target.ssl_mode,
-            "connect_timeout": connect_timeout(),
-            "application_name": TOOL,
-        }
-        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
-            args["sslrootcert"] = os.environ["DB_SSL_CA"]
-        return args
-
-    def connect(self, target: Target, database: str | None = None) -> Any:
-        args = self.connect_args(target, target.master_user, target.master_password, database)
-        try:
-            return psycopg2.connect(**args)
-        except psycopg2.OperationalError as error:
-            where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
-
-    def login_works(self, target: Target, user: str, password: str | None) -> bool:
-        """Log in as the user; False when the server refuses the password."""
-        if not password:
-            return False
-        try:
-            psycopg2.connect(**self.connect_args(target, user, password)).close()
-        except psycopg2.OperationalError as error:
-            message = str(error)
-            if "authentication failed" in message or "not permitted to log in" in message:
-                return False
-            raise ApplyError(
-                f"could not log in as {user!r} to check its password: {REDACT(message)}"
-            ) from None
-        return True
-
-    @contextmanager
-    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
-        """A session advisory lock, taken in the `postgres` database so that invocations on
-        any database of the cluster wait for each other (roles are cluster-wide, advisory
-        locks per database). Closing the connection releases it, even if the Lambda dies.
-        Waiting for another invocation is the point of the lock, so this wait is not the
-        short DB_LOCK_TIMEOUT meant for an application's locks: a duplicate invocation (a CLI
-        retry) thus queues, runs, and finds nothing left to do."""
-        wait_ms = deadline.lock_wait_ms()
-        connection = self.connect(target, LOCK_DATABASE)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
-                try:
-                    cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-                except psycopg2.errors.LockNotAvailable:
-                    raise another_invocation(wait_ms) from None
-            yield
-        finally:
-            connection.close()
-
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
-        with connection.cursor() as cursor:
-            timeout = f"{int(lock_timeout_seconds() * 1000)}ms"
-            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
-            if deadline.remaining_ms():
-                statement_ms = sql.Literal(f"{max(deadline.remaining_ms(), 1000)}ms")
-                cursor.execute(sql.SQL("SET statement_timeout = {}").format(statement_ms))
-            return read_pg_state(cursor, event)
-
-    def state_problems(self, event: Event, state: PgState) -> list[str]:
-        return state_problems(event, state)
-
-    def password(self, password: str, state: PgState) -> str:
-        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
-        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
-        verifier = (
-            scram_verifier(password) if password.isascii() and password.isprintable() else password
-        )
-        REDACT.add(verifier)
-        return verifier
-
-    def plan(self, event: Event, state: PgState, passwords: dict[str, str]) -> list[Step]:
-        return plan_postgres(event, state, passwords)
-
-    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
-        try:
-            self.execute(connection, steps, counter)
-            connection.commit()
-        except (ApplyError, psycopg2.Error) as error:
-            connection.rollback()
-            raise ApplyError(
-                f"{REDACT(str(error))}. The database transaction was rolled back: nothing "
-                "changed in the database. New users' passwords and staged (AWSPENDING) "
-                "passwords already stored in their secrets are reused by the next run: a "
-                "re-run converges."
-            ) from None
-
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
-        self.execute(connection, steps, counter)
-        connection.rollback()
-
-    def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
-        """Run the steps in the open transaction, switching roles only when a step needs to."""
-        acting: str | None = None
-        started = time.monotonic()
-        with connection.cursor() as cursor:
-            for number, step in enumerate(steps, 1):
-                if step.as_role != acting:
-                    cursor.execute(
-                        sql.SQL("SET ROLE {}").format(sql.Identifier(step.as_role))
-                        if step.as_role
-                        else sql.SQL("RESET ROLE")
-                    )
-                    counter["statements"] += 1
-                    acting = step.as_role
-                try:
-                    cursor.execute(step.statement)
-                except psycopg2.Error as error:
-                    raise ApplyError(
-                        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
-                        f"{REDACT(str(error)).strip()}"
-                    ) from None
-                counter["statements"] += 1
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
-            if acting:
-                cursor.execute("RESET ROLE")
-        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
-
-
-def scram_verifier(password: str, iterations: int = 4096) -> str:
-    """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
-    itself never travels in a statement (statement logs would keep it)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    stored_key = hashlib.sha256(client_key).digest()
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode()
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+MY_DATABASE_LIMIT = 64
 
 
 class MySql:
@@ -2324,12 +2939,71 @@ class MySql:
     the steps run in plan order, each one final, so a failure names what was applied and a
     re-run, which plans again from the state, converges. A dry run only plans."""
 
+    default_port = 3306
+    table_privileges: tuple[str, ...] = MY_TABLE_PRIVILEGES
+
+    def __init__(self, engine: str, label: str, name_limit: int, rotation_template: str):
+        self.engine, self.label, self.name_limit = engine, label, name_limit
+        self.rotation_variable = f"ROTATION_LAMBDA_ARN_{engine.upper()}"
+        self.rotation_template = rotation_template
+
+    def name_problems(self, name: str, what: str) -> list[str]:
+        """Over the limit, changed by the server, or never managed."""
+        problems, lowered = [], name.lower()
+        if len(name) > self.name_limit:
+            problems.append(
+                f"{what} {name!r} is longer than {self.label}'s {self.name_limit} characters"
+            )
+        if name != name.rstrip(" "):
+            problems.append(
+                f"{what} {name!r} ends with a blank, which {self.label} drops from names"
+            )
+        if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
+            problems.append(
+                f"{what} {name!r} is reserved (system accounts mysql.*, mariadb.sys, root, rds*, "
+                "PUBLIC): never managed"
+            )
+        return problems
+
+    def event_problems(self, event: Event) -> list[str]:
+        problems = []
+        if len(event.database) > MY_DATABASE_LIMIT or "\\" in event.database:
+            problems.append(
+                f"database_name {event.database!r} is not a valid {self.label} database name"
+            )
+        if event.schemas_declared:
+            problems.append(
+                f"schemas apply only to PostgreSQL ({self.label} grants on the database)"
+            )
+        return problems
+
+    def user_problems(self, user: UserSpec) -> list[str]:
+        problems = []
+        if "TRUNCATE" in user.privileges and not (
+            user.ddl or user.all_privileges or "DROP" in user.privileges
+        ):
+            problems.append(
+                f"{self.label} has no TRUNCATE privilege; TRUNCATE TABLE needs DROP: "
+                "declare DROP (or grant_ddl) to allow it"
+            )
+        if user.reassign_to:
+            problems.append("reassign_to applies only to PostgreSQL")
+        return problems
+
+    def privileges_of(self, user: UserSpec) -> frozenset[str]:
+        """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
+        made sure DROP is granted anyway)."""
+        privileges = set(MY_TABLE_PRIVILEGES) if user.all_privileges else set(user.privileges)
+        if "TRUNCATE" in privileges:
+            privileges = (privileges - {"TRUNCATE"}) | {"DROP"}
+        return frozenset(privileges)
+
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
 
     def open(self, target: Target, user: str, password: str) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
-        tls = {} if target.ssl_mode == "disable" else {"ssl": tls_context(target.ssl_mode)}
+        tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
         return pymysql.connect(
             host=target.host,
             port=target.port,
@@ -2339,7 +3013,7 @@ class MySql:
             charset="utf8mb4",
             autocommit=True,
             program_name=TOOL,
-            **tls,
+            ssl=tls,
         )
 
     def connect(self, target: Target) -> Any:
@@ -2387,27 +3061,27 @@ class MySql:
     def state_problems(self, event: Event, state: MyState) -> list[str]:
         return my_state_problems(event, state)
 
-    def password(self, password: str, state: MyState) -> str:
+    def identified_by(self, password: str, state: MyState) -> str:
         identified_by = native_password_hash(password) if state.mariadb else password
         REDACT.add(identified_by)
         return identified_by
 
-    def plan(self, event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
-        return plan_mysql(event, state, passwords)
+    def plan(self, event: Event, state: MyState, identified_by: dict[str, str]) -> list[Step]:
+        return plan_mysql(event, state, identified_by)
 
-    def apply(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def apply(
+        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+    ) -> None:
+        """Each step is final as it runs, so each gets its audit line at once."""
         started = time.monotonic()
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 try:
                     cursor.execute(step.statement)  # no parameters: '%' is never interpolated
                 except pymysql.Error as error:
-                    raise ApplyError(
-                        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
-                        f"{REDACT(str(error)).strip()}. {applied_so_far(steps[: number - 1])} "
-                        "New users' passwords and staged (AWSPENDING) passwords already stored "
-                        "in their secrets are reused by the next run: a re-run converges."
-                    ) from None
+                    done = applied_so_far(steps[: number - 1])
+                    raise step_failed(steps, number, error, done) from None
+                step_applied(step, target)
                 counter["statements"] += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
@@ -2417,650 +3091,295 @@ class MySql:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
 
 
-def tls_context(ssl_mode: str) -> ssl.SSLContext:
-    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against DB_SSL_CA."""
-    if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-DIALECTS = {"postgres": Postgres(), "mysql": MySql(), "mariadb": MySql()}
-
-
-# ---------------------------------------------------------------------------------------------
-# 6. Applying the plan. The secret is the source of truth for every password:
-#    - a new user's password is stored (AWSCURRENT) before its role is created;
-#    - a new password for an existing user is stored as AWSPENDING (under a version id of our
-#      own), set in the database, checked by logging in, and only then promoted to AWSCURRENT.
-#    An interrupted change is finished or undone by the next run, by trying which one logs in.
-# ---------------------------------------------------------------------------------------------
+def native_password_hash(password: str) -> str:
+    """mysql_native_password's stored form: '*' and the hex of SHA1(SHA1(password))."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()  # noqa: S324
 
 
 @dataclass(frozen=True)
-class Probe:
-    """Which of a secret's passwords log in (None: not tried)."""
-
-    pending_ok: bool | None = None
-    current_ok: bool | None = None
-
-
-@dataclass(frozen=True)
-class Credential:
-    """How one user's password and secret change in this run."""
-
+class MyAccount:
     user: str
-    login: str  # whose password it is: the user, or its rotation clone when the secret says so
-    mode: str  # "keep" | "new-user" | "change" | "finish"
-    password: str | None  # the password the user ends with; None until a new one is drawn
-    set_in_database: bool  # the plan gives the role this password
-    value: dict  # the secret value the user ends with, but for its password
-    undo_pending: bool = False  # drop the AWSPENDING label of our own interrupted change
-
-    @property
-    def final_value(self) -> dict:
-        return {**self.value, "password": self.password}
+    host: str
+    superuser: bool = False
+    is_role: bool = False  # MariaDB keeps its roles in mysql.user too
 
 
-def secret_value(existing: dict | None, login: str, target: Target) -> dict:
-    """The AWS credentials structure (what the rotation functions read), other keys kept."""
-    return {
-        **(existing or {}),
-        "engine": target.engine,
-        "host": target.host,
-        "port": target.port,
-        "username": login,
-        "dbname": target.database,
-        "masterarn": target.master_arn,
+@dataclass
+class MyState:
+    mariadb: bool  # else MySQL 8, told apart by the server's version
+    database_exists: bool  # a GRANT on a database that does not exist would pass silently
+    backslash_escapes: bool  # string literals escape with backslashes (no NO_BACKSLASH_ESCAPES)
+    wildcards: bool  # _ and % in a GRANT's database name are patterns (no partial_revokes)
+    accounts: dict[tuple[str, str], MyAccount]
+    grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
+    definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
+    catalog_queries: int = 3
+
+    def has_user(self, user: UserSpec) -> bool:
+        return user.account in self.accounts
+
+    def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
+        return next((a for a in user.clone_accounts if a in self.accounts), None)
+
+    def has_clone(self, user: UserSpec) -> bool:
+        return self.clone_account(user) is not None
+
+    def has_name(self, name: str) -> bool:
+        return any(user == name for user, _ in self.accounts)
+
+
+MY_SESSION_QUERY = """
+SELECT VERSION(), @@SESSION.sql_mode,
+       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
+"""
+
+MY_ACCOUNTS_QUERY = """
+SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+"""
+
+MARIADB_IS_ROLE = "is_role = 'Y'"
+
+# MySQL 8 keeps no flag: a role is an account granted to another one.
+MYSQL_IS_ROLE = """EXISTS (SELECT 1 FROM mysql.role_edges e
+                           WHERE e.FROM_USER = User AND e.FROM_HOST = Host)"""
+
+MY_GRANTS_QUERY = """
+SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
+WHERE TABLE_SCHEMA = %s
+"""
+
+# Objects that would lose their DEFINER (MySQL refuses or orphans them) if a user were dropped.
+# Every column is converted to one character set: information_schema's collations differ
+# between tables and servers, and a UNION of mixed ones can be refused.
+MY_DEFINERS_QUERY = "\nUNION ALL\n".join(
+    f"""SELECT CONVERT(DEFINER USING utf8mb4), CONVERT({kind} USING utf8mb4),
+       CONVERT(CONCAT({schema}, '.', {name}) USING utf8mb4)
+FROM information_schema.{table} WHERE DEFINER IN %(definers)s"""
+    for table, kind, schema, name in (
+        ("VIEWS", "'view'", "TABLE_SCHEMA", "TABLE_NAME"),
+        ("ROUTINES", "LOWER(ROUTINE_TYPE)", "ROUTINE_SCHEMA", "ROUTINE_NAME"),
+        ("TRIGGERS", "'trigger'", "TRIGGER_SCHEMA", "TRIGGER_NAME"),
+        ("EVENTS", "'event'", "EVENT_SCHEMA", "EVENT_NAME"),
+    )
+)
+
+
+def grant_database(database: str, wildcards: bool) -> str:
+    """The database as a GRANT names it: _ and % escaped where they would be patterns, so that
+    `my_db` never also grants on `myXdb`."""
+    return database.replace("_", "\\_").replace("%", "\\%") if wildcards else database
+
+
+def read_my_state(cursor: Any, event: Event) -> MyState:
+    cursor.execute(MY_SESSION_QUERY, (event.database,))
+    version, sql_mode, database_exists = cursor.fetchone()
+    mariadb = "mariadb" in version.lower()
+    queries = 3
+    wildcards = True
+    if not mariadb:
+        cursor.execute("SELECT @@GLOBAL.partial_revokes")
+        wildcards = not cursor.fetchone()[0]
+        queries += 1
+    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE))
+    accounts = {
+        (user, host): MyAccount(user, host, bool(superuser), bool(role))
+        for user, host, superuser, role in cursor.fetchall()
     }
+    by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
+    cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
+    grants: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for grantee, privilege, grantable in cursor.fetchall():
+        if grantee in by_grantee:
+            grants[by_grantee[grantee]].add(privilege)
+            if grantable == "YES":
+                grants[by_grantee[grantee]].add("GRANT OPTION")
+    definers: dict[tuple[str, str], list[str]] = defaultdict(list)
+    leaving = [u for u in event.users if u.deleting]
+    candidates = [account for u in leaving for account in (u.account, *u.clone_accounts)]
+    doomed = {
+        f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
+    }
+    if doomed:
+        cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
+        for definer, kind, name in cursor.fetchall():
+            definers[doomed[definer]].append(f"{kind} {name}")
+        queries += 1
+    return MyState(
+        mariadb=mariadb,
+        database_exists=bool(database_exists),
+        backslash_escapes="NO_BACKSLASH_ESCAPES" not in sql_mode.upper(),
+        wildcards=wildcards,
+        accounts=accounts,
+        grants={account: frozenset(held) for account, held in grants.items()},
+        definers=dict(definers),
+        catalog_queries=queries,
+    )
 
 
-def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
-    if not secret.exists:
-        return []
-    if secret.foreign_value:
-        return [
-            f"user {user.name!r}: secret {secret.name!r} holds a value that is not a "
-            "JSON object: it is somebody else's and is not overwritten"
-        ]
-    owner = (secret.value or {}).get("username")
-    if owner not in (None, user.name, user.clone):
-        return [
-            f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
-            "and is not overwritten"
-        ]
-    return []
-
-
-def login_of(user: UserSpec, secret: SecretState, state: State) -> str:
-    """The account the secret's password belongs to: the rotation clone once an AWS rotation
-    switched the secret to it (while both accounts exist), else the user itself."""
-    named = (secret.value or {}).get("username")
-    if named == user.clone and state.has_user(user) and state.has_clone(user):
-        return user.clone
-    return user.name
-
-
-def decide_credential(
-    user: UserSpec,
-    login: str,
-    secret: SecretState,
-    login_exists: bool,
-    probe: Probe,
-    target: Target,
-) -> Credential:
-    value = secret_value(secret.value, login, target)
-    if secret.pending_is_ours and login_exists and probe.pending_ok:
-        pending = (secret.pending_value or {}).get("password")
-        return Credential(user.name, login, "finish", pending, False, value)
-    undo = secret.pending_is_ours
-    current = secret.password
-    if not login_exists:
-        if current and not user.wants_new_password:
-            return Credential(user.name, login, "keep", current, True, value, undo)
-        return Credential(user.name, login, "new-user", None, True, value, undo)
-    if user.wants_new_password or not current or probe.current_ok is False:
-        return Credential(user.name, login, "change", None, True, value, undo)
-    return Credential(user.name, login, "keep", current, False, value, undo)
-
-
-def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
-    foreign_pending = secret.pending_version and not secret.pending_is_ours
-    if foreign_pending and credential.mode in ("new-user", "change"):
-        return [
-            f"user {credential.user!r}: secret {secret.name!r} has a rotation in progress "
-            f"(AWSPENDING {secret.pending_version}); its password is not changed now"
-        ]
-    return []
-
-
-ROTATION_RESULTS = {"enable": "enabled", "update": "updated", "disable": "disabled"}
-
-
-@dataclass(frozen=True)
-class RotationCall:
-    """How one secret's rotation changes in this run: one call, made once the user's password
-    is final, since only a secret whose AWSCURRENT logs in may be rotated."""
-
-    change: str  # "enable" | "update" | "disable"
-    rotation: Rotation  # the wanted one
-    function_arn: str | None
-
-
-def rotation_calls(
-    users: list[UserSpec],
-    secrets: dict[str, SecretState],
-    engine: str,
-    environ: Mapping[str, str],
-) -> dict[str, RotationCall]:
-    """By user: the call its secret's rotation needs, for the users whose rotation differs."""
-    calls = {}
-    for user in users:
-        if user.rotation:
-            function = rotation_function(user.rotation, engine, environ)
-            change = rotation_change(user.rotation, secrets[user.secret_name], function)
-            if change:
-                calls[user.name] = RotationCall(change, user.rotation, function)
-    return calls
-
-
-def rotation_call_problems(
-    users: list[UserSpec], calls: dict[str, RotationCall], secrets: dict[str, SecretState]
-) -> list[str]:
-    """AWS refuses rotate_secret while another version than AWSCURRENT is AWSPENDING: a
-    rotation in progress, or one that failed or was cancelled half-way. Refused here, before
-    anything changes. Turning rotation off is not refused: it cancels that rotation."""
+def my_state_problems(event: Event, state: MyState) -> list[str]:
+    """What the event asks that this server cannot give; checked before anything changes."""
     problems = []
-    for user in users:
-        call, secret = calls.get(user.name), secrets[user.secret_name]
-        foreign_pending = secret.pending_version and not secret.pending_is_ours
-        if call and call.change != "disable" and foreign_pending:
+    if not state.database_exists:
+        problems.append(f"database {event.database!r} does not exist on this server")
+    staying = {u.name for u in event.users if not u.deleting}
+    for user in event.users:
+        account = state.accounts.get(user.account)
+        where = f"user {my_account_text(user.account)}"
+        if account and account.superuser:
+            problems.append(f"{where} has SUPER: never managed")
+        if account and account.is_role:
+            problems.append(f"{where} is a role, not a user: never managed")
+        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
+            problems.append(f"{where}: grantor {user.grantor!r} does not exist")
+        clone = state.clone_account(user)
+        objects = state.definers.get(user.account, [])
+        objects += state.definers.get(clone, []) if clone else []
+        if objects:
             problems.append(
-                f"user {user.name!r}: secret {secret.name!r} has a rotation in progress "
-                f"(AWSPENDING {secret.pending_version}), so its rotation is not "
-                f"{ROTATION_RESULTS[call.change]} now. Re-run once it is over; if it was "
-                "abandoned, remove that label: aws secretsmanager update-secret-version-stage "
-                f"--secret-id {secret.name} --version-stage AWSPENDING --remove-from-version-id "
-                f"{secret.pending_version}"
+                f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
+                "change their DEFINER or drop them first"
             )
     return problems
 
 
-def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
-    return login_exists and (
-        secret.pending_is_ours or (event.verify_logins and bool(secret.password))
-    )
-
-
-def probe(target: Target, login: str, secret: SecretState) -> Probe:
-    if secret.pending_is_ours:
-        pending = (secret.pending_value or {}).get("password")
-        if target.login_works(login, pending):
-            return Probe(pending_ok=True)
-        return Probe(pending_ok=False, current_ok=target.login_works(login, secret.password))
-    return Probe(current_ok=target.login_works(login, secret.password))
-
-
-def wanted_tags(event: Event) -> dict[str, str]:
-    return {"managed-by": TOOL, **event.secret_tags}
-
-
-def missing_tags(secret: SecretState, event: Event) -> dict[str, str]:
-    """The tags the secret lacks or has another value for (tags others added are kept)."""
-    return {k: v for k, v in wanted_tags(event).items() if secret.tags.get(k) != v}
-
-
-class SecretWriter:
-    """The secret writes of one run, before and after the database transaction."""
-
-    def __init__(self, secrets: Secrets, event: Event, target: Target):
-        self.secrets, self.event, self.target = secrets, event, target
-
-    def create(self, user: str, secret: SecretState, value: dict | None) -> None:
-        kwargs: dict[str, Any] = {
-            "Name": secret.name,
-            "Description": f"Credentials of {self.target.engine} user {user} in database "
-            f"{self.target.database} on {self.target.host}, managed by {TOOL}",
-            "Tags": [{"Key": k, "Value": v} for k, v in wanted_tags(self.event).items()],
-        }
-        if self.event.kms_key_id:
-            kwargs["KmsKeyId"] = self.event.kms_key_id
-        if value is not None:
-            kwargs["SecretString"] = json.dumps(value)
-        response = self.secrets.write("create_secret", **kwargs)
-        secret.arn, secret.exists, secret.tags = response["ARN"], True, wanted_tags(self.event)
-        secret.current_version = response.get("VersionId")
-
-    def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
-        kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
-        if pending:
-            kwargs["ClientRequestToken"] = f"{VERSION_PREFIX}{uuid.uuid4()}"
-            kwargs["VersionStages"] = ["AWSPENDING"]
-        response = self.secrets.write("put_secret_value", **kwargs)
-        if secret.current_version is None:
-            # The first version of a secret is always made AWSCURRENT, staged or not: a
-            # secret created without a value had no working password to keep.
-            secret.current_version = response["VersionId"]
-        return response["VersionId"]
-
-    def promote(self, secret: SecretState, version: str) -> None:
-        if secret.current_version != version:
-            self.secrets.write(
-                "update_secret_version_stage",
-                SecretId=secret.arn,
-                VersionStage="AWSCURRENT",
-                MoveToVersionId=version,
-                RemoveFromVersionId=secret.current_version,
-            )
-            secret.current_version = version
-        self.drop_pending_label(secret, version)
-
-    def drop_pending_label(self, secret: SecretState, version: str) -> None:
-        self.secrets.write(
-            "update_secret_version_stage",
-            SecretId=secret.arn,
-            VersionStage="AWSPENDING",
-            RemoveFromVersionId=version,
-        )
-
-    def before_database(self, credential: Credential, secret: SecretState) -> str | None:
-        """Restore, create, or stage what the database change needs; returns the version id
-        of a staged AWSPENDING password."""
-        user = credential.user
-        if secret.scheduled_for_deletion:
-            self.secrets.write("restore_secret", SecretId=secret.arn)
-        if credential.undo_pending:
-            self.drop_pending_label(secret, secret.pending_version)
-        if credential.mode == "new-user":
-            if secret.exists:
-                self.put(secret, credential.final_value)
-            else:
-                self.create(user, secret, credential.final_value)
-        elif credential.mode == "change":
-            if not secret.exists:
-                self.create(user, secret, None)
-            return self.put(secret, credential.final_value, pending=True)
-        return None
-
-    def after_database(
-        self,
-        credential: Credential,
-        secret: SecretState,
-        staged: str | None,
-        rotation: RotationCall | None,
-    ):
-        """Promote a checked password; converge the value's other keys, the tags, and then the
-        rotation, which may start at once and must find the final password in AWSCURRENT."""
-        if credential.mode == "change":
-            if not self.target.login_works(credential.login, credential.password):
-                raise ApplyError(
-                    f"user {credential.login!r} got its new password but cannot log in with "
-                    "it; its secret keeps the new one as AWSPENDING, and the next "
-                    "run finishes or undoes the change"
-                )
-            self.promote(secret, staged)
-        elif credential.mode == "finish":
-            self.promote(secret, secret.pending_version)
-            if credential.final_value != secret.pending_value:
-                self.put(secret, credential.final_value)
-        elif credential.mode == "keep" and credential.final_value != secret.value:
-            self.put(secret, credential.final_value)
-        missing = missing_tags(secret, self.event)
-        if missing:
-            tags = [{"Key": k, "Value": v} for k, v in missing.items()]
-            self.secrets.write("tag_resource", SecretId=secret.arn, Tags=tags)
-        if rotation:
-            self.set_rotation(secret, rotation)
-
-    def set_rotation(self, secret: SecretState, call: RotationCall) -> None:
-        if call.change == "disable":
-            self.secrets.write("cancel_rotate_secret", SecretId=secret.arn)
-            return
-        # No ClientRequestToken: the rotation's AWSPENDING version takes it as its id, and a
-        # version id of ours would make the next run finish or undo that rotation as our own.
-        self.secrets.write(
-            "rotate_secret",
-            SecretId=secret.arn,
-            RotationLambdaARN=call.function_arn,
-            RotationRules=call.rotation.rules,
-            RotateImmediately=call.rotation.rotate_immediately,
-        )
-
-    def delete(self, user: UserSpec, secret: SecretState) -> None:
-        if not secret.exists or secret.scheduled_for_deletion:
-            return
-        days = self.event.recovery_days
-        window = (
-            {"ForceDeleteWithoutRecovery": True} if days == 0 else {"RecoveryWindowInDays": days}
-        )
-        self.secrets.write("delete_secret", SecretId=secret.arn, **window)
-
-
-def draw_passwords(credentials: list[Credential], secrets: Secrets, dry_run: bool) -> list:
-    """Give every credential that needs one a new password (dry runs make no AWS call)."""
-    needy = [c for c in credentials if c.password is None]
-    if dry_run:
-        fresh = [base64.b64encode(os.urandom(24)).decode() for _ in needy]
-    else:
-        fresh = secrets.random_passwords(len(needy)) if needy else []
-    drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
-    return [replace(c, password=drawn[c.user]) if c.password is None else c for c in credentials]
-
-
-@dataclass
-class Run:
-    """What one invocation read and decided: what applying and the report work from."""
-
-    event: Event
-    target: Target
-    state: State
-    secrets: dict[str, SecretState]  # by secret name
-    credentials: dict[str, Credential]  # by user, for the users that stay
-    steps: list[Step]
-    secret_results: dict[str, str]  # by user: what happens to its secret
-    rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
-    counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-    def secret_of(self, user: UserSpec) -> SecretState:
-        return self.secrets[user.secret_name]
-
-
-def probe_logins(
-    users: list[UserSpec],
-    secret_states: dict[str, SecretState],
-    state: State,
-    event: Event,
-    target: Target,
-    secrets: Secrets,
-) -> dict[str, Probe]:
-    """Log in, concurrently, where a password's fate depends on whether it works."""
-
-    def one(user: UserSpec) -> Probe:
-        secret = secret_states[user.secret_name]
-        if needs_probe(secret, state.has_user(user), event):
-            return probe(target, login_of(user, secret, state), secret)
-        return Probe()
-
-    return dict(zip([u.name for u in users], secrets.map(one, users), strict=True))
-
-
-def prepare(
-    connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
-) -> Run:
-    """Read the state, check the event against it, decide the passwords, plan the SQL.
-    Nothing is written yet; every refusal is raised here, all problems at once."""
-    dialect = target.dialect
-    state = dialect.read_state(connection, event, deadline)
-    secret_states = secrets.read_states([u.secret_name for u in event.users if u.secret_name])
-    problems = dialect.state_problems(event, state)
-    for user in event.users:
-        if user.secret_name:
-            problems += secret_problems(user, secret_states[user.secret_name])
-    if problems:
-        raise InvalidEvent(problems)
-
+def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
+    """Every statement that brings the server to the event's state, in order. `passwords`
+    holds what each account that gets a password now is identified by (see my_password_clause)."""
     staying = [u for u in event.users if not u.deleting]
-    probes = probe_logins(staying, secret_states, state, event, target, secrets)
-    decided = []
-    for user in staying:
-        secret = secret_states[user.secret_name]
-        login = login_of(user, secret, state)
-        credential = decide_credential(
-            user, login, secret, state.has_user(user), probes[user.name], target
+    leaving = [u for u in event.users if u.deleting]
+    return (
+        my_account_steps(staying, state, passwords)
+        + my_privilege_steps(staying, event, state)
+        + my_delete_steps(leaving, state)
+    )
+
+
+# The database-level privileges the tool may revoke, in the order statements name them.
+MY_PRIVILEGE_ORDER = {
+    p: i
+    for i, p in reversed(
+        list(
+            enumerate(
+                MY_TABLE_PRIVILEGES
+                + MY_DDL_PRIVILEGES
+                + ("DELETE HISTORY", "SHOW CREATE ROUTINE", "GRANT OPTION")
+            )
         )
-        problems += credential_problems(credential, secret)
-        decided.append(credential)
-    rotations = rotation_calls(staying, secret_states, target.engine, os.environ)
-    problems += rotation_call_problems(staying, rotations, secret_states)
-    if problems:
-        raise InvalidEvent(problems)
-    credentials = {c.user: c for c in draw_passwords(decided, secrets, event.dry_run)}
-    identified_by = {
-        c.login: dialect.password(c.password, state)
-        for c in credentials.values()
-        if c.set_in_database
-    }
-    steps = dialect.plan(event, state, identified_by)
-    results = {
-        u.name: secret_result(u, credentials.get(u.name), secret_states[u.secret_name], event)
-        for u in event.users
-        if u.secret_name
-    }
-    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-    return Run(event, target, state, secret_states, credentials, steps, results, rotations)
+    )
+}
 
 
-def apply(connection: Any, run: Run, secrets: Secrets, deadline: Deadline) -> None:
-    """Secrets first, then the one database transaction, then the secrets that wait for it."""
-    deadline.check("writing the secrets")
-    writer = SecretWriter(secrets, run.event, run.target)
-    staying = [u for u in run.event.users if not u.deleting]
+def my_account_text(account: tuple[str, str]) -> str:
+    """'name'@'host' for messages (not for executing)."""
+    return f"'{account[0]}'@'{account[1]}'"
 
-    def before(user: UserSpec) -> str | None:
-        return writer.before_database(run.credentials[user.name], run.secret_of(user))
 
-    staged = dict(zip([u.name for u in staying], secrets.map(before, staying), strict=True))
-    deadline.check("changing the database")
-    run.target.dialect.apply(connection, run.steps, run.counter)
+def my_literal(text: str, state: MyState) -> str:
+    """A string literal, escaped by PyMySQL's own function for the session's sql_mode."""
+    if state.backslash_escapes:
+        return "'" + pymysql.converters.escape_string(text) + "'"
+    return "'" + text.replace("'", "''") + "'"
 
-    def after(user: UserSpec) -> None:
-        writer.after_database(
-            run.credentials[user.name],
-            run.secret_of(user),
-            staged[user.name],
-            run.rotations.get(user.name),
+
+def my_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def my_account(account: tuple[str, str], state: MyState) -> str:
+    return f"{my_literal(account[0], state)}@{my_literal(account[1], state)}"
+
+
+def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
+    """MariaDB gets the mysql_native_password hash, so the password never travels in a
+    statement; MySQL 8 hashes it itself with its default plugin (caching_sha2_password from 8.4)
+    and rewrites the statement in its logs. Returns the clause and the clause as shown."""
+    if state.mariadb:
+        return (
+            f"IDENTIFIED BY PASSWORD {my_literal(password, state)}",
+            "IDENTIFIED BY PASSWORD '***'",
         )
-
-    try:
-        deadline.check("promoting the new passwords")
-        secrets.map(after, staying)
-        doomed = [u for u in run.event.users if u.deleting and u.secret_name]
-        secrets.map(lambda user: writer.delete(user, run.secret_of(user)), doomed)
-    except (ApplyError, botocore.exceptions.ClientError) as error:
-        raise ApplyError(
-            f"{REDACT(str(error))}. The database changes are committed ({len(run.steps)} "
-            "statements); some secrets are not yet final. A re-run converges."
-        ) from None
+    return f"IDENTIFIED BY {my_literal(password, state)}", "IDENTIFIED BY '***'"
 
 
-def converge(
-    connection: Any, event: Event, target: Target, secrets: Secrets, deadline: Deadline
-) -> dict:
-    """Plan, then apply; a dry run rehearses the plan as far as the engine can undo it."""
-    run = prepare(connection, event, target, secrets, deadline)
-    if event.dry_run:
-        target.dialect.rehearse(connection, run.steps, run.counter)
-    else:
-        apply(connection, run, secrets, deadline)
-    return report(run, secrets, connection)
+def my_wanted(user: UserSpec) -> set[str]:
+    return set(user.privileges) | (set(MY_DDL_PRIVILEGES) if user.ddl else set())
+
+
+def my_account_steps(
+    users: list[UserSpec], state: MyState, passwords: dict[str, str]
+) -> list[Step]:
+    """CREATE USER for new users (grantors first), ALTER USER for new passwords. `passwords` is
+    by login: U, or its rotation clone once the secret names the clone."""
+    steps = []
+    for user in grantor_order(users):
+        clone = state.clone_account(user)
+        logins = [(user.account, "new password" if state.has_user(user) else "create user")]
+        if clone:
+            logins.append((clone, f"new password of {user.clone}"))
+        for account, summary in logins:
+            if account[0] not in passwords:
+                continue
+            clause, shown = my_password_clause(passwords[account[0]], state)
+            verb = "CREATE" if summary == "create user" else "ALTER"
+            statement = f"{verb} USER {my_account(account, state)} "
+            steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
+    return steps
+
+
+def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:
+    """One GRANT or REVOKE per set of privileges, naming every account that needs it. A
+    rotation clone's grants follow its user's: the AWS function copied them once, and both
+    accounts must keep the same access whichever one the secret names."""
+    grantees: dict[tuple[str, tuple[str, ...], bool], list[tuple]] = defaultdict(list)
+    for user in users:
+        want = my_wanted(user)
+        clone = state.clone_account(user)
+        for account, is_clone in ((user.account, False), (clone, True)):
+            if account is None:
+                continue
+            held = state.grants.get(account, frozenset())
+            extra = {p for p in held - want if p in MY_PRIVILEGE_ORDER}
+            for verb, differing in (("GRANT", want - held), ("REVOKE", extra)):
+                if differing:
+                    privileges = tuple(sorted(differing, key=MY_PRIVILEGE_ORDER.__getitem__))
+                    grantees[(verb, privileges, is_clone)].append((account, user.name))
+    database = my_identifier(grant_database(event.database, state.wildcards))
+    steps = []
+    for (verb, privileges, is_clone), named in sorted(grantees.items()):
+        direction = "TO" if verb == "GRANT" else "FROM"
+        names = ", ".join(my_account(account, state) for account, _ in named)
+        statement = f"{verb} {', '.join(privileges)} ON {database}.* {direction} {names}"
+        summary = f"{verb.lower()} {', '.join(privileges)} on {event.database}.*"
+        summary += " for the rotation clone" if is_clone else ""
+        steps.append(Step(statement, summary, tuple(name for _, name in named)))
+    return steps
+
+
+def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
+    """Grantees before grantors; DROP USER takes the accounts' privileges with them."""
+    steps = []
+    for user in reversed(grantor_order(users)):
+        present = [a for a in (user.account, state.clone_account(user)) if a in state.accounts]
+        if present:
+            them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
+            names = ", ".join(my_account(account, state) for account in present)
+            steps.append(Step(f"DROP USER {names}", them, (user.name,)))
+    return steps
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. The report, and the entry points: the Lambda handler and the command line.
+# 12. The engines by name.
 # ---------------------------------------------------------------------------------------------
 
+POSTGRES: Dialect[PgState] = Postgres()
+MYSQL: Dialect[MyState] = MySql("mysql", "mysql", 32, "SecretsManagerRDSMySQLRotationMultiUser")
+MARIADB: Dialect[MyState] = MySql(
+    "mariadb", "mariadb", 80, "SecretsManagerRDSMariaDBRotationMultiUser"
+)
+DIALECTS: dict[str, Dialect[Any]] = {"postgres": POSTGRES, "mysql": MYSQL, "mariadb": MARIADB}
 
-def secret_result(
-    user: UserSpec, credential: Credential | None, secret: SecretState, event: Event
-) -> str:
-    """What happens to the user's secret; the same answer for a run and for its dry run."""
-    if user.deleting:
-        return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
-    if not secret.exists:
-        return "created"
-    if (
-        secret.scheduled_for_deletion
-        or credential.mode != "keep"
-        or credential.undo_pending
-        or credential.final_value != secret.value
-        or missing_tags(secret, event)
-    ):
-        return "updated"
-    return "unchanged"
-
-
-def user_result(user: UserSpec, state: State, changes: list[str], secret: dict | None) -> str:
-    existed = state.has_user(user)
-    outcome = secret["result"] if secret else "unchanged"
-    if user.deleting:
-        return "deleted" if existed or outcome == "deleted" else "absent"
-    if not existed:
-        return "created"
-    return "updated" if changes or outcome != "unchanged" else "unchanged"
-
-
-def report(run: Run, secrets: Secrets, connection: Any) -> dict:
-    event = run.event
-    users = [user_report(user, run) for user in event.users]
-    changed = (
-        bool(run.steps)
-        or bool(run.rotations)
-        or any(u["secret"] and u["secret"]["result"] not in ("unchanged", "absent") for u in users)
-    )
-    result = {
-        "status": "dry_run" if event.dry_run else "success",
-        "dry_run": event.dry_run,
-        "changed": changed,
-        "engine": run.target.engine,
-        "host": run.target.host,
-        "database": run.target.database,
-        "users": users,
-        "stats": {
-            "sql_statements": run.counter["statements"],
-            "sql_ms": run.counter["sql_ms"],
-            "catalog_queries": run.state.catalog_queries,
-            "aws_calls": dict(sorted(secrets.calls.items())),
-        },
-    }
-    if event.dry_run:
-        result["sql"] = [step.display(connection) for step in run.steps]
-    return result
-
-
-def user_report(user: UserSpec, run: Run) -> dict:
-    credential = run.credentials.get(user.name)
-    changes = [step.summary for step in run.steps if user.name in step.users]
-    if credential and credential.mode == "finish":
-        changes.append("finish an interrupted password change")
-    if credential and credential.undo_pending:
-        changes.append("undo an interrupted password change")
-    secret = None
-    if user.secret_name:
-        result = run.secret_results[user.name]
-        secret = {"name": user.secret_name, "arn": run.secret_of(user).arn, "result": result}
-        if result not in ("unchanged", "absent"):
-            changes.append(f"secret {result}")
-    rotation = run.rotations.get(user.name)
-    if rotation:
-        changes.append(rotation_summary(rotation))
-    return {
-        "db_user": user.name,
-        "action": user.action,
-        "grantor": user.grantor,  # the order the users were created in follows it
-        "result": user_result(user, run.state, changes, secret),
-        "changes": changes,
-        "secret": secret,
-        "rotation": ROTATION_RESULTS[rotation.change] if rotation else "unchanged",
-    }
-
-
-def rotation_summary(call: RotationCall) -> str:
-    """The change line: rotation enabled (every 30 days, function ...), rotation disabled."""
-    if call.change == "disable":
-        return "rotation disabled"
-    wanted = call.rotation
-    details = [wanted.schedule or f"every {wanted.days} days"]
-    if wanted.duration:
-        details.append(f"window {wanted.duration}")
-    if wanted.rotate_immediately:
-        details.append("rotating now")
-    details.append(f"function {call.function_arn}")
-    return f"rotation {ROTATION_RESULTS[call.change]} ({', '.join(details)})"
-
-
-def run(raw: Any, context: Any = None, dry_run: bool = False) -> dict:
-    """One invocation: validate, read the master secret, converge under the cluster lock."""
-    started = time.monotonic()
-    REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
-    event = parse_event(raw)
-    if dry_run:
-        event = replace(event, dry_run=True)
-    region = event.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    secrets = Secrets(region)
-    master, master_arn = secrets.master_secret(event.secret_name)
-    target = resolve_target(event, master, master_arn)
-    event = bind_engine(event, target.engine)
-    problems = rotation_problems(event, target.engine, os.environ)
-    problems += rotation_host_problems(event, target, master)
-    if problems:
-        raise InvalidEvent(problems)
-    info(
-        "start",
-        host=target.host,
-        database=target.database,
-        users=len(event.users),
-        dry_run=event.dry_run,
-    )
-    deadline = Deadline(context)
-    with target.dialect.lock(target, deadline):
-        connection = target.dialect.connect(target)
-        try:
-            result = converge(connection, event, target, secrets, deadline)
-        finally:
-            connection.close()
-    result["duration_ms"] = round((time.monotonic() - started) * 1000)
-    info(
-        "done",
-        status=result["status"],
-        changed=result["changed"],
-        duration_ms=result["duration_ms"],
-        stats=result["stats"],
-    )
-    return result
-
-
-def lambda_handler(event: Any, context: Any) -> dict:
-    """Returns the report; raises on any failure so `aws lambda invoke` shows FunctionError."""
-    JsonFormatter.request_id = getattr(context, "aws_request_id", "-")
-    try:
-        return run(event, context)
-    except (InvalidEvent, ApplyError) as error:
-        log.error(str(error))
-        raise
-    except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
-        message = REDACT(f"{type(error).__name__}: {error}")
-        log.error(message)
-        raise ApplyError(message) from None
-
-
-def main(argv: list[str]) -> int:
-    """python deploy/lambda_function.py EVENT.json [--dry-run]: 0 ok, 1 failed, 2 invalid."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("event", help="the event, a JSON file ('-' for standard input)")
-    parser.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
-    args = parser.parse_args(argv)
-    LineHandler.to_stderr = True
-    try:
-        with open(args.event) if args.event != "-" else sys.stdin as source:
-            raw = json.load(source)
-    except (OSError, ValueError) as error:
-        print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
-        return 2
-    try:
-        result = run(raw, dry_run=args.dry_run)
-    except InvalidEvent as error:
-        print(error, file=sys.stderr)
-        return 2
-    except Exception as error:
-        print(f"failed: {REDACT(str(error))}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+# What grant_privileges may name before the engine is known: any engine's table privileges.
+KNOWN_PRIVILEGES = frozenset(p for d in DIALECTS.values() for p in d.table_privileges)
 
 
 if __name__ == "__main__":

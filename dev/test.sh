@@ -11,6 +11,9 @@ echo "test: ruff check"
 echo "test: ruff format --check"
 .venv/bin/ruff format --check .
 
+echo "test: mypy (the Dialect Protocol, checked against both engines)"
+.venv/bin/mypy
+
 echo "test: pytest"
 # exec keeps pytest's exit code (5 = no tests collected is a failure too).
 exec .venv/bin/python -m pytest "$@"

@@ -166,7 +166,8 @@ class RdsLike:
         }
 
     def seed_event(self, **extra: Any) -> dict:
-        """The SPEC's seed example as written, but for this engine and the local server."""
+        """The seed example of docs/CONTRACT.md §2 as written, but for this engine and the
+        local server."""
         local = {
             "rds_host": self.server.host,
             "rds_port": self.server.port,
@@ -239,6 +240,29 @@ class RdsLike:
         with connection.cursor() as cursor:
             cursor.execute(statement, self.sql_params(params))
             return list(cursor.fetchall()) if cursor.description else []
+
+    def can(self, secret_name: str, statement: str) -> bool:
+        """Whether the account the secret names may run the statement, logged in as the
+        application would. Rolled back either way (MySQL commits DDL by itself)."""
+        connection = self.login(secret_name)
+        try:
+            self.run_sql(connection, statement)
+            return True
+        except Exception as error:
+            if self.denied(error):
+                return False
+            raise
+        finally:
+            connection.rollback()
+            connection.close()
+
+    @staticmethod
+    def denied(error: Exception) -> bool:
+        """Whether the server refused the statement for want of a privilege."""
+        if getattr(error, "pgcode", None) == "42501":  # insufficient_privilege
+            return True
+        # MySQL: access denied to the database, a table, a column
+        return isinstance(error, pymysql.err.MySQLError) and error.args[0] in (1044, 1142, 1143)
 
 
 @dataclass

@@ -29,21 +29,6 @@ def update_ro(rds):
     )
 
 
-def can(rds, secret_name: str, statement: str) -> bool:
-    """Whether the user of that secret may run the statement (rolled back either way)."""
-    connection = rds.login(secret_name)
-    connection.autocommit = False
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-        return True
-    except psycopg2.errors.InsufficientPrivilege:
-        return False
-    finally:
-        connection.rollback()
-        connection.close()
-
-
 def test_the_seed_example_creates_three_users_whose_secrets_log_in(rds):
     report = rds.invoke(rds.seed_event())
 
@@ -63,13 +48,13 @@ def test_a_table_the_ddl_user_creates_later_is_usable_by_its_grantees(rds):
     with rds.login(DDL) as connection:
         rds.run_sql(connection, "CREATE TABLE dag_run (id serial PRIMARY KEY, state text)")
 
-    assert can(rds, DML, "INSERT INTO dag_run (state) VALUES ('queued')")
-    assert can(rds, DML, "UPDATE dag_run SET state = 'done'")
-    assert can(rds, DML, "DELETE FROM dag_run")
-    assert can(rds, RO, "SELECT * FROM dag_run")
-    assert not can(rds, RO, "INSERT INTO dag_run (state) VALUES ('queued')")
-    assert not can(rds, DML, "TRUNCATE dag_run")
-    assert can(rds, DDL, "TRUNCATE dag_run")
+    assert rds.can(DML, "INSERT INTO dag_run (state) VALUES ('queued')")
+    assert rds.can(DML, "UPDATE dag_run SET state = 'done'")
+    assert rds.can(DML, "DELETE FROM dag_run")
+    assert rds.can(RO, "SELECT * FROM dag_run")
+    assert not rds.can(RO, "INSERT INTO dag_run (state) VALUES ('queued')")
+    assert not rds.can(DML, "TRUNCATE dag_run")
+    assert rds.can(DDL, "TRUNCATE dag_run")
 
 
 def test_only_the_ddl_user_may_create_tables(rds):
@@ -77,9 +62,9 @@ def test_only_the_ddl_user_may_create_tables(rds):
         rds.run_sql(connection, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     rds.invoke(rds.seed_event())
 
-    assert can(rds, DDL, "CREATE TABLE t (x int)")
-    assert not can(rds, DML, "CREATE TABLE t (x int)")
-    assert not can(rds, RO, "CREATE TABLE t (x int)")
+    assert rds.can(DDL, "CREATE TABLE t (x int)")
+    assert not rds.can(DML, "CREATE TABLE t (x int)")
+    assert not rds.can(RO, "CREATE TABLE t (x int)")
 
 
 def test_tables_that_exist_before_the_run_are_granted_too(rds):
@@ -88,9 +73,9 @@ def test_tables_that_exist_before_the_run_are_granted_too(rds):
 
     rds.invoke(rds.seed_event())
 
-    assert can(rds, DML, "INSERT INTO existing (x) VALUES (1)")  # sequence usage included
-    assert can(rds, RO, "SELECT * FROM existing")
-    assert not can(rds, RO, "DELETE FROM existing")
+    assert rds.can(DML, "INSERT INTO existing (x) VALUES (1)")  # sequence usage included
+    assert rds.can(RO, "SELECT * FROM existing")
+    assert not rds.can(RO, "DELETE FROM existing")
 
 
 def test_a_second_identical_run_changes_nothing_and_adds_no_secret_version(rds):
@@ -159,12 +144,12 @@ def test_changing_privileges_revokes_what_was_removed(rds):
 
     changes = report["users"][1]["changes"]
     assert "revoke INSERT, UPDATE, DELETE on 1 table in public" in changes
-    assert can(rds, DML, "SELECT * FROM dag_run")
-    assert not can(rds, DML, "INSERT INTO dag_run VALUES (1)")
+    assert rds.can(DML, "SELECT * FROM dag_run")
+    assert not rds.can(DML, "INSERT INTO dag_run VALUES (1)")
     with rds.login(DDL) as connection:
         rds.run_sql(connection, "CREATE TABLE later (id int)")
-    assert not can(rds, DML, "INSERT INTO later VALUES (1)")  # default privileges narrowed too
-    assert can(rds, DML, "SELECT * FROM later")
+    assert not rds.can(DML, "INSERT INTO later VALUES (1)")  # default privileges narrowed too
+    assert rds.can(DML, "SELECT * FROM later")
 
 
 def test_privileges_granted_by_hand_are_revoked_and_reported(rds):
@@ -175,7 +160,7 @@ def test_privileges_granted_by_hand_are_revoked_and_reported(rds):
     report = rds.invoke(rds.seed_event())
 
     assert report["users"][2]["changes"] == ["revoke DELETE on 1 table in public"]
-    assert not can(rds, RO, "DELETE FROM t")
+    assert not rds.can(RO, "DELETE FROM t")
 
 
 def test_delete_removes_the_user_and_its_secret_and_hands_over_its_objects(rds):
@@ -268,8 +253,8 @@ def test_hostile_names_are_created_as_given_and_nothing_else_is_touched(rds, nam
     rds.invoke(rds.event([user(name, "hostile", grant_privileges="SELECT")]))
 
     assert rds.roles() - roles_before == {name}
-    assert can(rds, "hostile", "SELECT * FROM t")
-    assert not can(rds, "hostile", "DELETE FROM t")
+    assert rds.can("hostile", "SELECT * FROM t")
+    assert not rds.can("hostile", "DELETE FROM t")
     with rds.as_master() as connection:
         assert rds.run_sql(connection, "SELECT count(*) FROM t") == [(0,)]
 
@@ -312,7 +297,7 @@ def test_an_existing_role_can_be_the_grantor(rds):
     with rds.connect("migrator", "migrator-pw") as connection:
         rds.run_sql(connection, "CREATE TABLE made_later (id int)")
 
-    assert can(rds, "secret-reader", "SELECT * FROM made_later")
+    assert rds.can("secret-reader", "SELECT * FROM made_later")
 
 
 def test_a_missing_schema_is_refused(rds):
@@ -335,8 +320,8 @@ def test_several_schemas_are_managed(rds):
     with rds.login("secret-owner") as connection:
         rds.run_sql(connection, "CREATE TABLE sales.later (id int)")
 
-    assert can(rds, "secret-reader", "SELECT * FROM sales.orders")
-    assert can(rds, "secret-reader", "SELECT * FROM sales.later")
+    assert rds.can("secret-reader", "SELECT * FROM sales.orders")
+    assert rds.can("secret-reader", "SELECT * FROM sales.later")
 
 
 def test_an_existing_user_without_a_secret_is_adopted_with_a_new_password(rds):
@@ -480,7 +465,7 @@ def test_views_are_granted_like_tables(rds):
     with rds.login(DDL) as connection:
         rds.run_sql(connection, "CREATE TABLE t (id int); CREATE VIEW v AS SELECT * FROM t")
 
-    assert can(rds, RO, "SELECT * FROM v")
+    assert rds.can(RO, "SELECT * FROM v")
     assert rds.invoke(rds.seed_event())["changed"] is False
 
 
@@ -491,7 +476,7 @@ def test_delete_with_reassign_to_hands_the_objects_to_that_role(rds):
 
     rds.invoke(rds.event([user("app", "secret-app", action="delete", reassign_to="heir")]))
 
-    assert can(rds, "secret-heir", "DROP TABLE legacy")  # only an owner may drop it
+    assert rds.can("secret-heir", "DROP TABLE legacy")  # only an owner may drop it
 
 
 def test_a_hostile_schema_name_is_quoted(rds):
@@ -504,7 +489,7 @@ def test_a_hostile_schema_name_is_quoted(rds):
     rds.invoke(rds.event([user("owner", grant_ddl=True)], schemas=[schema]))
 
     quoted = schema.replace('"', '""')
-    assert can(rds, "secret-owner", f'CREATE TABLE "{quoted}".mine (id int)')
+    assert rds.can("secret-owner", f'CREATE TABLE "{quoted}".mine (id int)')
     with rds.as_master() as connection:
         assert rds.run_sql(connection, "SELECT count(*) FROM t") == [(0,)]
 
@@ -646,13 +631,13 @@ def test_all_privileges_follow_the_server_version(rds):
         rds.run_sql(connection, "CREATE TABLE t (id int)")
     rds.invoke(rds.event([user("admin", grant_privileges="ALL")]))
 
-    assert can(rds, "secret-admin", "TRUNCATE t")
-    assert can(rds, "secret-admin", "DELETE FROM t")
+    assert rds.can("secret-admin", "TRUNCATE t")
+    assert rds.can("secret-admin", "DELETE FROM t")
     assert rds.invoke(rds.event([user("admin", grant_privileges="ALL")]))["changed"] is False
     if rds.major >= 17:
-        assert can(rds, "secret-admin", "REINDEX TABLE t")  # needs MAINTAIN
+        assert rds.can("secret-admin", "REINDEX TABLE t")  # needs MAINTAIN
         rds.invoke(rds.event([user("admin", grant_privileges="SELECT")]))
-        assert not can(rds, "secret-admin", "REINDEX TABLE t")
+        assert not rds.can("secret-admin", "REINDEX TABLE t")
 
 
 def test_maintain_is_refused_before_postgresql_17(rds):
@@ -706,13 +691,13 @@ def test_killed_while_adopting_a_user_without_a_secret_the_next_run_repairs_it(r
 def writes(monkeypatch):
     """Every Secrets Manager write the tool makes, in order, as (operation, arguments)."""
     made = []
-    write = tool.Secrets.write
+    write = tool.SecretsManager.write
 
     def recording(self, operation, **arguments):
         made.append((operation, arguments))
         return write(self, operation, **arguments)
 
-    monkeypatch.setattr(tool.Secrets, "write", recording)
+    monkeypatch.setattr(tool.SecretsManager, "write", recording)
     return made
 
 

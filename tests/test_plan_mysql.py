@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import spec
 from lambda_function import (
+    DIALECTS,
     MY_DDL_PRIVILEGES,
     Event,
     MyAccount,
@@ -24,7 +25,7 @@ MASTER = "admin"
 
 
 def event(*users: UserSpec, database="app", engine="mysql") -> Event:
-    return bind_engine(Event(secret_name="m", database=database, users=users), engine)
+    return bind_engine(Event(secret_name="m", database=database, users=users), DIALECTS[engine])
 
 
 def state(*accounts, grants=None, mariadb=False, wildcards=True, backslashes=True, definers=None):
@@ -202,9 +203,9 @@ def test_superusers_roles_missing_grantors_and_definers_are_refused():
     ]
 
 
-# Rotation clones (SPEC §6): the AWS function copies U's grants to U_clone once; after that the
-# clone's grants follow U's, its password is the secret's when the secret names it, and a
-# delete drops both.
+# Rotation clones (docs/CONTRACT.md §6): the AWS function copies U's grants to U_clone once;
+# after that the clone's grants follow U's, its password is the secret's when the secret
+# names it, and a delete drops both.
 
 
 def test_the_clones_grants_follow_its_users():

@@ -7,9 +7,9 @@ import json
 
 import pytest
 from lambda_function import (
-    InvalidEvent,
+    DIALECTS,
     Rotation,
-    Secrets,
+    SecretsManager,
     SecretState,
     described_rotation,
     has_every_type,
@@ -29,7 +29,7 @@ def test_reading_the_states_costs_one_describe_per_secret_and_one_batch_read_per
         secretsmanager.create_secret(
             Name=f"s{i}", SecretString=json.dumps({"username": f"u{i}", "password": "p"})
         )
-    client = Secrets("us-east-1")
+    client = SecretsManager("us-east-1")
 
     states = client.read_states([f"s{i}" for i in range(45)] + ["missing"])
 
@@ -42,18 +42,18 @@ def test_a_secret_scheduled_for_deletion_is_seen_as_such(secretsmanager):
     secretsmanager.create_secret(Name="old", SecretString="{}")
     secretsmanager.delete_secret(SecretId="old", RecoveryWindowInDays=7)
 
-    state = Secrets("us-east-1").read_states(["old"])["old"]
+    state = SecretsManager("us-east-1").read_states(["old"])["old"]
 
     assert state.exists and state.scheduled_for_deletion and state.value is None
 
 
 def test_a_value_that_is_not_json_marks_the_secret_as_somebody_elses(secretsmanager):
     secretsmanager.create_secret(Name="plain", SecretString="hunter2")
-    assert Secrets("us-east-1").read_states(["plain"])["plain"].foreign_value
+    assert SecretsManager("us-east-1").read_states(["plain"])["plain"].foreign_value
 
 
 def test_generated_passwords_avoid_the_characters_that_break_connection_strings(secretsmanager):
-    client = Secrets("us-east-1")
+    client = SecretsManager("us-east-1")
 
     passwords = client.random_passwords(300)
 
@@ -75,7 +75,7 @@ def event(**keys):
 
 
 def test_the_master_secret_fills_in_what_the_event_leaves_out():
-    target = resolve_target(
+    target, problems = resolve_target(
         event(),
         {
             "username": "admin",
@@ -86,6 +86,7 @@ def test_the_master_secret_fills_in_what_the_event_leaves_out():
         },
         "arn:m",
     )
+    assert problems == []
     assert (target.host, target.port, target.engine, target.master_user) == (
         "h",
         6543,
@@ -95,18 +96,19 @@ def test_the_master_secret_fills_in_what_the_event_leaves_out():
 
 
 def test_the_event_wins_over_the_master_secret():
-    target = resolve_target(
+    target, problems = resolve_target(
         event(rds_host="e", rds_port=7000, db_engine="postgresql"),
         {"username": "a", "password": "p", "host": "h", "port": 1},
         "arn",
     )
+    assert problems == []
     assert (target.host, target.port) == ("e", 7000)
 
 
 def test_an_rds_managed_master_secret_needs_host_and_engine_from_the_event():
-    with pytest.raises(InvalidEvent) as caught:
-        resolve_target(event(), {"username": "a", "password": "p"}, "arn")
-    assert caught.value.problems == [
+    target, problems = resolve_target(event(), {"username": "a", "password": "p"}, "arn")
+    assert target is None
+    assert problems == [
         "rds_host is required (the master secret has no host)",
         "db_engine is required (the master secret names no engine it knows)",
     ]
@@ -115,11 +117,10 @@ def test_an_rds_managed_master_secret_needs_host_and_engine_from_the_event():
 def test_an_engine_known_only_from_the_master_secret_is_checked_then():
     user = {"db_user": "u" * 40, "user_secret_name": "s", "grant_privileges": "MAINTAIN"}
     parsed = parse_event({"secret_name": "m", "database_name": "app", "users": [user]})
-    with pytest.raises(InvalidEvent) as caught:
-        resolve_target(
-            parsed, {"username": "a", "password": "p", "engine": "mysql", "host": "h"}, "x"
-        )
-    assert caught.value.problems == [
+    _, problems = resolve_target(
+        parsed, {"username": "a", "password": "p", "engine": "mysql", "host": "h"}, "x"
+    )
+    assert problems == [
         f"user {'u' * 40!r}: db_user {'u' * 40!r} is longer than mysql's 32 characters",
         f"user {'u' * 40!r}: grant_privileges: MAINTAIN is not a mysql table privilege "
         "(allowed: SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, "
@@ -128,7 +129,7 @@ def test_an_engine_known_only_from_the_master_secret_is_checked_then():
 
 
 def test_the_default_port_follows_the_engine():
-    target = resolve_target(
+    target, _ = resolve_target(
         event(rds_host="h", db_engine="mariadb"), {"username": "a", "password": "p"}, "x"
     )
     assert (target.engine, target.port) == ("mariadb", 3306)
@@ -190,7 +191,7 @@ def test_the_secrets_rotation_comes_with_its_description_at_no_extra_call(
         RotateImmediately=False,
     )
     secretsmanager.create_secret(Name="never-rotated", SecretString='{"username": "v"}')
-    client = Secrets("us-east-1")
+    client = SecretsManager("us-east-1")
 
     states = client.read_states(["s", "never-rotated"])
 
@@ -331,12 +332,13 @@ def test_the_engines_aws_function_comes_from_the_deployment(engine):
     event = rotating({"db_user": "u", "user_secret_name": "s"}, rotation={})
     variable = ENGINE_VARIABLES[engine]
 
-    assert rotation_problems(event, engine, {variable: FUNCTION}) == []
-    assert rotation_function(event.users[0].rotation, engine, {variable: FUNCTION}) == FUNCTION
-    (problem,) = rotation_problems(event, engine, {})
+    assert rotation_problems(event, DIALECTS[engine], {variable: FUNCTION}) == []
+    wanted = event.users[0].rotation
+    assert rotation_function(wanted, DIALECTS[engine], {variable: FUNCTION}) == FUNCTION
+    (problem,) = rotation_problems(event, DIALECTS[engine], {})
     assert problem.startswith("rotation of 'u' needs a rotation function: give rotation.lambda_arn")
     assert variable in problem and "RotationMultiUser" in problem
-    assert rotation_problems(event, engine, {variable: "rotate-db-users"}) == [
+    assert rotation_problems(event, DIALECTS[engine], {variable: "rotate-db-users"}) == [
         f"{variable} must be a Lambda function ARN, not 'rotate-db-users'"
     ]
 
@@ -350,8 +352,8 @@ def test_a_function_of_the_events_own_or_no_rotation_needs_no_deployment_setting
     )
     env = {"ROTATION_LAMBDA_ARN_POSTGRES": FUNCTION}
 
-    assert rotation_problems(event, "postgres", {}) == []
-    assert rotation_function(event.users[0].rotation, "postgres", env) == OTHER_FUNCTION
+    assert rotation_problems(event, DIALECTS["postgres"], {}) == []
+    assert rotation_function(event.users[0].rotation, DIALECTS["postgres"], env) == OTHER_FUNCTION
 
 
 def test_one_problem_names_every_user_that_needs_the_aws_function():
@@ -361,7 +363,8 @@ def test_one_problem_names_every_user_that_needs_the_aws_function():
         {"db_user": "c", "user_secret_name": "3", "rotation": {"lambda_arn": FUNCTION}},
         rotation={"days": 7},
     )
-    (problem,) = rotation_problems(event, "postgres", {"ROTATION_LAMBDA_ARN_POSTGRES": " "})
+    blank = {"ROTATION_LAMBDA_ARN_POSTGRES": " "}
+    (problem,) = rotation_problems(event, DIALECTS["postgres"], blank)
     assert problem.startswith("rotation of 'a', 'b' needs a rotation function")
 
 
@@ -388,7 +391,7 @@ def test_moving_awscurrent_changes_what_a_read_without_a_stage_returns(secretsma
 def test_the_aws_function_needs_the_user_secrets_host_to_be_the_masters(rds_host, refused):
     master = {"username": "m", "password": "p", "host": "db.example", "engine": "postgres"}
     event = rotating({"db_user": "u", "user_secret_name": "s"}, rotation={}, rds_host=rds_host)
-    target = resolve_target(event, master, "arn")
+    target, _ = resolve_target(event, master, "arn")
 
     problems = rotation_host_problems(event, target, master)
 
