@@ -260,6 +260,7 @@ class UserSpec:
     reassign_to: str | None = None
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # MySQL account host; None: not given ("%")
+    secret_found: bool = False  # a delete's secret, found by its tags (none was named)
 
     @property
     def account(self) -> tuple[str, str]:
@@ -307,6 +308,7 @@ class Event:
     recovery_days: int = 7
     ssl_mode: SslMode = "require"
     verify_logins: bool = False
+    move_secrets: bool = False  # secrets describing this database at another endpoint follow it
 
     def user(self, name: str) -> UserSpec | None:
         return next((u for u in self.users if u.name == name), None)
@@ -434,6 +436,10 @@ class Facts:
     state: EngineState
     secrets: dict[str, SecretState]
     probes: dict[str, Probe]
+    # Found by their tags: a delete's secrets when it names none, and other secrets of an
+    # account that is about to get a secret (and so a password) of this event's (by user).
+    found: dict[str, list[str]] = field(default_factory=dict)
+    elsewhere: dict[str, list[str]] = field(default_factory=dict)
 
 
 PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
@@ -578,7 +584,12 @@ ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
 
 SSL_MODES = ("require", "verify-full", "disable")
 
-SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what CreateSecret accepts
+SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
+# The tags that say whose secret it is and for which database: a delete that names no secret
+# finds it by them, and so does the check that an account has one secret per server.
+USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
+TAG_VALUE_LIMIT = 256
 
 TOP_KEYS = {
     "secret_name",
@@ -596,6 +607,7 @@ TOP_KEYS = {
     "secret_recovery_days",
     "ssl_mode",
     "verify_logins",
+    "move_secrets",
 }
 
 USER_KEYS = {
@@ -661,7 +673,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         texts[key], found = parse_text(raw, key, required=key in ("secret_name", "database_name"))
         problems += found
     if texts["secret_name"]:
-        problems += secret_name_problems(texts["secret_name"], "secret_name")
+        problems += secret_id_problems(texts["secret_name"], "secret_name")
     engine, found = parse_engine(raw.get("db_engine"))
     problems += found
     port, found = parse_port(raw.get("rds_port"))
@@ -675,7 +687,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"))
     problems += found
     flags = {}
-    for key in ("dry_run", "verify_logins"):
+    for key in ("dry_run", "verify_logins", "move_secrets"):
         flags[key], found = parse_flag(raw, key)
         problems += found
     rotation, found = parse_rotation(raw.get("rotation"))
@@ -698,6 +710,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         recovery_days=recovery,
         ssl_mode=ssl_mode,
         verify_logins=flags["verify_logins"],
+        move_secrets=flags["move_secrets"],
     )
     problems += relationship_problems(event)
     if engine:
@@ -1057,7 +1070,18 @@ def host_problems(host: Any) -> list[str]:
     return []
 
 
+def secret_id_problems(secret_id: str, what: str) -> list[str]:
+    """A secret the tool only reads (the master's): any name or ARN Secrets Manager takes as a
+    SecretId, RDS's own `rds!db-...` and `rds!cluster-...` included."""
+    if len(secret_id) > SECRET_ID_LIMIT or not secret_id.isprintable():
+        return [
+            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} printable characters"
+        ]
+    return []
+
+
 def secret_name_problems(name: Any, what: str) -> list[str]:
+    """A secret the tool may create: CreateSecret's rules for a name, or an ARN."""
     if not isinstance(name, str) or not (name.startswith("arn:") or SECRET_NAME.match(name)):
         return [f"{what} must be a secret name (letters, digits, /_+=.@-) or an ARN"]
     return []
@@ -1180,10 +1204,33 @@ def gather(
     """All a run reads before it decides: the database state, the user secrets, and the
     logins whose outcome decides a password's fate."""
     state = target.dialect.read_state(connection, event, deadline)
-    secrets = aws.read_states([u.secret_name for u in event.users if u.secret_name])
+    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
+    found = dict(
+        zip(
+            [u.name for u in unnamed],
+            aws.map(lambda user: aws.find_managed(target, user.name), unnamed),
+            strict=True,
+        )
+    )
+    names = [u.secret_name for u in event.users if u.secret_name]
+    secrets = aws.read_states(names + [arn for arns in found.values() for arn in arns])
+    # An account that exists and is to get a secret it never had gets a new password: any
+    # other secret of the tool's for it (one per database on this server) would stop working.
+    adopted = [
+        u
+        for u in event.users
+        if not u.deleting and state.has_user(u) and not secrets[u.secret_name or ""].exists
+    ]
+    elsewhere = dict(
+        zip(
+            [u.name for u in adopted],
+            aws.map(lambda user: aws.find_managed(target, user.name, anywhere=True), adopted),
+            strict=True,
+        )
+    )
     staying = [u for u in event.users if not u.deleting]
     probes = probe_logins(staying, secrets, state, event, target, aws)
-    return Facts(state, secrets, probes)
+    return Facts(state, secrets, probes, found, elsewhere)
 
 
 def resolve_target(
@@ -1330,6 +1377,27 @@ class SecretsManager:
         REDACT.add(value.get("password"))
         return value, response["ARN"]
 
+    def find_managed(self, target: Target, user: str, *, anywhere: bool = False) -> list[str]:
+        """The ARNs of the secrets the tool made for `user` on this database (or, `anywhere`,
+        on any database of this server), by their tags. ListSecrets can lag writes by a few
+        minutes: a delete that finds nothing says so, and its re-run looks again."""
+        wanted = identity_tags(target, user)
+        if anywhere:
+            del wanted[DATABASE_TAG]
+        filters = [
+            {"Key": "tag-key", "Values": [USER_TAG]},
+            {"Key": "tag-value", "Values": [wanted[USER_TAG]]},  # a prefix: checked below
+        ]
+        found = []
+        for page in self.client.get_paginator("list_secrets").paginate(Filters=filters):
+            for entry in page["SecretList"]:
+                tags = {t["Key"]: t["Value"] for t in entry.get("Tags", [])}
+                if tags.get("managed-by") == TOOL and all(
+                    tags.get(k) == v for k, v in wanted.items()
+                ):
+                    found.append(entry["ARN"])
+        return sorted(found)
+
     def read_states(self, names: list[str]) -> dict[str, SecretState]:
         """Describe each secret, then read the current values in batches of 20."""
         states = {s.name: s for s in self.map(self._describe, names)}
@@ -1458,7 +1526,7 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
-        mine = not secret_problems(user, secret)
+        mine = not secret_problems(user, secret, target, event)
         if mine and needs_probe(secret, login_exists=state.has_user(user), event=event):
             return probe(target, login_of(user, secret, state), secret)
         return Probe()
@@ -1484,10 +1552,18 @@ def make_plan(
     found here against the state and the secrets) is raised at once, before any password is
     drawn: a user fixes everything in one round."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
-    problems = problems + dialect.state_problems(event, state)
+    event, found_problems = with_found_secrets(event, facts.found)
+    problems = problems + found_problems + dialect.state_problems(event, state)
     for user in event.users:
         if user.secret_name:
-            problems += secret_problems(user, secrets[user.secret_name])
+            problems += secret_problems(user, secrets[user.secret_name], target, event)
+        problems += [
+            f"user {user.name!r}: its account exists and is managed through secret {other!r}, "
+            f"and an account has one password (roles and accounts span the server): giving it "
+            f"secret {user.secret_name!r} would leave that one unable to log in. Nothing was "
+            "changed; manage each account through one secret, in one event"
+            for other in facts.elsewhere.get(user.name, [])
+        ]
     staying = [u for u in event.users if not u.deleting]
     decided = []
     for user in staying:
@@ -1510,7 +1586,9 @@ def make_plan(
     }
     steps = dialect.plan(event, state, identified_by)
     results = {
-        u.name: secret_result(u, credentials.get(u.name), secrets[u.secret_name], event)
+        u.name: secret_result(
+            u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
+        )
         for u in event.users
         if u.secret_name
     }
@@ -1521,7 +1599,25 @@ def make_plan(
     return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
 
 
-def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
+def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
+    """The event with each delete that names no secret given the one found by its tags."""
+    users, problems = [], []
+    for user in event.users:
+        arns = found.get(user.name, [])
+        if len(arns) > 1:
+            problems.append(
+                f"user {user.name!r}: several secrets of the tool's describe it on this database "
+                f"({', '.join(arns)}); name the one to delete in user_secret_name"
+            )
+        if len(arns) == 1:
+            user = replace(user, secret_name=arns[0], secret_found=True)
+        users.append(user)
+    return replace(event, users=tuple(users)), problems
+
+
+def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: Event) -> list[str]:
+    """A secret is one account's on one database: never taken from another account, and
+    never moved to another database (nor, unless the event says so, to another endpoint)."""
     if not secret.exists:
         return []
     if secret.foreign_value:
@@ -1529,13 +1625,50 @@ def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
             f"user {user.name!r}: secret {secret.name!r} holds a value that is not a "
             "JSON object: it is somebody else's and is not overwritten"
         ]
-    owner = (secret.value or {}).get("username")
+    value = secret.value or {}
+    owner = value.get("username")
     if owner not in (None, user.name, user.clone):
         return [
             f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
             "and is not overwritten"
         ]
+    differs = described_elsewhere(value, target, moving=event.move_secrets)
+    if differs:
+        return [
+            f"user {user.name!r}: secret {secret.name!r} describes another database "
+            f"({'; '.join(differs)}); a secret is one database's, so it is not taken over. "
+            "Nothing was changed"
+            + (
+                "; if the database moved to this endpoint, give move_secrets: true"
+                if not event.move_secrets or described_elsewhere(value, target, moving=False)
+                else ""
+            )
+        ]
     return []
+
+
+def described_elsewhere(value: dict, target: Target, *, moving: bool) -> list[str]:
+    """How the database a secret value describes differs from the target (what is absent
+    does not differ: a secret made by hand may say less). With `moving`, only the endpoint
+    (host, port) may differ."""
+    said = {
+        "engine": ENGINES.get(str(value.get("engine", "")).lower(), value.get("engine")),
+        "dbname": value.get("dbname"),
+        "host": str(value["host"]).lower() if value.get("host") else None,
+        "port": str(value["port"]) if value.get("port") else None,
+    }
+    wanted = {
+        "engine": target.engine,
+        "dbname": target.database,
+        "host": target.host.lower(),
+        "port": str(target.port),
+    }
+    keys = ("engine", "dbname") if moving else ("engine", "dbname", "host", "port")
+    return [
+        f"{key} {said[key]!r}, not {wanted[key]!r}"
+        for key in keys
+        if said[key] is not None and said[key] != wanted[key]
+    ]
 
 
 def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
@@ -1663,17 +1796,36 @@ def rotation_call_problems(
     return problems
 
 
-def wanted_tags(event: Event) -> dict[str, str]:
-    return {"managed-by": TOOL, **event.secret_tags}
+def wanted_tags(event: Event, target: Target, user: str) -> dict[str, str]:
+    """The tags of a user's secret: the tool's mark, what the secret is for (so that it can be
+    found by them), and the event's own."""
+    return {"managed-by": TOOL, **identity_tags(target, user), **event.secret_tags}
 
 
-def missing_tags(secret: SecretState, event: Event) -> dict[str, str]:
+def identity_tags(target: Target, user: str) -> dict[str, str]:
+    """Whose secret it is, and for which database on which server."""
+    return {
+        USER_TAG: tag_value(user),
+        SERVER_TAG: tag_value(f"{target.engine}/{target.host.lower()}:{target.port}"),
+        DATABASE_TAG: tag_value(target.database),
+    }
+
+
+def tag_value(text: str) -> str:
+    """`text` as a tag value may hold it (letters, digits, blanks and _.:/=+-@, at most 256),
+    else a digest of it: a name of any characters still finds its secret."""
+    if len(text) <= TAG_VALUE_LIMIT and all(c.isalnum() or c in " _.:/=+-@" for c in text):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def missing_tags(secret: SecretState, wanted: dict[str, str]) -> dict[str, str]:
     """The tags the secret lacks or has another value for (tags others added are kept)."""
-    return {k: v for k, v in wanted_tags(event).items() if secret.tags.get(k) != v}
+    return {k: v for k, v in wanted.items() if secret.tags.get(k) != v}
 
 
 def secret_result(
-    user: UserSpec, credential: Credential | None, secret: SecretState, event: Event
+    user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
 ) -> str:
     """What happens to the user's secret; the same answer for a run and for its dry run."""
     if user.deleting:
@@ -1686,7 +1838,7 @@ def secret_result(
         or credential.mode != "keep"
         or credential.undo_pending
         or credential.final_value != secret.value
-        or missing_tags(secret, event)
+        or missing_tags(secret, tags)
     ):
         return "updated"
     return "unchanged"
@@ -1753,19 +1905,22 @@ class SecretWriter:
     def __init__(self, aws: SecretsManager, event: Event, target: Target):
         self.aws, self.event, self.target = aws, event, target
 
+    def tags(self, user: str) -> dict[str, str]:
+        return wanted_tags(self.event, self.target, user)
+
     def create(self, user: str, secret: SecretState, value: dict | None) -> None:
         kwargs: dict[str, Any] = {
             "Name": secret.name,
             "Description": f"Credentials of {self.target.engine} user {user} in database "
             f"{self.target.database} on {self.target.host}, managed by {TOOL}",
-            "Tags": [{"Key": k, "Value": v} for k, v in wanted_tags(self.event).items()],
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags(user).items()],
         }
         if self.event.kms_key_id:
             kwargs["KmsKeyId"] = self.event.kms_key_id
         if value is not None:
             kwargs["SecretString"] = json.dumps(value)
         response = self.aws.write("create_secret", **kwargs)
-        secret.arn, secret.exists, secret.tags = response["ARN"], True, wanted_tags(self.event)
+        secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags(user)
         secret.current_version = response.get("VersionId")
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
@@ -1843,7 +1998,7 @@ class SecretWriter:
                 self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
             self.put(secret, credential.final_value)
-        missing = missing_tags(secret, self.event)
+        missing = missing_tags(secret, self.tags(credential.user))
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
@@ -1931,12 +2086,16 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
         changes.append("finish an interrupted password change")
     if credential and credential.undo_pending:
         changes.append("undo an interrupted password change")
-    secret = None
+    secret: dict[str, Any] | None = None
     if user.secret_name:
         result = plan.secret_results[user.name]
         secret = {"name": user.secret_name, "arn": plan.secret_of(user).arn, "result": result}
+        if user.secret_found:
+            secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
             changes.append(f"secret {result}")
+    elif user.deleting:
+        changes.append("no secret of the tool's found for it by its tags")
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))

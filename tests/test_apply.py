@@ -372,10 +372,12 @@ def test_recreating_a_user_restores_its_secret_scheduled_for_deletion(rds):
 
 
 def test_a_secret_that_drifted_is_rewritten_and_reported(rds):
+    """Drift in what does not say which database the secret is for (a port, a host, an engine
+    or a dbname of another database is refused: tests/test_ownership.py)."""
     rds.invoke(rds.event([user("app")]))
     value = rds.secret("secret-app")
     rds.sm.put_secret_value(
-        SecretId="secret-app", SecretString=tool.json.dumps({**value, "port": 1})
+        SecretId="secret-app", SecretString=tool.json.dumps({**value, "masterarn": "arn:old"})
     )
 
     report = rds.invoke(rds.event([user("app")]))
