@@ -1,7 +1,8 @@
 """What AWS's multi-user rotation functions do to a user's secret and its database, step by
 step, for the tests: the SecretsManagerRDSPostgreSQLRotationMultiUser and
 SecretsManagerRDSMariaDBRotationMultiUser templates, as their published code and AWS's
-documentation describe them (shared/research/anchors-aws.md §1.4 and §1.5). This is our own
+documentation describe them (the aws-samples/aws-secrets-manager-rotation-lambdas repository,
+and Secrets Manager's "Rotation by Lambda function" guide). This is our own
 rendering of their behaviour, not their code: the same four steps, the same checks, the same
 SQL, so that a test can rotate a secret the tool made and see what the real function would.
 

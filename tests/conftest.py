@@ -234,7 +234,8 @@ class RdsLike:
 
     def end_test_rotation(self, name: str) -> None:
         """moto's RotateSecret with RotateImmediately false runs only the testSecret step, and
-        leaves that step's AWSPENDING version behind where AWS removes it (anchors-aws §2.1).
+        leaves that step's AWSPENDING version behind where AWS removes it (AWS's finishSecret
+        step moves the label away).
         Remove it as AWS would; left there, it is what a rotation in progress looks like."""
         for version, stages in self.versions(name).items():
             if "AWSPENDING" in stages:

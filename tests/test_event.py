@@ -1,4 +1,4 @@
-"""Section 1, the event: parsing and validation, without any server."""
+"""Section 4, the event: parsing and validation, without any server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Section 6, the report and the entry points: what Jenkins and a person at a terminal see.
+"""Sections 8 and 1, the report and the entry points: what Jenkins and a person at a terminal see.
 Passwords never appear in a report, a log line or an error message."""
 
 from __future__ import annotations

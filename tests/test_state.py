@@ -1,4 +1,4 @@
-"""Section 3, reading PostgreSQL's state: a fixed number of catalog queries however many users,
+"""Section 10, reading PostgreSQL's state: a fixed number of catalog queries however many users,
 through catalogs an RDS master may read."""
 
 from __future__ import annotations
