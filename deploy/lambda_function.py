@@ -3155,7 +3155,8 @@ def memberships_needed(
     OWNED need the privileges of the role dropped and of the one receiving its objects)."""
     needs: dict[str, set[str]] = defaultdict(set)
     for role in {step.as_role for step in grants if step.as_role}:
-        if role in new_roles or not state.roles[role].master_can_set:
+        known = state.roles.get(role)  # unknown: a grantor that does not exist, refused anyway
+        if role in new_roles or (known and not known.master_can_set):
             needs[role].add("set")
     for user in leaving:
         if user.name in state.roles:
