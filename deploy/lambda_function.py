@@ -2609,6 +2609,20 @@ WHERE s.refclassid = 'pg_authid'::regclass
   AND coalesce(granted_on.datname, inside.datname, '') <> current_database()
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+# Privileges a role to be dropped holds in this database outside the event's schemas: the
+# plan revokes only inside them, and DROP OWNED cannot take what other roles granted.
+OUTSIDE_SCOPE_QUERY = """
+SELECT pg_get_userbyid(s.refobjid), n.nspname, count(*)
+FROM pg_shdepend s
+JOIN pg_database d ON d.oid = s.dbid AND d.datname = current_database()
+LEFT JOIN pg_class c ON s.classid = 'pg_class'::regclass AND c.oid = s.objid
+JOIN pg_namespace n ON n.oid = CASE WHEN s.classid = 'pg_namespace'::regclass THEN s.objid
+                                    ELSE c.relnamespace END
+WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'a'
+  AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s))
+  AND n.nspname <> ALL(%(schemas)s)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 
 def read_pg_state(cursor: Any, event: Event) -> PgState:
@@ -2647,9 +2661,21 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         for role, database, count in cursor.fetchall():
             where = f"database {database!r}" if database else "shared objects (tablespaces...)"
             dependencies[role].append(f"{where} ({count} objects or privileges)")
-    queries = 5 if doomed else 4
+        cursor.execute(OUTSIDE_SCOPE_QUERY, {"users": doomed, "schemas": list(event.schemas)})
+        for role, schema, count in cursor.fetchall():
+            dependencies[role].append(
+                f"schema {schema!r} of this database, outside the event's schemas "
+                f"({count} privileges; name it in schemas to have them revoked)"
+            )
+    queries = 6 if doomed else 4
     admins: dict[str, list[str]] = defaultdict(list)
-    if any(not role.master_is_admin and not role.superuser for role in roles.values()):
+    involved = {name for u in event.users for name in (u.name, u.grantor, u.reassign_to) if name}
+    involved |= {o.owner for o in objects} | {g.owner for g in default_grants}
+    involved.discard(master)  # the master acts as itself
+    if any(
+        (role := roles.get(name)) and not role.master_is_admin and not role.superuser
+        for name in involved
+    ):
         cursor.execute(ADMINS_QUERY)
         for role, admin in cursor.fetchall():
             admins[role].append(admin)
