@@ -244,16 +244,26 @@ def pg_server(state: dict) -> PostgresServer:
     )
 
 
-def pg_running(state: dict) -> bool:
-    pg = state.get("postgres")
-    if not pg:
-        return False
-    pidfile = Path(pg["datadir"]) / "postmaster.pid"
+def moto_running(part: dict | None) -> bool:
+    moto = (part or {}).get("moto") or {}
+    return process_alive(moto.get("pid"), "serve-moto")
+
+
+def server_up(engine: str, part: dict) -> bool:
+    """The engine's database server runs (from its pid file, or the pid `up` saved)."""
+    if engine == "mariadb":
+        return process_alive(part["pid"], part["datadir"])
     try:
-        pid = int(pidfile.read_text().split()[0])
+        pid = int((Path(part["datadir"]) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
     return process_alive(pid, "postgres")
+
+
+def pg_running(state: dict) -> bool:
+    """PostgreSQL and its moto both run (a stack half up is restarted by `up`)."""
+    pg = state.get("postgres")
+    return bool(pg) and moto_running(pg) and server_up("postgres", pg)
 
 
 def pg_run(server: PostgresServer, statements: list, **dsn) -> None:
@@ -364,8 +374,9 @@ def seed_postgres_secrets(pg: dict) -> None:
 
 
 def mariadb_running(state: dict) -> bool:
+    """MariaDB and its moto both run."""
     maria = state.get("mariadb")
-    return bool(maria) and process_alive(maria["pid"], maria["datadir"])
+    return bool(maria) and moto_running(maria) and server_up("mariadb", maria)
 
 
 def up_mariadb() -> dict:
@@ -479,7 +490,7 @@ def stop_engine(engine: str, part: dict) -> None:
     if moto:
         stop_process(moto["pid"], "serve-moto", f"moto for {engine}")
     if engine == "postgres":
-        if (Path(part["datadir"]) / "postmaster.pid").exists():
+        if server_up(engine, part):
             pg_server({"postgres": part}).stop()
         shutil.rmtree(Path(part["datadir"]).parent, ignore_errors=True)
     else:
@@ -508,14 +519,14 @@ def cmd_status(_args: argparse.Namespace) -> int:
         print("stack: down")
         return 3
     healthy = True
-    for engine, running in (("postgres", pg_running), ("mariadb", mariadb_running)):
+    for engine in ("postgres", "mariadb"):
         part = state.get(engine)
         if not part:
             continue
         label = f"PostgreSQL {part['major']}" if engine == "postgres" else "MariaDB"
         moto = part.get("moto") or {}
-        moto_up = process_alive(moto.get("pid"), "serve-moto")
-        db_up = running(state)
+        moto_up = moto_running(part)
+        db_up = server_up(engine, part)
         healthy = healthy and moto_up and db_up
         print(
             f"{label}: {'up' if db_up else 'DOWN'} on {part['host']}:{part['port']}"
@@ -595,7 +606,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     running = pg_running if engine == "postgres" else mariadb_running
     if not running(state):
         flag = " --mariadb" if engine == "mariadb" else ""
-        raise StackError(f"{engine} is not up: run `bash dev/stack.sh up{flag}` first")
+        raise StackError(
+            f"{engine} or its moto is not up: run `bash dev/stack.sh up{flag}` first"
+            " (it restarts what is down)"
+        )
     part = state[engine]
     local = dict(event, rds_host=part["host"], rds_port=part["port"])
     events = stack_dir() / "events"

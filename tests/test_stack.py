@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,9 +59,19 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_every_example_runs_against_the_local_stack(tmp_path_factory):
+@pytest.fixture
+def stack_dir():
+    """Not under pytest's basetemp: a pytest session that starts meanwhile (another checkout's)
+    makes /tmp/pytest-of-<user> 0700 again, and the postgres user could no longer reach the
+    stack's data directory, which must outlive this process's own checks."""
+    path = Path(tempfile.mkdtemp(prefix="rds-stack-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_every_example_runs_against_the_local_stack(stack_dir):
     assert sorted(name for name, _ in ORDER) == sorted(p.name for p in EXAMPLES.glob("*.json"))
-    env = dict(os.environ, STACK_DIR=str(tmp_path_factory.mktemp("stack")), LOG_LEVEL="WARNING")
+    env = dict(os.environ, STACK_DIR=str(stack_dir), LOG_LEVEL="WARNING")
     for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
         env.pop(name, None)  # the stack must set them itself
     up = stack("up", "--pg", pg_major(), "--mariadb", env=env)
