@@ -85,15 +85,16 @@ fi
 
 # --------------------------------------------------------------------------- .venv
 
+# pip is skipped when the requirement files have not changed since the last install into this
+# .venv: a no-op pip run still takes seconds. The stamp is the files' checksum.
+stamp_dir=.cache/setup
 if [ ! -x .venv/bin/python ]; then
     step_start "creating .venv"
+    rm -f "$stamp_dir"/packages-*.sha256 # a new .venv has none of the packages
     python3 -m venv .venv
     step_end
 fi
 
-# pip is skipped when the requirement files have not changed since the last install into this
-# .venv: a no-op pip run still takes seconds. The stamp is the files' checksum.
-stamp_dir=.cache/setup
 stamp="$stamp_dir/packages-$packages.sha256"
 files=("$requirements")
 case "$requirements" in requirements-dev.txt) files+=(dev/requirements-local.txt) ;; esac
