@@ -136,10 +136,70 @@ def stop_process(pid: int, marker: str, what: str, timeout: float = 30) -> None:
 # --------------------------------------------------------------------------- moto
 
 
+def rotate_as_aws_does() -> None:
+    """Correct two moto 5.2.5 deviations in this daemon, so that rotation.json behaves on the
+    stack as on AWS (the tests work around the first with conftest's end_test_rotation):
+
+    - RotateSecret with RotateImmediately false runs only the testSecret step of the rotation
+      function, and AWS then removes that step's AWSPENDING label; moto leaves it behind.
+      Left there, it is what a rotation in progress looks like, and the tool rightly refuses
+      to change that user's password or rotation until it is over: every example after
+      rotation.json would fail so on the stack, where no rotation ever finishes.
+    - With a ScheduleExpression (and Duration), moto keeps neither, reports rotation off and
+      AutomaticallyAfterDays 0, so every run would enable that rotation again.
+    """
+    from moto.secretsmanager.models import FakeSecret, SecretsManagerBackend
+
+    original_to_dict = FakeSecret.to_dict
+
+    def to_dict(self):
+        result = original_to_dict(self)
+        rules = getattr(self, "rules_as_given", None)
+        if rules and "RotationRules" in result:
+            result["RotationRules"] = dict(rules)
+        return result
+
+    FakeSecret.to_dict = to_dict
+
+    original = SecretsManagerBackend.rotate_secret
+
+    def rotate_secret(
+        self,
+        secret_id,
+        client_request_token=None,
+        rotation_lambda_arn=None,
+        rotation_rules=None,
+        rotate_immediately=True,
+    ):
+        secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
+        before = set(secret.versions) if secret is not None else set()
+        result = original(
+            self,
+            secret_id,
+            client_request_token,
+            rotation_lambda_arn,
+            rotation_rules,
+            rotate_immediately,
+        )
+        if secret is not None and not rotate_immediately:
+            for version_id, version in secret.versions.items():
+                if version_id not in before and "AWSPENDING" in version["version_stages"]:
+                    version["version_stages"].remove("AWSPENDING")
+        if secret is not None and rotation_rules and "ScheduleExpression" in rotation_rules:
+            secret.rules_as_given = rotation_rules
+            secret.rotation_enabled = True
+        elif secret is not None and rotation_rules:
+            secret.rules_as_given = None
+        return result
+
+    SecretsManagerBackend.rotate_secret = rotate_secret
+
+
 def serve_moto(port: int) -> None:
     """The moto daemon (started by start_moto_daemon): serve until SIGTERM."""
     from tests.servers import start_moto
 
+    rotate_as_aws_does()
     start_moto(port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:

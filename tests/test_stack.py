@@ -95,6 +95,10 @@ def test_every_example_runs_against_the_local_stack(stack_dir):
         dry = stack("run", "lambda-invocation/seed-example.json", "--dry-run", env=env)
         assert dry.returncode == 0, dry.stderr
         assert json.loads(dry.stdout)["status"] == "dry_run"
+        # Rotation again: nothing to do, as on AWS (moto would report it off, or in progress).
+        again = stack("run", "lambda-invocation/rotation.json", env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["changed"] is False
     finally:
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
         down = stack("down", env=env)
