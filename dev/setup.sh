@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent dev/CI setup: .venv with requirements-dev.txt, PostgreSQL 14-18 binaries, and
-# MariaDB (Debian's mariadb-server; the tests start their own throwaway server from it).
+# Idempotent dev/CI setup: .venv with requirements-dev.txt, .venv-checkov with checkov, PostgreSQL
+# 14-18 binaries, and MariaDB (Debian's mariadb-server; the tests start their own throwaway
+# server from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,18 @@ fi
 
 echo "setup: installing requirements-dev.txt into .venv"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+# checkov (tests/test_terraform.py) has many dependencies of its own, boto3's among them: it gets
+# its own venv, so that it never moves the versions pinned in .venv.
+CHECKOV_VERSION=3.3.30
+if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+    echo "setup: installing checkov $CHECKOV_VERSION into .venv-checkov"
+    [ -x .venv-checkov/bin/python ] || python3 -m venv .venv-checkov
+    .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check \
+        "checkov==$CHECKOV_VERSION"
+else
+    echo "setup: checkov $CHECKOV_VERSION already in .venv-checkov"
+fi
 
 echo "setup: fetching PostgreSQL binaries into .cache/postgresql (cached after first run)"
 .venv/bin/python -c '
