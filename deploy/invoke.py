@@ -160,6 +160,15 @@ def invoke(aws, function_name, path, event, output_dir):
             message=str(error.get("errorMessage", "")),
         )
         return outcome
+    if result.get("status") not in ("success", "dry_run") or not isinstance(
+        result.get("users"), list
+    ):
+        outcome.update(
+            ok=False,
+            error_type="unexpected response",
+            message=f"the function answered with something that is not a report: {body[:500]}",
+        )
+        return outcome
     outcome.update(ok=True, report=result, database=result.get("database", outcome["database"]))
     return outcome
 

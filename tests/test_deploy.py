@@ -206,6 +206,14 @@ def test_a_cli_failure_is_a_failed_invocation(aws):
     assert "aws lambda invoke failed" in done.stdout and "AccessDeniedException" in done.stdout
 
 
+def test_an_answer_that_is_not_a_report_is_a_failure(aws):
+    """E.g. a stand-in function that echoes its event: exit 1, never a silent success."""
+    done, _ = aws({"*": {"body": {"secret_name": "x", "users": []}}}, "f", str(SEED))
+
+    assert done.returncode == 1
+    assert "error type: unexpected response" in done.stdout
+
+
 def test_a_fleet_is_invoked_with_bounded_parallelism_and_summarised_in_one_table(aws, tmp_path):
     folder = fleet(tmp_path, "billing", "orders", "airflow", "search", "users")
     answers = {
