@@ -9,40 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
+from tests.lambda_runtime import BASH, PYTHONS, build_zip, lambda_pythons, link_runtime
 from tests.tls import make_ca
 
 MAX_BYTES = 6_000_000
-BASH = shutil.which("bash") or "/bin/bash"
 ARCHES = ("x86_64", "arm64")
-PYTHONS = ("3.12", "3.13")  # the Lambda runtimes on Amazon Linux 2023 that build.sh targets
-# What the Lambda Python runtime provides besides the standard library: boto3 and what it needs.
-RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
-
-
-def lambda_pythons() -> dict[str, str]:
-    """The interpreters here of each Lambda runtime's Python: pyenv's, else python3.X on PATH."""
-    found = {}
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    for version in PYTHONS:
-        candidates = sorted((pyenv_root / "versions").glob(f"{version}.*/bin/python3"))
-        on_path = shutil.which(f"python{version}")
-        if candidates:
-            found[version] = str(candidates[-1])
-        elif on_path:
-            found[version] = on_path
-    return found
-
-
 PYTHONS_HERE = lambda_pythons()
 
 
@@ -56,16 +35,7 @@ def build(tmp_path_factory):
         key = (arch, python, *options)
         if key not in built:
             target = out / f"rds-initializer-{arch}-{python}-{len(built)}.zip"
-            done = subprocess.run(
-                [BASH, str(ROOT / "build.sh"), "--arch", arch, "--python", python]
-                + ["--output", str(target), *options],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "PYTHON": sys.executable},
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
-            built[key] = target
+            built[key] = build_zip(target, arch, python, *options)
         return built[key]
 
     return run
@@ -73,14 +43,7 @@ def build(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def runtime_dir(tmp_path_factory) -> Path:
-    """boto3 and its dependencies only (pure Python), linked from this venv's site-packages."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    directory = tmp_path_factory.mktemp("lambda-runtime")
-    for name in RUNTIME_PACKAGES:
-        source = site / name if (site / name).exists() else site / f"{name}.py"
-        assert source.exists(), f"{name} is missing from {site}"
-        (directory / source.name).symlink_to(source)
-    return directory
+    return link_runtime(tmp_path_factory.mktemp("lambda-runtime") / "runtime")
 
 
 def names(zip_path: Path) -> set[str]:

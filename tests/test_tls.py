@@ -8,11 +8,16 @@ PG_MAJORS); conftest's `rds` and `maria` fixtures then give an RDS-like master o
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import zipfile
 
 import pytest
 from conftest import PG_MAJORS, tool, user
 
+from tests.lambda_runtime import build_zip, lambda_pythons, link_runtime
 from tests.servers import start_mariadb, start_postgres
 from tests.tls import make_ca, make_server_cert
 
@@ -172,3 +177,65 @@ def test_pymysql_raises_that_runtime_error_without_cryptography():
     source = inspect.getsource(pymysql._auth)
     assert "'cryptography' package is required" in source
     assert pymysql.VERSION[:3] == (1, 2, 4)
+
+
+# The function as Lambda runs it: the x86_64 zip built with the test CA as its bundle, on the
+# newest Lambda Python here, with only boto3 beside it. No ssl_mode in the event, no DB_SSL_*:
+# the bundle alone must make it verify, over the zip's own psycopg2 and PyMySQL (no RSA).
+RUN_HANDLER = """
+import json, sys, types
+sys.path[:0] = sys.argv[1:3]
+import lambda_function
+context = types.SimpleNamespace(aws_request_id="zip", get_remaining_time_in_millis=lambda: 600000)
+try:
+    print(json.dumps(lambda_function.lambda_handler(json.load(sys.stdin), context)))
+except Exception as error:
+    print(json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def zipped(tmp_path_factory, pki):
+    pythons = lambda_pythons()
+    assert pythons, "no Lambda Python (3.12, 3.13) here"
+    version = sorted(pythons)[-1]
+    work = tmp_path_factory.mktemp("zipped")
+    zip_path = build_zip(work / "f.zip", "x86_64", version, "--ca-bundle", str(pki["ca"]))
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(work / "task")
+    return pythons[version], work / "task", link_runtime(work / "runtime")
+
+
+def run_zipped(zipped, event) -> dict:
+    python, task, runtime = zipped
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DB_SSL_")}
+    done = subprocess.run(
+        [python, "-S", "-c", RUN_HANDLER, str(task), str(runtime)],
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_zip_with_a_bundle_verifies_by_default_and_connects(db, zipped):
+    raw = event(db, rds_host=HOST)
+    del raw["ssl_mode"]
+
+    result = run_zipped(zipped, raw)
+
+    assert result.get("status") == "success", result
+    assert result["users"][0]["result"] == "created"
+
+
+def test_the_zip_with_a_bundle_refuses_a_host_name_the_certificate_does_not_hold(db, zipped):
+    raw = event(db, rds_host=OTHER_HOST)
+    del raw["ssl_mode"]
+
+    result = run_zipped(zipped, raw)
+
+    assert result.get("errorType") == "ApplyError", result
+    assert re.search(r"does not match host name|mismatch", result["errorMessage"])
