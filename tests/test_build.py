@@ -3,7 +3,8 @@
 Lambda runtimes this machine has, as Lambda would import it: the zip's root first, then only
 what the runtime ships (boto3 and its dependencies, taken from this project's .venv).
 
-Wheels are cached in .cache/wheels, so after the first run a build takes a few seconds."""
+Wheels are cached in .cache/wheels and the large libraries' zopfli streams in .cache/deflate:
+the first run takes a few minutes, later builds a few seconds each."""
 
 from __future__ import annotations
 
@@ -186,3 +187,34 @@ def test_a_zip_over_the_limit_fails_the_build(build, tmp_path):
         env={**os.environ, "PYTHON": sys.executable},
     )
     assert done.returncode == 1 and "over the limit of 1000000" in done.stderr
+
+
+def global_sized_bundle(directory: Path) -> Path:
+    """A CA bundle as large as AWS's global RDS bundle (about 160 KB of PEM certificates),
+    made of the system's CA certificates."""
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    assert system.exists(), f"{system} is missing (Debian: apt-get install ca-certificates)"
+    end = "-----END CERTIFICATE-----\n"
+    certificates = [c + end for c in system.read_text().split(end) if "BEGIN CERTIFICATE" in c]
+    bundle, text = directory / "global-sized-bundle.pem", ""
+    for certificate in certificates:
+        if len(text) >= 163_000:
+            break
+        text += certificate.strip() + "\n"
+    assert len(text) >= 163_000
+    bundle.write_text(text)
+    return bundle
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_a_global_sized_ca_bundle_still_fits(build, arch, tmp_path):
+    zip_path = build(arch, "3.13", "--ca-bundle", str(global_sized_bundle(tmp_path)))
+
+    assert zip_path.stat().st_size <= MAX_BYTES
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.testzip() is None  # every entry decompresses to its CRC
+
+
+def test_builds_are_reproducible(build, tmp_path):
+    again = build_zip(tmp_path / "again.zip", "x86_64", "3.12")
+    assert again.read_bytes() == build("x86_64", "3.12").read_bytes()
