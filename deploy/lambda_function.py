@@ -202,6 +202,8 @@ MY_DATABASE_LIMIT = 64
 KNOWN_PRIVILEGES = frozenset(PG_TABLE_PRIVILEGES + MY_TABLE_PRIVILEGES)
 ACTIONS = ("create", "update", "delete")
 SSL_MODES = ("require", "verify-full", "disable")
+# build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
+BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
 TOP_KEYS = {
@@ -220,6 +222,7 @@ TOP_KEYS = {
     "secret_recovery_days",
     "ssl_mode",
     "verify_logins",
+    "$schema",  # the JSON Schema an editor checks the event against: accepted and ignored
 }
 USER_KEYS = {
     "db_user",
@@ -642,7 +645,7 @@ def parse_event(raw: Any) -> Event:
     ):
         problems.append(f"secret_recovery_days must be 0 or 7..30, not {recovery!r}")
         recovery = 7
-    ssl_mode = text("ssl_mode") or os.environ.get("DB_SSL_MODE", "require")
+    ssl_mode = text("ssl_mode") or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
     if ssl_mode not in SSL_MODES:
         problems.append(f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {ssl_mode!r}")
     rotation, rotation_issues = parse_rotation(raw.get("rotation"))
@@ -672,6 +675,16 @@ def parse_event(raw: Any) -> Event:
     if problems:
         raise InvalidEvent(problems)
     return bind_engine(event, engine) if engine else event
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
+    return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+
+
+def default_ssl_mode() -> str:
+    """verify-full when there is a CA bundle to verify against, else require."""
+    return "verify-full" if ca_bundle() else "require"
 
 
 def parse_users(
@@ -925,8 +938,11 @@ def resolve_target(event: Event, master_secret: dict, master_arn: str) -> Target
     elif not event.engine:
         problems += engine_problems(event, engine)
     port = event.port or int(master_secret.get("port") or DEFAULT_PORTS.get(engine, 0))
-    if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
-        problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
+    if event.ssl_mode == "verify-full" and not ca_bundle():
+        problems.append(
+            "ssl_mode verify-full needs a CA bundle to verify against: DB_SSL_CA, or one built "
+            "into the zip (build.sh --ca-bundle)"
+        )
     problems += [
         f"user {u.name!r} is the master user: never managed"
         for u in event.users
@@ -2185,8 +2201,8 @@ class Postgres:
             "connect_timeout": connect_timeout(),
             "application_name": TOOL,
         }
-        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
-            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        if target.ssl_mode == "verify-full" and ca_bundle():
+            args["sslrootcert"] = ca_bundle()
         return args
 
     def connect(self, target: Target, database: str | None = None) -> Any:
@@ -2330,17 +2346,27 @@ class MySql:
     def open(self, target: Target, user: str, password: str) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
         tls = {} if target.ssl_mode == "disable" else {"ssl": tls_context(target.ssl_mode)}
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=user,
-            password=password,
-            connect_timeout=connect_timeout(),
-            charset="utf8mb4",
-            autocommit=True,
-            program_name=TOOL,
-            **tls,
-        )
+        try:
+            return pymysql.connect(
+                host=target.host,
+                port=target.port,
+                user=user,
+                password=password,
+                connect_timeout=connect_timeout(),
+                charset="utf8mb4",
+                autocommit=True,
+                program_name=TOOL,
+                **tls,
+            )
+        except RuntimeError as error:  # PyMySQL without its rsa extra (cryptography), no TLS
+            if "cryptography" not in str(error):
+                raise
+            raise ApplyError(
+                f"cannot log in as {user!r} to {target.host}:{target.port} with ssl_mode "
+                f"{target.ssl_mode}: the account uses caching_sha2_password (or "
+                "sha256_password), which without TLS needs an RSA key exchange this build "
+                "leaves out. Use TLS: ssl_mode verify-full (or require)."
+            ) from None
 
     def connect(self, target: Target) -> Any:
         try:
@@ -2419,9 +2445,9 @@ class MySql:
 
 def tls_context(ssl_mode: str) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against DB_SSL_CA."""
+    certificate and the host name checked against the CA bundle (ca_bundle)."""
     if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
+        return ssl.create_default_context(cafile=ca_bundle())
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
