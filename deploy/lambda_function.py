@@ -583,6 +583,8 @@ ENGINES = {
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
 
 SSL_MODES = ("require", "verify-full", "disable")
+# build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
+BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what CreateSecret accepts
 SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
@@ -608,6 +610,7 @@ TOP_KEYS = {
     "ssl_mode",
     "verify_logins",
     "move_secrets",
+    "$schema",  # the JSON Schema an editor checks the event against: accepted and ignored
 }
 
 USER_KEYS = {
@@ -788,10 +791,20 @@ def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
     if not is_none(value) and not isinstance(value, str):
         return "require", ["ssl_mode must be a string"]
     mode = value.strip() if isinstance(value, str) and value.strip() else None
-    mode = mode or os.environ.get("DB_SSL_MODE", "require")
+    mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
     if mode not in SSL_MODES:
         return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]
     return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
+    return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+
+
+def default_ssl_mode() -> str:
+    """verify-full when there is a CA bundle to verify against, else require."""
+    return "verify-full" if ca_bundle() else "require"
 
 
 def parse_users(
@@ -1250,8 +1263,11 @@ def resolve_target(
         problems.append("db_engine is required (the master secret names no engine it knows)")
     elif not event.engine:
         problems += engine_problems(event, DIALECTS[engine])
-    if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
-        problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
+    if event.ssl_mode == "verify-full" and not ca_bundle():
+        problems.append(
+            "ssl_mode verify-full needs a CA bundle to verify against: DB_SSL_CA, or one built "
+            "into the zip (build.sh --ca-bundle)"
+        )
     problems += [
         f"user {u.name!r} is the master user: never managed"
         for u in event.users
@@ -2204,9 +2220,9 @@ def connect_timeout() -> int:
 
 def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against DB_SSL_CA."""
+    certificate and the host name checked against the CA bundle (ca_bundle)."""
     if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
+        return ssl.create_default_context(cafile=ca_bundle())
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -2284,8 +2300,8 @@ class Postgres:
             "connect_timeout": connect_timeout(),
             "application_name": TOOL,
         }
-        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
-            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        if target.ssl_mode == "verify-full" and ca_bundle():
+            args["sslrootcert"] = ca_bundle()
         return args
 
     def connect(self, target: Target, database: str | None = None) -> Any:
@@ -3308,17 +3324,27 @@ class MySql:
     def open(self, target: Target, user: str, password: str) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
         tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=user,
-            password=password,
-            connect_timeout=connect_timeout(),
-            charset="utf8mb4",
-            autocommit=True,
-            program_name=TOOL,
-            ssl=tls,
-        )
+        try:
+            return pymysql.connect(
+                host=target.host,
+                port=target.port,
+                user=user,
+                password=password,
+                connect_timeout=connect_timeout(),
+                charset="utf8mb4",
+                autocommit=True,
+                program_name=TOOL,
+                ssl=tls,
+            )
+        except RuntimeError as error:  # PyMySQL without its rsa extra (cryptography), no TLS
+            if "cryptography" not in str(error):
+                raise
+            raise ApplyError(
+                f"cannot log in as {user!r} to {target.host}:{target.port} with ssl_mode "
+                f"{target.ssl_mode}: the account uses caching_sha2_password (or "
+                "sha256_password), which without TLS needs an RSA key exchange this build "
+                "leaves out. Use TLS: ssl_mode verify-full (or require)."
+            ) from None
 
     def connect(self, target: Target) -> Any:
         try:

@@ -119,6 +119,24 @@ else
     echo "$checksum" >"$stamp"
 fi
 
+# --------------------------------------------------------------------------- checkov
+
+# checkov (tests/test_terraform.py) has many dependencies of its own, boto3's among them: it gets
+# its own venv, so that it never moves the versions pinned in .venv. Tests only: not for the
+# demo or the local stack.
+CHECKOV_VERSION=3.3.30
+if [ "$packages" = dev ]; then
+    if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" = "$CHECKOV_VERSION" ]; then
+        echo "setup: checkov $CHECKOV_VERSION already in .venv-checkov"
+    else
+        step_start "installing checkov $CHECKOV_VERSION into .venv-checkov (the Terraform checks)"
+        [ -x .venv-checkov/bin/python ] || python3 -m venv .venv-checkov
+        .venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check \
+            --no-compile "checkov==$CHECKOV_VERSION"
+        step_end
+    fi
+fi
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 if [ "$pg_majors" != none ]; then

@@ -250,8 +250,28 @@ def _check_socket_path(workdir: Path, name: str = ".s.PGSQL.65535") -> None:
         )
 
 
-def start_postgres(major: int, workdir: Path) -> PostgresServer:
-    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate (PEM, its chain to the test CA) and its private key."""
+
+    cert: Path
+    key: Path
+
+
+def _pg_tls_settings(datadir: Path, tls: TlsFiles) -> str:
+    """Copy the certificate and key into the data directory (the key private to the server's
+    OS user, or PostgreSQL refuses it) and return the settings that turn TLS on."""
+    cert, key = datadir / "server.crt", datadir / "server.key"
+    shutil.copyfile(tls.cert, cert)
+    shutil.copyfile(tls.key, key)
+    key.chmod(0o600)
+    _give_to_pg_user(cert, key)
+    return "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+
+
+def start_postgres(major: int, workdir: Path, tls: TlsFiles | None = None) -> PostgresServer:
+    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir.
+    With `tls`, the server also accepts TLS with that certificate (plain TCP still works)."""
     _check_socket_path(workdir)
     bindir = pg_bindir(major)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -270,6 +290,8 @@ def start_postgres(major: int, workdir: Path) -> PostgresServer:
     port = free_port()
     with (datadir / "postgresql.conf").open("a") as conf:
         conf.write(_server_settings(port, workdir))
+        if tls is not None:
+            conf.write(_pg_tls_settings(datadir, tls))
     _pg_ctl_start(bindir, datadir, logfile, workdir)
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
 
@@ -344,9 +366,13 @@ class MariaDbServer:
             self.process.wait()
 
 
-def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) -> list[str]:
+def _mariadbd_command(
+    mariadbd: str, workdir: Path, datadir: Path, port: int, tls: TlsFiles | None = None
+) -> list[str]:
     """Only 127.0.0.1, no DNS, no binlog, a small buffer pool and lazy log flushes: a test
-    server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it."""
+    server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it.
+    With `tls`, the server also accepts TLS with that certificate."""
+    tls_options = [] if tls is None else [f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"]
     return [
         mariadbd,
         "--no-defaults",  # must come first
@@ -362,6 +388,7 @@ def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) ->
         "--innodb-buffer-pool-size=64M",
         "--innodb-flush-log-at-trx-commit=0",
         "--max-connections=200",
+        *tls_options,
     ]
 
 
@@ -433,9 +460,10 @@ def _set_root_passwords(connection: Any, password: str) -> str:
     return version
 
 
-def start_mariadb(workdir: Path) -> MariaDbServer:
+def start_mariadb(workdir: Path, tls: TlsFiles | None = None) -> MariaDbServer:
     """Start a fresh MariaDB on 127.0.0.1 (a free port) with its data, socket and log in
-    workdir; root logs in over TCP with the password in the result."""
+    workdir; root logs in over TCP with the password in the result. With `tls`, the server
+    also accepts TLS with that certificate (plain TCP still works)."""
     install_db, mariadbd = mariadb_programs()
     _check_socket_path(workdir, MARIADB_SOCKET)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -449,7 +477,7 @@ def start_mariadb(workdir: Path) -> MariaDbServer:
     with (workdir / "mariadbd.out").open("wb") as out:
         # S603: fixed program paths and options, no outside input.
         process = subprocess.Popen(  # noqa: S603
-            _mariadbd_command(mariadbd, workdir, datadir, port),
+            _mariadbd_command(mariadbd, workdir, datadir, port, tls),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
