@@ -790,7 +790,7 @@ def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
 def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
     if not is_none(value) and not isinstance(value, str):
         return "require", ["ssl_mode must be a string"]
-    mode = value.strip() if isinstance(value, str) and value.strip() else None
+    mode = None if is_none(value) else value.strip()
     mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
     if mode not in SSL_MODES:
         return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]

@@ -91,7 +91,7 @@ def granted(prefix: str) -> set[str]:
 def handler_operations() -> set[str]:
     """Every Secrets Manager operation the handler calls, found in its source: calls on a
     boto3 client (`<...>.client.get_secret_value(...)`, paginators included) and writes
-    through the rate limiter (`<...>secrets.write("create_secret", ...)`)."""
+    through the rate limiter (`<...>aws.write("create_secret", ...)`)."""
     operations = set()
     for node in ast.walk(ast.parse(HANDLER.read_text())):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -99,7 +99,7 @@ def handler_operations() -> set[str]:
         method, receiver = node.func.attr, ast.unparse(node.func.value)
         first = node.args[0] if node.args else None
         literal = first.value if isinstance(first, ast.Constant) else None
-        if method == "write" and re.search(r"(^|\.)secrets$", receiver):
+        if method == "write" and re.search(r"(^|\.)(secrets|aws)$", receiver):
             assert isinstance(literal, str), f"a write whose operation is not a literal: {receiver}"
             operations.add(literal)
         elif re.search(r"(^|\.)client$", receiver):
@@ -217,7 +217,10 @@ def test_rotation_functions_match_the_handlers_variables():
     assert {
         engine: (f"ROTATION_LAMBDA_ARN_{engine.upper()}", app)
         for engine, app in applications.items()
-    } == tool.ROTATION_FUNCTIONS
+    } == {
+        name: (dialect.rotation_variable, dialect.rotation_template)
+        for name, dialect in tool.DIALECTS.items()
+    }
     environment = main["locals"][0]["environment"]
     assert '"ROTATION_LAMBDA_ARN_${upper(engine)}"' in environment
     assert "lambda:InvokeFunction" in statements()["RotationFunctions"]["actions"]

@@ -111,6 +111,7 @@ data "aws_iam_policy_document" "execution" {
     actions = [
       "secretsmanager:BatchGetSecretValue",
       "secretsmanager:GetRandomPassword",
+      "secretsmanager:ListSecrets", # a delete that names no secret finds it by its tags
     ]
     resources = ["*"]
   }
