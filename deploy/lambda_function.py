@@ -3173,7 +3173,43 @@ class MySql:
             )
         if user.reassign_to:
             problems.append("reassign_to applies only to PostgreSQL")
+        return problems + self.rotation_problems(user)
+
+    def rotation_problems(self, user: UserSpec) -> list[str]:
+        """What the engine's AWS multi-user rotation function would fail on, for a user that
+        relies on it (no rotation.lambda_arn of its own): it runs SHOW GRANTS FOR 'U', which
+        means 'U'@'%', so an account at another host fails at its first rotation; and the
+        MySQL function refuses a clone name over its USERNAME_CHARACTER_LIMIT (16 unless the
+        deployment raised it and declares so), MariaDB's over 80 (name_problems checks)."""
+        if not (user.rotation and user.rotating) or user.rotation.lambda_arn:
+            return []
+        problems = []
+        function = f"the AWS rotation function ({self.rotation_template})"
+        name, host = user.account
+        if host != "%":
+            problems.append(
+                f"rotation through {function} needs host '%': it runs SHOW GRANTS FOR "
+                f"{name!r}, which means {name!r}@'%', and fails for {name!r}@{host!r}. Give "
+                "the user host '%', or rotation.lambda_arn of a rotation function of your own"
+            )
+        limit = self.aws_clone_limit()
+        if limit < self.name_limit and len(user.clone) > limit:
+            problems.append(
+                f"rotation through {function}: the clone name {user.clone!r} is longer than "
+                f"the {limit} characters it accepts (its USERNAME_CHARACTER_LIMIT). Shorten "
+                f"db_user to {max(limit - len(CLONE_SUFFIX), 0)} characters, or raise "
+                "USERNAME_CHARACTER_LIMIT in that function's environment and set "
+                f"{MYSQL_CLONE_LIMIT_VARIABLE} to the same value in this one's"
+            )
         return problems
+
+    def aws_clone_limit(self) -> int:
+        """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
+        USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
+        is 80, the server's own limit."""
+        if self.engine == "mysql":
+            return Settings.read(os.environ).mysql_clone_limit
+        return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
         """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
