@@ -479,10 +479,10 @@ class Deadline:
         return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
 
     def bound_s(self, limit: float) -> float:
-        """`limit` seconds, or what is left of the Lambda's time when that is less (1 s at
-        least): how long one statement or wait may take."""
+        """`limit` seconds, or what is left of the Lambda's time when that is less (then 1 s
+        at least): how long one statement or wait may take."""
         left = self.remaining_ms()
-        return limit if left is None else max(min(limit, left / 1000), 1.0)
+        return limit if left is None else min(limit, max(left / 1000, 1.0))
 
     def check(self, before: str) -> None:
         left = self.remaining_ms()
@@ -2134,6 +2134,16 @@ def connect_timeout() -> float:
     return Settings.read(os.environ).connect_timeout
 
 
+def no_answer(error: str) -> str:
+    """What a driver's timeout while connecting means, in the tool's terms."""
+    if "timed out" in error or "timeout expired" in error:
+        return (
+            f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
+            "the port, and that the database's security group lets this function in)"
+        )
+    return ""
+
+
 class HeldLock:
     """The lock that keeps invocations apart, as the run holds it. `check` asks the server
     whether it still holds it: the server may end the session that holds it (its
@@ -2284,7 +2294,8 @@ class Postgres:
             connection = psycopg2.connect(connection_factory=PgConnection, **args)
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
         connection.cluster_lock = lock
         return connection
 
@@ -2379,8 +2390,9 @@ class Postgres:
         lock; each gets its audit line once they are committed."""
         try:
             self.execute(connection, steps, counter)
-            if connection.cluster_lock:
-                connection.cluster_lock.check("committing")
+            lock = getattr(connection, "cluster_lock", None)
+            if lock:
+                lock.check("committing")
             connection.commit()
         except ApplyError:
             connection.rollback()
@@ -3260,7 +3272,8 @@ class MySql:
             return self.open(target, target.master_user, target.master_password, read_timeout)
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""

@@ -122,6 +122,7 @@ def test_an_endpoint_that_never_answers_fails_the_run_within_the_connect_timeout
 
     assert status == 1, stderr
     assert f"cannot connect to 127.0.0.1:{endpoint.port}" in stderr
+    assert "no answer within DB_CONNECT_TIMEOUT, 5 s" in stderr
     assert endpoint.accepted  # it did get through to the listener, which then kept silent
     assert 4.5 <= seconds < 5 + 10, seconds  # the timeout, plus Python's start on a busy machine
     assert secretsmanager.list_secrets()["SecretList"][0]["Name"] == "master"
@@ -211,8 +212,11 @@ def slow_secret_reads(monkeypatch, seconds: float, then=None) -> list:
 
 
 def test_the_cluster_lock_outlives_the_master_roles_idle_session_timeout(rds, monkeypatch):
+    """Both sessions of the run sit idle while Secrets Manager answers: the lock session
+    outside a transaction, the run's session inside one."""
     with rds.superuser() as connection:
-        rds.run_sql(connection, f'ALTER ROLE "{rds.master}" SET idle_session_timeout = 1000')
+        for setting in ("idle_session_timeout", "idle_in_transaction_session_timeout"):
+            rds.run_sql(connection, f'ALTER ROLE "{rds.master}" SET {setting} = 1000')
     holders = slow_secret_reads(monkeypatch, 2.5, then=lambda: lock_sessions(rds))
 
     report = rds.invoke(rds.seed_event())
