@@ -564,7 +564,9 @@ log.propagate = False
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # An unknown LOG_LEVEL must not break the import: INFO then, and run() reports it (Settings).
-log.setLevel(next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").upper()), "INFO"))
+log.setLevel(
+    next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").strip().upper()), "INFO")
+)
 
 
 def info(message: str, **fields: Any) -> None:
