@@ -107,6 +107,9 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
     started = time.monotonic()
     REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
     event, problems = read_event(raw, dry_run=dry_run)
+    settings = Settings.read(os.environ)
+    if settings.problems:  # before any call: a bad environment is invalid input, like the event
+        raise InvalidEvent([*settings.problems, *problems])
     aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
     target, problems = locate(event, aws, problems)
     event = bind_engine(event, target.dialect)
@@ -159,8 +162,8 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
     reached, the problems found so far are what the user hears about."""
     with ExitStack() as stack:
         try:
-            stack.enter_context(target.dialect.lock(target, deadline))
-            connection = target.dialect.connect(target)
+            lock = stack.enter_context(target.dialect.lock(target, deadline))
+            connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
                 raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
@@ -482,6 +485,12 @@ class Deadline:
         left = self.remaining_ms()
         return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
 
+    def bound_s(self, limit: float) -> float:
+        """`limit` seconds, or what is left of the Lambda's time when that is less (then 1 s
+        at least): how long one statement or wait may take."""
+        left = self.remaining_ms()
+        return limit if left is None else min(limit, max(left / 1000, 1.0))
+
     def check(self, before: str) -> None:
         left = self.remaining_ms()
         if left is not None and left <= 0:
@@ -559,7 +568,12 @@ log.addHandler(_handler)
 
 log.propagate = False
 
-log.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# An unknown LOG_LEVEL must not break the import: INFO then, and run() reports it (Settings).
+log.setLevel(
+    next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").strip().upper()), "INFO")
+)
 
 
 def info(message: str, **fields: Any) -> None:
@@ -2173,9 +2187,9 @@ class Dialect(Protocol[StateT]):
     def event_problems(self, event: Event) -> list[str]: ...
     def user_problems(self, user: UserSpec) -> list[str]: ...
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
-    def connect(self, target: Target) -> Any: ...
+    def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
-    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
+    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
@@ -2210,12 +2224,131 @@ def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) 
     )
 
 
+SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
+
+TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
+
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
+# the variable a deployment that raised it in the function's environment declares it in.
+AWS_MYSQL_CLONE_LIMIT = 16
+
+MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
+
+MYSQL_NAME_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The function's environment, read and checked at the start of every run (run()): a bad
+    value is invalid input naming the variable, found before anything is touched. Where a value
+    is bad, its default stands in, so the helpers below never fail on it."""
+
+    connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
+    lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
+    log_level: str = "INFO"
+    mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+
+        def given(name: str) -> str:
+            return environ.get(name, "").strip()
+
+        def seconds(name: str, default: float) -> float:
+            text = given(name)
+            if not text:
+                return default
+            if not SECONDS.match(text) or not 0 < float(text) <= TIMEOUT_MAX_S:
+                problems.append(
+                    f"environment variable {name} must be a number of seconds above 0 and at "
+                    f"most {TIMEOUT_MAX_S}, such as 10 or 2.5, not {environ[name]!r}"
+                )
+                return default
+            return float(text)
+
+        connect = seconds("DB_CONNECT_TIMEOUT", cls.connect_timeout)
+        lock = seconds("DB_LOCK_TIMEOUT", cls.lock_timeout)
+        level = given("LOG_LEVEL").upper()
+        if level and level not in LOG_LEVELS:
+            problems.append(
+                f"environment variable LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
+                f"{environ['LOG_LEVEL']!r}"
+            )
+        mode = given("DB_SSL_MODE")
+        if mode and mode not in SSL_MODES:
+            problems.append(
+                f"environment variable DB_SSL_MODE must be one of {', '.join(SSL_MODES)}, not "
+                f"{environ['DB_SSL_MODE']!r}"
+            )
+        ca = given("DB_SSL_CA")
+        if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
+            problems.append(f"environment variable DB_SSL_CA: {ca!r} is not a readable file")
+        for dialect in DIALECTS.values():
+            arn = given(dialect.rotation_variable)
+            if arn and not LAMBDA_ARN.match(arn):
+                problems.append(
+                    f"environment variable {dialect.rotation_variable} must be a Lambda function "
+                    f"ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), not {arn!r}"
+                )
+        limit = given(MYSQL_CLONE_LIMIT_VARIABLE)
+        whole = limit.isascii() and limit.isdigit() and 0 < int(limit) <= MYSQL_NAME_LIMIT
+        if limit and not whole:
+            problems.append(
+                f"environment variable {MYSQL_CLONE_LIMIT_VARIABLE} must be a whole number of "
+                f"characters from 1 to {MYSQL_NAME_LIMIT} (the USERNAME_CHARACTER_LIMIT of the "
+                f"AWS MySQL rotation function), not {environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}"
+            )
+        return cls(
+            connect_timeout=connect,
+            lock_timeout=lock,
+            log_level=level if level in LOG_LEVELS else cls.log_level,
+            mysql_clone_limit=int(limit) if limit and whole else cls.mysql_clone_limit,
+            problems=tuple(problems),
+        )
+
+
 def lock_timeout_seconds() -> float:
-    return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
+    return Settings.read(os.environ).lock_timeout
 
 
-def connect_timeout() -> int:
-    return int(os.environ.get("DB_CONNECT_TIMEOUT", "10"))
+def connect_timeout() -> float:
+    return Settings.read(os.environ).connect_timeout
+
+
+def no_answer(error: str) -> str:
+    """What a driver's timeout while connecting means, in the tool's terms."""
+    if "timed out" in error or "timeout expired" in error:
+        return (
+            f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
+            "the port, and that the database's security group lets this function in)"
+        )
+    return ""
+
+
+class HeldLock:
+    """The lock that keeps invocations apart, as the run holds it. `check` asks the server
+    whether it still holds it: the server may end the session that holds it (its
+    idle_session_timeout, an administrator's pg_terminate_backend), and another invocation
+    would then run beside this one."""
+
+    def __init__(self, what: str, held: Callable[[], bool]):
+        self.what, self._held = what, held
+
+    def check(self, before: str) -> None:
+        try:
+            held, why = self._held(), "the server no longer holds it for this run"
+        except Exception as error:  # the session is gone: whatever the driver says
+            held, why = False, f"its session ended: {REDACT(str(error)).strip()}"
+        if not held:
+            raise ApplyError(
+                f"lost {self.what} before {before} ({why}), so another invocation may be "
+                "running beside this one. The database transaction was rolled back: nothing "
+                "changed in the database. New users' passwords and staged (AWSPENDING) "
+                "passwords already stored in their secrets are reused by the next run: a "
+                "re-run converges."
+            )
 
 
 def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
@@ -2252,6 +2385,29 @@ PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
+
+# pg_advisory_lock(bigint) shows in pg_locks as classid (high half), objid (low half), objsubid 1
+PG_LOCK_HELD_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+               AND granted AND classid = %s::oid AND objid = %s::oid AND objsubid = 1)
+"""
+
+PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
+
+
+class PgConnection(psycopg2.extensions.connection):
+    """The master's connection, and the lock the run holds while it uses it."""
+
+    cluster_lock: HeldLock | None = None
+
+
+def set_pg_session(cursor: Any, **settings: int) -> None:
+    """SET each setting for the session, in milliseconds (0: off), in one statement."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(str(value)))
+        for name, value in settings.items()
+    )
+    cursor.execute(sql.SQL("SELECT ") + calls)
 
 
 class Postgres:
@@ -2297,23 +2453,38 @@ class Postgres:
             "user": user,
             "password": password,
             "sslmode": target.ssl_mode,
-            "connect_timeout": connect_timeout(),
+            # libpq counts whole seconds, 2 at least; it bounds the whole connection attempt
+            # (TCP, TLS, the server's answers to the startup and the authentication).
+            "connect_timeout": max(2, int(-(-connect_timeout() // 1))),
             "application_name": TOOL,
+            # A peer that vanished (no FIN, no RST) is noticed while a session waits idle.
+            "keepalives": 1,
+            "keepalives_idle": PG_KEEPALIVE_S,
+            "keepalives_interval": PG_KEEPALIVE_S,
+            "keepalives_count": 3,
         }
         if target.ssl_mode == "verify-full" and ca_bundle():
             args["sslrootcert"] = ca_bundle()
         return args
 
-    def connect(self, target: Target, database: str | None = None) -> Any:
+    def connect(
+        self, target: Target, lock: HeldLock | None = None, database: str | None = None
+    ) -> Any:
+        """The master's connection; the lock the run holds goes with it, for apply to check
+        just before it commits."""
         args = self.connect_args(target, target.master_user, target.master_password, database)
         try:
-            return psycopg2.connect(**args)
+            connection = psycopg2.connect(connection_factory=PgConnection, **args)
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
+        connection.cluster_lock = lock
+        return connection
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
-        """Log in as the user; False when the server refuses the password."""
+        """Log in as the user; False when the server refuses the password. A probe runs no
+        statement: connect_timeout bounds all of it."""
         if not password:
             return False
         try:
@@ -2328,35 +2499,56 @@ class Postgres:
         return True
 
     @contextmanager
-    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """A session advisory lock, taken in the `postgres` database so that invocations on
         any database of the cluster wait for each other (roles are cluster-wide, advisory
         locks per database). Closing the connection releases it, even if the Lambda dies.
         Waiting for another invocation is the point of the lock, so this wait is not the
         short DB_LOCK_TIMEOUT meant for an application's locks: a duplicate invocation (a CLI
-        retry) thus queues, runs, and finds nothing left to do."""
+        retry) thus queues, runs, and finds nothing left to do. The session sits idle while it
+        holds the lock, so the timeouts that end idle sessions are off for it (whatever the
+        master role or the parameter group sets), and apply checks it still holds the lock
+        just before committing."""
         wait_ms = deadline.lock_wait_ms()
-        connection = self.connect(target, LOCK_DATABASE)
+        connect_ms = round(connect_timeout() * 1000)
+        connection = self.connect(target, database=LOCK_DATABASE)
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
+                set_pg_session(
+                    cursor,
+                    idle_session_timeout=0,
+                    idle_in_transaction_session_timeout=0,
+                    lock_timeout=wait_ms,
+                    statement_timeout=wait_ms + connect_ms,
+                )
                 try:
                     cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-                except psycopg2.errors.LockNotAvailable:
+                except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled):
                     raise another_invocation(wait_ms) from None
-            yield
+                set_pg_session(cursor, statement_timeout=connect_ms)
+
+            def held() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute(PG_LOCK_HELD_QUERY, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF))
+                    return bool(cursor.fetchone()[0])
+
+            yield HeldLock(f"the cluster lock (an advisory lock in database {LOCK_DATABASE})", held)
         finally:
             connection.close()
 
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+        """Every statement of the run's session is bounded: a wait for an application's lock
+        by DB_LOCK_TIMEOUT, any statement by the Lambda's remaining time; the transaction may
+        stay idle while the secrets are written, as long as the Lambda runs."""
         with connection.cursor() as cursor:
-            timeout = f"{int(lock_timeout_seconds() * 1000)}ms"
-            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
             remaining = deadline.remaining_ms()
+            bounds = {"lock_timeout": round(lock_timeout_seconds() * 1000)}
             if remaining:
-                statement_ms = sql.Literal(f"{max(remaining, 1000)}ms")
-                cursor.execute(sql.SQL("SET statement_timeout = {}").format(statement_ms))
+                bounds["statement_timeout"] = max(remaining, 1000)
+            # 0 (off) for the command line, which has no time limit
+            bounds["idle_in_transaction_session_timeout"] = max(remaining or 0, 0)
+            set_pg_session(cursor, **bounds)
             return read_pg_state(cursor, event)
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
@@ -2380,10 +2572,17 @@ class Postgres:
     def apply(
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
     ) -> None:
-        """The steps in one transaction; each gets its audit line once they are committed."""
+        """The steps in one transaction, committed only while the run still holds the cluster
+        lock; each gets its audit line once they are committed."""
         try:
             self.execute(connection, steps, counter)
+            lock = getattr(connection, "cluster_lock", None)
+            if lock:
+                lock.check("committing")
             connection.commit()
+        except ApplyError:
+            connection.rollback()
+            raise
         except StepFailedError as failed:
             connection.rollback()
             raise step_failed(
@@ -3308,7 +3507,43 @@ class MySql:
             )
         if user.reassign_to:
             problems.append("reassign_to applies only to PostgreSQL")
+        return problems + self.rotation_problems(user)
+
+    def rotation_problems(self, user: UserSpec) -> list[str]:
+        """What the engine's AWS multi-user rotation function would fail on, for a user that
+        relies on it (no rotation.lambda_arn of its own): it runs SHOW GRANTS FOR 'U', which
+        means 'U'@'%', so an account at another host fails at its first rotation; and the
+        MySQL function refuses a clone name over its USERNAME_CHARACTER_LIMIT (16 unless the
+        deployment raised it and declares so), MariaDB's over 80 (name_problems checks)."""
+        if not (user.rotation and user.rotating) or user.rotation.lambda_arn:
+            return []
+        problems = []
+        function = f"the AWS rotation function ({self.rotation_template})"
+        name, host = user.account
+        if host != "%":
+            problems.append(
+                f"rotation through {function} needs host '%': it runs SHOW GRANTS FOR "
+                f"{name!r}, which means {name!r}@'%', and fails for {name!r}@{host!r}. Give "
+                "the user host '%', or rotation.lambda_arn of a rotation function of your own"
+            )
+        limit = self.aws_clone_limit()
+        if limit < self.name_limit and len(user.clone) > limit:
+            problems.append(
+                f"rotation through {function}: the clone name {user.clone!r} is longer than "
+                f"the {limit} characters it accepts (its USERNAME_CHARACTER_LIMIT). Shorten "
+                f"db_user to {max(limit - len(CLONE_SUFFIX), 0)} characters, or raise "
+                "USERNAME_CHARACTER_LIMIT in that function's environment and set "
+                f"{MYSQL_CLONE_LIMIT_VARIABLE} to the same value in this one's"
+            )
         return problems
+
+    def aws_clone_limit(self) -> int:
+        """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
+        USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
+        is 80, the server's own limit."""
+        if self.engine == "mysql":
+            return Settings.read(os.environ).mysql_clone_limit
+        return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
         """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
@@ -3321,16 +3556,24 @@ class MySql:
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
 
-    def open(self, target: Target, user: str, password: str) -> Any:
-        """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
+    def open(
+        self, target: Target, user: str, password: str, read_timeout: float | None = None
+    ) -> Any:
+        """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
+        PyMySQL reads the server's greeting under its read timeout, so the whole handshake is
+        bounded by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout`
+        (default: DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
         tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
+        timeout = connect_timeout()
         try:
-            return pymysql.connect(
+            connection: Any = pymysql.connect(
                 host=target.host,
                 port=target.port,
                 user=user,
                 password=password,
-                connect_timeout=connect_timeout(),
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                write_timeout=timeout,
                 charset="utf8mb4",
                 autocommit=True,
                 program_name=TOOL,
@@ -3345,13 +3588,24 @@ class MySql:
                 "sha256_password), which without TLS needs an RSA key exchange this build "
                 "leaves out. Use TLS: ssl_mode verify-full (or require)."
             ) from None
+        if read_timeout:  # PyMySQL applies it at the next read; it has no public setter
+            connection._read_timeout = read_timeout
+        return connection
 
-    def connect(self, target: Target) -> Any:
+    def connect(self, target: Target, lock: HeldLock | None = None) -> Any:
+        """The master's connection. A wait for an answer is bounded on the client by
+        DB_LOCK_TIMEOUT and DB_CONNECT_TIMEOUT together (read_state bounds the statements on
+        the server too). MySQL has no transaction to guard with the lock: each statement is
+        final as it runs, and a re-run converges from whatever a lost lock let happen."""
+        return self.connect_as_master(target, connect_timeout() + lock_timeout_seconds())
+
+    def connect_as_master(self, target: Target, read_timeout: float) -> Any:
         try:
-            return self.open(target, target.master_user, target.master_password)
+            return self.open(target, target.master_user, target.master_password, read_timeout)
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -3368,25 +3622,54 @@ class MySql:
         return True
 
     @contextmanager
-    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
-        """GET_LOCK is server-wide, as accounts are; the connection's end releases it."""
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
+        """GET_LOCK is server-wide, as accounts are; the connection's end releases it, so the
+        server must not end that session while it waits idle (wait_timeout)."""
         wait_ms = deadline.lock_wait_ms()
-        connection = self.connect(target)
+        wait_s = max(wait_ms // 1000, 1)
+        connection = self.connect_as_master(target, wait_s + connect_timeout())
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, max(wait_ms // 1000, 1)))
+                self.bound_session(cursor, wait_s + connect_timeout())
+                cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, wait_s))
                 if cursor.fetchone()[0] != 1:
                     raise another_invocation(wait_ms)
-            yield
+
+            def held() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (TOOL,))
+                    return bool(cursor.fetchone()[0])
+
+            yield HeldLock(f"the server lock GET_LOCK({TOOL!r})", held)
         finally:
             connection.close()
 
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> MyState:
+        """Every statement of the run is bounded by DB_LOCK_TIMEOUT (and the Lambda's time
+        left): lock_wait_timeout for metadata locks, and on MariaDB max_statement_time for any
+        wait, behind FLUSH TABLES WITH READ LOCK too. MySQL 8 has max_execution_time for
+        SELECT only; its other statements are bounded by the client's read timeout."""
+        bound = deadline.bound_s(lock_timeout_seconds())
+        connection._read_timeout = bound + connect_timeout()
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SET SESSION lock_wait_timeout = %s", (max(round(lock_timeout_seconds()), 1),)
-            )
+            cursor.execute("SET SESSION lock_wait_timeout = %s", (max(round(bound), 1),))
+            self.bound_session(cursor, bound)
             return read_my_state(cursor, event)
+
+    @staticmethod
+    def bound_session(cursor: Any, statement_s: float) -> None:
+        """Each statement of the session ends after `statement_s` seconds (MariaDB; a SELECT
+        on MySQL 8), and the server keeps the session while the run lives (wait_timeout only
+        ever raised, to outlast the longest Lambda)."""
+        cursor.execute("SELECT VERSION()")
+        if "mariadb" in cursor.fetchone()[0].lower():
+            cursor.execute("SET SESSION max_statement_time = %s", (round(statement_s, 3),))
+        else:
+            cursor.execute("SET SESSION max_execution_time = %s", (round(statement_s * 1000),))
+        cursor.execute(
+            "SET SESSION wait_timeout = GREATEST(@@SESSION.wait_timeout, %s)",
+            (TIMEOUT_MAX_S + 60,),
+        )
 
     def state_problems(self, event: Event, state: MyState) -> list[str]:
         return my_state_problems(event, state)
