@@ -34,11 +34,12 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import boto3
@@ -309,7 +310,15 @@ class Event:
     verify_logins: bool = False
 
     def user(self, name: str) -> UserSpec | None:
-        return next((u for u in self.users if u.name == name), None)
+        """The user of that name (the first one, if declared twice), in constant time."""
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, UserSpec]:
+        by_name: dict[str, UserSpec] = {}
+        for user in self.users:
+            by_name.setdefault(user.name, user)
+        return by_name
 
 
 @dataclass(frozen=True)
@@ -1070,11 +1079,9 @@ def relationship_problems(event: Event) -> list[str]:
         if user.name in seen:
             problems.append(f"user {user.name!r} is declared more than once")
         seen.add(user.name)
-    secrets = [u.secret_name for u in event.users if u.secret_name]
+    secrets = Counter(u.secret_name for u in event.users if u.secret_name)
     problems += [
-        f"secret {s!r} is used by more than one user"
-        for s in sorted(set(secrets))
-        if secrets.count(s) > 1
+        f"secret {s!r} is used by more than one user" for s in sorted(secrets) if secrets[s] > 1
     ]
     for user in event.users:
         grantor = event.user(user.grantor) if user.grantor else None
@@ -1131,39 +1138,42 @@ def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
-    """Each cycle of two or more users once, as a path back to its start."""
-    cycles, seen = [], set()
+    """Each cycle of two or more users once, as a path back to its start. Linear: each user
+    is walked through once; a walk stops at a user an earlier walk already went through."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
     for user in event.users:
-        path: list[str] = []
+        walk: dict[str, int] = {}  # this walk's users, by their place on it
         current: str | None = user.name
-        while current and current not in path and (declared := event.user(current)):
-            path.append(current)
+        while current and current not in done and current not in walk:
+            declared = event.user(current)
+            if declared is None:
+                break
+            walk[current] = len(walk)
             current = declared.grantor
-        if current in path:
-            cycle = path[path.index(current) :]
-            if len(cycle) > 1 and frozenset(cycle) not in seen:
-                seen.add(frozenset(cycle))
+        if current in walk:
+            cycle = list(walk)[walk[current] :]
+            if len(cycle) > 1:
                 cycles.append([*cycle, current])
+        done.update(walk)
     return cycles
 
 
 def grantor_order(users: Iterable[UserSpec]) -> list[UserSpec]:
-    """Grantors before their grantees (the event is acyclic by now)."""
+    """Grantors before their grantees (the event is acyclic by now). Iterative, so that a
+    chain of thousands of users needs no deep recursion."""
     users = list(users)
     by_name = {u.name: u for u in users}
     ordered: list[UserSpec] = []
     placed: set[str] = set()
-
-    def place(user: UserSpec) -> None:
-        if user.name in placed:
-            return
-        placed.add(user.name)
-        if user.grantor in by_name:
-            place(by_name[user.grantor])
-        ordered.append(user)
-
     for user in users:
-        place(user)
+        chain: list[UserSpec] = []
+        current: UserSpec | None = user
+        while current is not None and current.name not in placed:
+            placed.add(current.name)
+            chain.append(current)
+            current = by_name.get(current.grantor) if current.grantor else None
+        ordered += reversed(chain)
     return ordered
 
 
