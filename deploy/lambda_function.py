@@ -30,9 +30,11 @@ import logging
 import os
 import re
 import ssl
+import stringprep
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -2192,11 +2194,9 @@ class Postgres:
         return state_problems(event, state)
 
     def identified_by(self, password: str, state: PgState) -> str:
-        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
-        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
-        verifier = (
-            scram_verifier(password) if password.isascii() and password.isprintable() else password
-        )
+        """Always the SCRAM verifier, whatever the password's characters: the password itself
+        never reaches the server (whose statement log would keep it)."""
+        verifier = scram_verifier(password)
         REDACT.add(verifier)
         return verifier
 
@@ -2263,11 +2263,12 @@ class Postgres:
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
 
 
-def scram_verifier(password: str, iterations: int = 4096) -> str:
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
     """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
-    itself never travels in a statement (statement logs would keep it)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    itself never travels in a statement (statement logs would keep it). The key is derived
+    from the SASLprep'ed password, as libpq does when it logs in (pg_fe_scram_build_secret)."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -2276,6 +2277,45 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
         return base64.b64encode(data).decode()
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def saslprep(password: str) -> bytes:
+    """The bytes PostgreSQL's SCRAM derives its key from: the password after SASLprep (RFC 4013),
+    as src/common/saslprep.c does it, or its raw UTF-8 bytes where SASLprep refuses it (libpq
+    and the server both fall back to them). As there: ASCII is left as it is; the prohibited,
+    unassigned and bidirectional checks apply to the mapped, not yet normalized characters."""
+    if password.isascii():
+        return password.encode()
+    # U+200B is in both tables: as in PostgreSQL, it is a space, not nothing.
+    mapped = [
+        " " if stringprep.in_table_c12(c) else c
+        for c in password
+        if stringprep.in_table_c12(c) or not stringprep.in_table_b1(c)
+    ]
+    raw = password.encode("utf-8", "surrogatepass")
+    if not mapped:
+        return raw
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
+    )
+    if any(test(c) for c in mapped for test in prohibited):
+        return raw
+    if any(stringprep.in_table_d1(c) for c in mapped) and (
+        any(stringprep.in_table_d2(c) for c in mapped)
+        or not stringprep.in_table_d1(mapped[0])
+        or not stringprep.in_table_d1(mapped[-1])
+    ):
+        return raw
+    return unicodedata.normalize("NFKC", "".join(mapped)).encode()
 
 
 @dataclass(frozen=True)

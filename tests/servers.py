@@ -201,8 +201,9 @@ class PostgresServer:
         _run(cmd, "pg_ctl stop", cwd=self.datadir)
 
 
-def _server_settings(port: int, socket_dir: Path) -> str:
-    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting."""
+def _server_settings(port: int, socket_dir: Path, extra: dict[str, str] | None = None) -> str:
+    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting. `extra`
+    values are written as they are (quote strings yourself: {"log_statement": "'all'"})."""
     return (
         "\n# added by tests/servers.py\n"
         "listen_addresses = '127.0.0.1'\n"
@@ -210,7 +211,7 @@ def _server_settings(port: int, socket_dir: Path) -> str:
         f"unix_socket_directories = '{socket_dir}'\n"
         "fsync = off\n"
         "max_connections = 200\n"
-    )
+    ) + "".join(f"{name} = {value}\n" for name, value in (extra or {}).items())
 
 
 def _initdb(bindir: Path, datadir: Path, pwfile: Path, workdir: Path) -> None:
@@ -240,8 +241,11 @@ def _check_socket_path(workdir: Path, name: str = ".s.PGSQL.65535") -> None:
         )
 
 
-def start_postgres(major: int, workdir: Path) -> PostgresServer:
-    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir."""
+def start_postgres(
+    major: int, workdir: Path, settings: dict[str, str] | None = None
+) -> PostgresServer:
+    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir;
+    `settings` are added to postgresql.conf (for instance log_statement)."""
     _check_socket_path(workdir)
     bindir = pg_bindir(major)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +263,7 @@ def start_postgres(major: int, workdir: Path) -> PostgresServer:
         pwfile.unlink()
     port = free_port()
     with (datadir / "postgresql.conf").open("a") as conf:
-        conf.write(_server_settings(port, workdir))
+        conf.write(_server_settings(port, workdir, settings))
     _pg_ctl_start(bindir, datadir, logfile, workdir)
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
 
@@ -334,7 +338,9 @@ class MariaDbServer:
             self.process.wait()
 
 
-def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) -> list[str]:
+def _mariadbd_command(
+    mariadbd: str, workdir: Path, datadir: Path, port: int, options: tuple[str, ...] = ()
+) -> list[str]:
     """Only 127.0.0.1, no DNS, no binlog, a small buffer pool and lazy log flushes: a test
     server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it."""
     return [
@@ -352,6 +358,7 @@ def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) ->
         "--innodb-buffer-pool-size=64M",
         "--innodb-flush-log-at-trx-commit=0",
         "--max-connections=200",
+        *options,
     ]
 
 
@@ -423,9 +430,10 @@ def _set_root_passwords(connection: Any, password: str) -> str:
     return version
 
 
-def start_mariadb(workdir: Path) -> MariaDbServer:
+def start_mariadb(workdir: Path, options: tuple[str, ...] = ()) -> MariaDbServer:
     """Start a fresh MariaDB on 127.0.0.1 (a free port) with its data, socket and log in
-    workdir; root logs in over TCP with the password in the result."""
+    workdir; root logs in over TCP with the password in the result. `options` are added to
+    mariadbd's command line (for instance --general-log)."""
     install_db, mariadbd = mariadb_programs()
     _check_socket_path(workdir, MARIADB_SOCKET)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -439,7 +447,7 @@ def start_mariadb(workdir: Path) -> MariaDbServer:
     with (workdir / "mariadbd.out").open("wb") as out:
         # S603: fixed program paths and options, no outside input.
         process = subprocess.Popen(  # noqa: S603
-            _mariadbd_command(mariadbd, workdir, datadir, port),
+            _mariadbd_command(mariadbd, workdir, datadir, port, options),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
