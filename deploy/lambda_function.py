@@ -850,6 +850,8 @@ def parse_user(
     host = raw.get("host")
     if "host" in raw:
         problems += host_problems(host)
+        # MySQL and MariaDB store host names lower-cased: the event says it as they store it.
+        host = host.lower() if isinstance(host, str) else host
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
@@ -1059,11 +1061,21 @@ def role_name_problems(name: Any, what: str) -> list[str]:
 
 
 def host_problems(host: Any) -> list[str]:
-    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask."""
+    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask
+    (192.168.0.0/255.255.255.0), as the servers store it: at most 255 characters (MariaDB
+    10.4+, MySQL 8.0.17+), printable ASCII (MySQL's Host column is ASCII), no `@` (which
+    would end the host part) and no quotes. Upper case is read as lower case (parse_user)."""
     if not isinstance(host, str) or not host or len(host) > 255:
         return ["host must be a non-empty string of at most 255 characters"]
     if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
         return [f"host {host!r} may not contain quotes, backslashes or blanks"]
+    if "@" in host:
+        return [f"host {host!r} may not contain @: give the user name and the host apart"]
+    if not (host.isascii() and host.isprintable()):
+        return [
+            f"host {host!r} may hold only printable ASCII characters (a name, an address, "
+            "a pattern with % and _, or a netmask); write international names in punycode"
+        ]
     return []
 
 
@@ -2080,6 +2092,14 @@ PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not
 
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
 
+# Besides public and pg_*: names CREATE ROLE refuses even quoted (none), and the keywords that
+# stand for a role in RoleSpec and in GRANT/ALTER statements (current_user, current_role,
+# session_user; user and system_user are the same functions). Quoted, the server accepts them,
+# but any script or tool writing them unquoted would act on another role: never managed.
+PG_RESERVED_ROLE_NAMES = frozenset(
+    {"none", "current_user", "current_role", "session_user", "system_user", "user"}
+)
+
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
@@ -2103,6 +2123,12 @@ class Postgres:
             problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
         if lowered == "public" or lowered.startswith(("pg_", "rds")):
             problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        elif lowered in PG_RESERVED_ROLE_NAMES:
+            problems.append(
+                f"{what} {name!r} is reserved: where SQL expects a role, {lowered} unquoted "
+                "means something else (CREATE ROLE refuses none; current_user, current_role, "
+                "session_user, system_user and user name the session's own roles)"
+            )
         return problems
 
     def event_problems(self, event: Event) -> list[str]:
@@ -2331,6 +2357,9 @@ class PgRole:
     # role but a superuser, for a CREATEROLE master)
     member_of: tuple[str, ...] = ()  # the roles it is a direct member of
     config: tuple[str, ...] = ()  # its settings, "role=U" for a prepared rotation clone
+    replication: bool = False  # only a role with REPLICATION may alter it: never managed
+    bypass_rls: bool = False  # likewise with BYPASSRLS
+    expired: bool = False  # VALID UNTIL in the past: no password logs in
 
 
 @dataclass(frozen=True)
@@ -2398,7 +2427,8 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
             ELSE NOT rolsuper END,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid),
-       coalesce(rolconfig, '{}')
+       coalesce(rolconfig, '{}'),
+       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false)
 FROM pg_roles r
 """
 
@@ -2468,6 +2498,9 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             master_is_admin=row[7],
             member_of=tuple(row[8]),
             config=tuple(row[9]),
+            replication=row[10],
+            bypass_rls=row[11],
+            expired=row[12],
         )
         for row in cursor.fetchall()
     }
@@ -2521,6 +2554,12 @@ def state_problems(event: Event, state: PgState) -> list[str]:
                 problems.append(
                     f"user {user.name!r} cannot be deleted: {doomed!r} owns objects or holds "
                     f"privileges in {place}; reassign or revoke them there first"
+                )
+        for attribute, has in (("REPLICATION", "replication"), ("BYPASSRLS", "bypass_rls")):
+            if role and getattr(role, has):
+                problems.append(
+                    f"user {user.name!r} has {attribute}, which only a role that has it may "
+                    "alter (the master has not): never managed"
                 )
     return problems + privilege_plan(event, state).problems
 
@@ -2833,6 +2872,7 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
+        steps += expiry_steps(user, state)
         for login, what in (
             (user.name, "new password"),
             (user.clone, f"new password of {user.clone}"),
@@ -2841,6 +2881,21 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
                 clause, shown = password_clause(passwords[login])
                 alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
                 steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
+    return steps
+
+
+def expiry_steps(user: UserSpec, state: PgState) -> list[Step]:
+    """VALID UNTIL 'infinity' for the user (and its clone) whose VALID UNTIL has passed: no
+    password logs in then, so every run would set a new one. A date still to come is left."""
+    steps = []
+    for login in (user.name, user.clone):
+        role = state.roles.get(login)
+        if role and role.expired:
+            statement = sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(
+                sql.Identifier(login)
+            )
+            what = "" if login == user.name else f" of {login}"
+            steps.append(Step(statement, f"password{what} no longer expired", (user.name,)))
     return steps
 
 
@@ -3007,6 +3062,11 @@ class MySql:
         if name != name.rstrip(" "):
             problems.append(
                 f"{what} {name!r} ends with a blank, which {self.label} drops from names"
+            )
+        if any(ord(c) > 0xFFFF for c in name):
+            problems.append(
+                f"{what} {name!r} has a character outside the Basic Multilingual Plane, which "
+                f"{self.label}'s account tables (utf8mb3) cannot store: it would become '?'"
             )
         if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
             problems.append(
