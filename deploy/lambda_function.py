@@ -99,9 +99,24 @@ def lambda_handler(event: Any, context: Any) -> dict:
         log.error(str(error))
         raise
     except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
-        message = REDACT(f"{type(error).__name__}: {error}")
+        message = unexpected_error_message(error)
         log.error(message)
         raise ApplyError(message) from None
+
+
+def unexpected_error_message(error: BaseException) -> str:
+    """An error no stage turned into InvalidEvent or ApplyError (an AWS or driver error, or a
+    bug), scrubbed, with what it means for the run: each write is made in an order that keeps
+    every working password (see section 7), so whatever was done is kept and a re-run
+    converges."""
+    text = REDACT(f"{type(error).__name__}: {error}".strip())
+    if isinstance(error, RecursionError):
+        text = "the input is nested too deeply to be read"
+    return (
+        f"unexpected error: {text}. Statements applied and secrets written before it are "
+        "listed in the log ('applied', 'aws'); the database changes of an unfinished "
+        "PostgreSQL transaction are rolled back; a re-run converges."
+    )
 
 
 def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
@@ -168,8 +183,17 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
             if problems:
                 raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
             raise
-        stack.callback(connection.close)
+        stack.callback(close_quietly, connection)
         yield connection
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a connection that may be gone already (a dropped connection must not hide the
+    error that says which step failed: PyMySQL refuses to close a closed connection)."""
+    try:
+        connection.close()
+    except Exception as error:  # noqa: BLE001 - closing is best effort; the run's error counts
+        log.debug("closing the connection failed: %s", REDACT(str(error)))
 
 
 def main(argv: list[str]) -> int:
@@ -187,13 +211,29 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(
+            f"cannot read the event {args.event}: it is nested too deeply (an event is "
+            f"at most {EVENT_MAX_DEPTH} levels deep)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = run(raw, dry_run=args.dry_run)
     except InvalidEvent as error:
         print(error, file=sys.stderr)
         return 2
-    except Exception as error:
+    except ApplyError as error:
         print(f"failed: {REDACT(str(error))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: every write already made keeps a working password; a re-run converges",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:  # never a traceback: what happened, and what it means
+        print(f"failed: {unexpected_error_message(error)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
@@ -590,6 +630,10 @@ SSL_MODES = ("require", "verify-full", "disable")
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
+
+EVENT_MAX_DEPTH = 32  # an event is 5 levels deep (users, a user, its rotation, a value)
+
 TOP_KEYS = {
     "secret_name",
     "database_name",
@@ -665,6 +709,9 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     event, so that the rest can still be checked against the database's state."""
     if not isinstance(raw, dict):
         raise InvalidEvent(["the event must be a JSON object"])
+    unreadable = unreadable_values(raw)
+    if unreadable:  # no name with a NUL may reach a driver, nor a value any recursion
+        raise InvalidEvent(unreadable)
     problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
     texts: dict[str, str | None] = {}
     for key in ("secret_name", "database_name", "rds_host", "region", "kms_key_id"):
@@ -672,6 +719,8 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         problems += found
     if texts["secret_name"]:
         problems += secret_name_problems(texts["secret_name"], "secret_name")
+    if texts["region"] and not REGION.fullmatch(texts["region"]):
+        problems.append(f"region {texts['region']!r} is not an AWS region name (us-east-1)")
     engine, found = parse_engine(raw.get("db_engine"))
     problems += found
     port, found = parse_port(raw.get("rds_port"))
@@ -715,6 +764,33 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     return event, problems
 
 
+def unreadable_values(raw: Any) -> list[str]:
+    """Every string (value or key) holding a NUL character, which no server or AWS API takes,
+    or a lone surrogate, which is no character; and nesting deeper than any event's. Iterative:
+    a deeply nested event must not exhaust the stack."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("the event", raw, 0)]
+    while stack and len(problems) < 20:
+        where, value, depth = stack.pop()
+        if depth > EVENT_MAX_DEPTH:
+            return [f"the event is nested deeper than {EVENT_MAX_DEPTH} levels (at {where})"]
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{where} contains a NUL character")
+            elif any("\ud800" <= c <= "\udfff" for c in value):
+                problems.append(f"{where} contains a lone surrogate (not a character)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if isinstance(key, str) and key.isprintable() else repr(key)
+                inner = name if where == "the event" else f"{where}.{name}"
+                stack.append((f"a key of {where}", key, depth + 1))
+                stack.append((inner, item, depth + 1))
+        elif isinstance(value, list):
+            base = "" if where == "the event" else where
+            stack += [(f"{base}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+    return sorted(set(problems))
+
+
 def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
     value = raw.get(key)
     if is_none(value):
@@ -748,7 +824,9 @@ def parse_engine(value: Any) -> tuple[str | None, list[str]]:
 def parse_port(value: Any) -> tuple[int | None, list[str]]:
     if value is None:
         return None, []
-    port = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    # ASCII digits only: str.isdigit() also takes "²" and "５", which int() does not.
+    digits = isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value.strip())
+    port = int(value) if digits else value
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
@@ -1344,13 +1422,37 @@ class SecretsManager:
         return response
 
     def master_secret(self, secret_id: str) -> tuple[dict, str]:
-        response = self.client.get_secret_value(SecretId=secret_id)
+        """The master secret's value and ARN. Nothing is touched yet: a secret that is missing,
+        unreadable or malformed is invalid input (InvalidEvent), naming the secret."""
+        try:
+            response = self.client.get_secret_value(SecretId=secret_id)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            hint = MASTER_SECRET_HINTS.get(code)
+            if hint:
+                raise InvalidEvent([f"master secret {secret_id!r} {hint} ({text})"]) from None
+            raise ApplyError(
+                f"could not read the master secret {secret_id!r} ({text}); nothing was "
+                "changed, re-run later"
+            ) from None
+        except botocore.exceptions.BotoCoreError as error:  # no credentials, no endpoint...
+            raise ApplyError(
+                f"could not reach Secrets Manager to read the master secret {secret_id!r}: "
+                f"{error}; nothing was changed"
+            ) from None
         REDACT.add(response.get("SecretString"))
         try:
             value = json.loads(response["SecretString"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, RecursionError):
             raise InvalidEvent([f"master secret {secret_id!r} does not hold JSON"]) from None
-        REDACT.add(value.get("password"))
+        if not isinstance(value, dict):
+            raise InvalidEvent([f"master secret {secret_id!r} does not hold a JSON object"])
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
+        problems = master_value_problems(value)
+        if problems:
+            raise InvalidEvent([f"master secret {secret_id!r}: {p}" for p in problems])
         return value, response["ARN"]
 
     def read_states(self, names: list[str]) -> dict[str, SecretState]:
@@ -1429,15 +1531,69 @@ def has_every_type(password: str) -> bool:
     )
 
 
+# What the master secret's read errors mean to the user (the rest: try again later).
+MASTER_SECRET_HINTS = {
+    "ResourceNotFoundException": "does not exist (in this region and account)",
+    "AccessDeniedException": "may not be read by this function: its role needs "
+    "secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key)",
+    "DecryptionFailure": "cannot be decrypted: the function's role needs kms:Decrypt on the "
+    "secret's KMS key",
+    "InvalidRequestException": "cannot be read now (scheduled for deletion?)",
+    "InvalidParameterException": "is not a valid secret id",
+    "ValidationException": "is not a valid secret id",
+}
+
+
+def master_value_problems(value: dict) -> list[str]:
+    """What in a master secret's value cannot be used: its keys' types, a NUL anywhere."""
+    problems = []
+    for key in ("username", "password", "host", "engine", "dbname"):
+        item = value.get(key)
+        if item is not None and not isinstance(item, str):
+            problems.append(f"{key} must be a string, not a JSON {type(item).__name__}")
+        elif isinstance(item, str) and "\x00" in item:
+            problems.append(f"{key} contains a NUL character")
+    port = value.get("port")
+    if port is not None and parse_port(port)[1]:
+        problems.append("port must be a port number")
+    return problems
+
+
 def parse_secret_value(text: str | None) -> dict | None:
+    """A secret's value when it is a JSON object (else None: not ours to use). A password that
+    is not a string stays in the value as it is, for secret_value_problems to name."""
     try:
         value = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(value, dict):
-        REDACT.add(value.get("password"))
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
         return value
     return None
+
+
+def secret_value_problems(user: UserSpec, secret: SecretState) -> list[str]:
+    """A user secret whose password no server could take: not a string (a JSON number), empty,
+    or holding a NUL or a lone surrogate. Nothing is written for it; fix or delete the value."""
+    problems = []
+    for stage, value in (("AWSCURRENT", secret.value), ("AWSPENDING", secret.pending_value)):
+        if not value or "password" not in value:
+            continue
+        password = value["password"]
+        if not isinstance(password, str):
+            why = f"is a JSON {type(password).__name__}, not a string"
+        elif not password:
+            why = "is empty"
+        elif "\x00" in password or any("\ud800" <= c <= "\udfff" for c in password):
+            why = "holds a NUL character or a lone surrogate"
+        else:
+            continue
+        problems.append(
+            f"user {user.name!r}: secret {secret.name!r} ({stage}): its password {why}; "
+            "correct the value or delete the secret"
+        )
+    return problems
 
 
 def described_rotation(found: dict) -> Rotation:
@@ -1555,7 +1711,7 @@ def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
             f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
             "and is not overwritten"
         ]
-    return []
+    return secret_value_problems(user, secret)
 
 
 def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
@@ -2053,6 +2209,50 @@ def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) 
     )
 
 
+# What a driver's connection error means to the user, by the words of the error (libpq's
+# messages, and MySQL's error numbers as PyMySQL prints them).
+CONNECT_FAILURES = (
+    (
+        ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
+        "the host name does not resolve: check rds_host (or the master secret's host) and the "
+        "DNS of the function's VPC",
+    ),
+    (
+        ("password authentication failed", "(1045,", "authentication failed"),
+        "authentication failed: the master secret's username and password do not log in "
+        "(changed outside the secret, or the wrong secret?)",
+    ),
+    (
+        ('database "', "(1049,"),
+        "the database does not exist on this server: check database_name",
+    ),
+    (
+        ("permission denied", "not permitted to log in", "no pg_hba.conf entry", "(1044,"),
+        "permission denied: the master may not connect to this database (its CONNECT "
+        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
+    ),
+    (
+        ("server does not support SSL", "SSL", "certificate"),
+        "the TLS connection failed: check ssl_mode and DB_SSL_CA",
+    ),
+    (
+        ("Connection refused", "timeout expired", "timed out", "No route to host", "(2003,"),
+        "the host is unreachable: check rds_host and rds_port, that the function runs in the "
+        "database's VPC, and that the security groups let it in",
+    ),
+)
+
+
+def connect_failure(where: str, error: str) -> str:
+    """A connection error as what the user can do about it, the driver's own words attached."""
+    meaning = next(
+        (text for needles, text in CONNECT_FAILURES if any(n in error for n in needles)), None
+    )
+    if meaning is None:
+        return f"cannot connect to {where}: {error}. Nothing was changed."
+    return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
+
+
 def lock_timeout_seconds() -> float:
     return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
 
@@ -2167,7 +2367,7 @@ class Postgres:
             return psycopg2.connect(**args)
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            raise ApplyError(connect_failure(where, REDACT(str(error)).strip())) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -2237,7 +2437,7 @@ class Postgres:
             self.execute(connection, steps, counter)
             connection.commit()
         except StepFailedError as failed:
-            connection.rollback()
+            rollback_quietly(connection)
             raise step_failed(
                 steps,
                 failed.number,
@@ -2245,10 +2445,12 @@ class Postgres:
                 "The database transaction was rolled back: nothing changed in the database.",
             ) from None
         except psycopg2.Error as error:
-            connection.rollback()
+            rollback_quietly(connection)
             raise ApplyError(
-                f"committing failed: {REDACT(str(error)).strip()}. The database transaction was "
-                "rolled back: nothing changed in the database; a re-run converges."
+                f"applying the {len(steps)} statements failed at their end (a role switch or "
+                f"the commit): {REDACT(str(error)).strip()}. The database transaction was "
+                "rolled back (if the connection dropped during the commit itself, the server "
+                "may have committed it); either way a re-run converges."
             ) from None
         for step in steps:
             step_applied(step, target)
@@ -2261,7 +2463,7 @@ class Postgres:
                 steps, failed.number, failed.error, "This was a dry run: nothing was changed."
             ) from None
         finally:
-            connection.rollback()
+            rollback_quietly(connection)
 
     def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
@@ -2287,6 +2489,15 @@ class Postgres:
             if acting:
                 cursor.execute("RESET ROLE")
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+
+
+def rollback_quietly(connection: Any) -> None:
+    """Roll back; on a connection that dropped, the server has rolled back already (and
+    psycopg2 would say "connection already closed" instead of which step failed)."""
+    try:
+        connection.rollback()
+    except psycopg2.Error as error:
+        log.debug("rollback failed: %s", REDACT(str(error)))
 
 
 def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
@@ -3131,7 +3342,7 @@ class MySql:
             return self.open(target, target.master_user, target.master_password)
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            raise ApplyError(connect_failure(where, REDACT(str(error)).strip())) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
