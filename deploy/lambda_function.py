@@ -632,6 +632,11 @@ SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
 
+# AWS's tag rules (Secrets Manager's Tag type); managed-by is one of the 50 a secret may have.
+TAG_KEY = re.compile(r"[\w .:/=+\-@]{1,128}")
+TAG_VALUE = re.compile(r"[\w .:/=+\-@]{0,256}")
+TAGS_MAX = 49
+
 EVENT_MAX_DEPTH = 32  # an event is 5 levels deep (users, a user, its rotation, a value)
 
 TOP_KEYS = {
@@ -721,6 +726,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         problems += secret_name_problems(texts["secret_name"], "secret_name")
     if texts["region"] and not REGION.fullmatch(texts["region"]):
         problems.append(f"region {texts['region']!r} is not an AWS region name (us-east-1)")
+        texts["region"] = None  # the checks that follow read the secrets where AWS_REGION says
     engine, found = parse_engine(raw.get("db_engine"))
     problems += found
     port, found = parse_port(raw.get("rds_port"))
@@ -846,7 +852,16 @@ def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
         return {}, ["secret_tags must be an object of string values"]
     if "managed-by" in tags:
         return dict(tags), ["secret_tags must not set 'managed-by': the tool sets it"]
-    return dict(tags), []
+    problems = [
+        f"secret_tags: {key!r}: AWS takes tag keys of 1 to 128 and values of up to 256 "
+        "letters, digits, blanks and _ . : / = + - @, keys not starting with aws:"
+        for key, value in tags.items()
+        if not (TAG_KEY.fullmatch(key) and TAG_VALUE.fullmatch(value))
+        or key.lower().startswith("aws:")
+    ]
+    if len(tags) > TAGS_MAX:
+        problems.append(f"secret_tags: at most {TAGS_MAX} tags (with managed-by)")
+    return dict(tags), problems
 
 
 def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
