@@ -2768,12 +2768,19 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         role = state.roles.get(user.name)
         if role and role.superuser:
             problems.append(f"user {user.name!r} is a superuser: never managed")
-        if user.grantor and user.grantor not in staying and user.grantor not in state.roles:
+        # A delete needs its grantor only as whom to reassign to (checked just below); a
+        # delete run again finds both gone, and must converge.
+        if (
+            user.grantor
+            and not user.deleting
+            and user.grantor not in staying
+            and user.grantor not in state.roles
+        ):
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} does not exist")
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
-        if user.deleting and target not in staying and target not in state.roles:
+        if user.deleting and role and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
         for doomed in (user.name, user.clone):
             for place in state.dependencies.get(doomed, []):
@@ -3565,7 +3572,12 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
-        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
+        if (
+            user.grantor
+            and not user.deleting  # the grantor only orders creation; a delete run again
+            and user.grantor not in staying  # finds both gone, and must converge
+            and not state.has_name(user.grantor)
+        ):
             problems.append(f"{where}: grantor {user.grantor!r} does not exist")
         clone = state.clone_account(user)
         objects = state.definers.get(user.account, [])
