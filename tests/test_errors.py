@@ -109,6 +109,7 @@ def test_the_cli_turns_an_unexpected_error_into_exit_1_without_a_traceback(
         raise KeyError("boom")
 
     monkeypatch.setattr(tool, "run", broken)
+    monkeypatch.setattr(tool.LineHandler, "to_stderr", False)  # main() sets it: undone after
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event_of()))
     assert tool.main([str(path)]) == 1
