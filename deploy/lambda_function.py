@@ -2462,8 +2462,8 @@ class Postgres:
         except psycopg2.Error as error:
             rollback_quietly(connection)
             raise ApplyError(
-                f"applying the {len(steps)} statements failed at their end (a role switch or "
-                f"the commit): {REDACT(str(error)).strip()}. The database transaction was "
+                f"applying the {len(steps)} statements failed at a role switch or at the "
+                f"commit: {REDACT(str(error)).strip()}. The database transaction was "
                 "rolled back (if the connection dropped during the commit itself, the server "
                 "may have committed it); either way a re-run converges."
             ) from None
