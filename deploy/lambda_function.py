@@ -30,15 +30,18 @@ import logging
 import os
 import re
 import ssl
+import stringprep
 import sys
 import threading
 import time
+import unicodedata
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import boto3
@@ -96,9 +99,24 @@ def lambda_handler(event: Any, context: Any) -> dict:
         log.error(str(error))
         raise
     except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
-        message = REDACT(f"{type(error).__name__}: {error}")
+        message = unexpected_error_message(error)
         log.error(message)
         raise ApplyError(message) from None
+
+
+def unexpected_error_message(error: BaseException) -> str:
+    """An error no stage turned into InvalidEvent or ApplyError (an AWS or driver error, or a
+    bug), scrubbed, with what it means for the run: each write is made in an order that keeps
+    every working password (see section 7), so whatever was done is kept and a re-run
+    converges."""
+    text = REDACT(f"{type(error).__name__}: {error}".strip())
+    if isinstance(error, RecursionError):
+        text = "the input is nested too deeply to be read"
+    return (
+        f"unexpected error: {text}. Statements applied and secrets written before it are "
+        "listed in the log ('applied', 'aws'); the database changes of an unfinished "
+        "PostgreSQL transaction are rolled back; a re-run converges."
+    )
 
 
 def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
@@ -168,8 +186,17 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
             if problems:
                 raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
             raise
-        stack.callback(connection.close)
+        stack.callback(close_quietly, connection)
         yield connection
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a connection that may be gone already (a dropped connection must not hide the
+    error that says which step failed: PyMySQL refuses to close a closed connection)."""
+    try:
+        connection.close()
+    except Exception as error:  # noqa: BLE001 - closing is best effort; the run's error counts
+        log.debug("closing the connection failed: %s", REDACT(str(error)))
 
 
 def main(argv: list[str]) -> int:
@@ -187,13 +214,29 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(
+            f"cannot read the event {args.event}: it is nested too deeply (an event is "
+            f"at most {EVENT_MAX_DEPTH} levels deep)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = run(raw, dry_run=args.dry_run)
     except InvalidEvent as error:
         print(error, file=sys.stderr)
         return 2
-    except Exception as error:
+    except ApplyError as error:
         print(f"failed: {REDACT(str(error))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: every write already made keeps a working password; a re-run converges",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:  # never a traceback: what happened, and what it means
+        print(f"failed: {unexpected_error_message(error)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
@@ -314,7 +357,15 @@ class Event:
     move_secrets: bool = False  # secrets describing this database at another endpoint follow it
 
     def user(self, name: str) -> UserSpec | None:
-        return next((u for u in self.users if u.name == name), None)
+        """The user of that name (the first one, if declared twice), in constant time."""
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, UserSpec]:
+        by_name: dict[str, UserSpec] = {}
+        for user in self.users:
+            by_name.setdefault(user.name, user)
+        return by_name
 
 
 @dataclass(frozen=True)
@@ -607,6 +658,15 @@ SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
 USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
 TAG_VALUE_LIMIT = 256
 
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
+
+# AWS's tag rules (Secrets Manager's Tag type); managed-by is one of the 50 a secret may have.
+TAG_KEY = re.compile(r"[\w .:/=+\-@]{1,128}")
+TAG_VALUE = re.compile(r"[\w .:/=+\-@]{0,256}")
+TAGS_MAX = 49
+
+EVENT_MAX_DEPTH = 32  # an event is 5 levels deep (users, a user, its rotation, a value)
+
 TOP_KEYS = {
     "secret_name",
     "database_name",
@@ -684,6 +744,9 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     event, so that the rest can still be checked against the database's state."""
     if not isinstance(raw, dict):
         raise InvalidEvent(["the event must be a JSON object"])
+    unreadable = unreadable_values(raw)
+    if unreadable:  # no name with a NUL may reach a driver, nor a value any recursion
+        raise InvalidEvent(unreadable)
     problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
     texts: dict[str, str | None] = {}
     for key in ("secret_name", "database_name", "rds_host", "region", "kms_key_id"):
@@ -691,6 +754,9 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         problems += found
     if texts["secret_name"]:
         problems += secret_id_problems(texts["secret_name"], "secret_name")
+    if texts["region"] and not REGION.fullmatch(texts["region"]):
+        problems.append(f"region {texts['region']!r} is not an AWS region name (us-east-1)")
+        texts["region"] = None  # the checks that follow read the secrets where AWS_REGION says
     engine, found = parse_engine(raw.get("db_engine"))
     problems += found
     port, found = parse_port(raw.get("rds_port"))
@@ -735,6 +801,33 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     return event, problems
 
 
+def unreadable_values(raw: Any) -> list[str]:
+    """Every string (value or key) holding a NUL character, which no server or AWS API takes,
+    or a lone surrogate, which is no character; and nesting deeper than any event's. Iterative:
+    a deeply nested event must not exhaust the stack."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("the event", raw, 0)]
+    while stack and len(problems) < 20:
+        where, value, depth = stack.pop()
+        if depth > EVENT_MAX_DEPTH:
+            return [f"the event is nested deeper than {EVENT_MAX_DEPTH} levels (at {where})"]
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{where} contains a NUL character")
+            elif any("\ud800" <= c <= "\udfff" for c in value):
+                problems.append(f"{where} contains a lone surrogate (not a character)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if isinstance(key, str) and key.isprintable() else repr(key)
+                inner = name if where == "the event" else f"{where}.{name}"
+                stack.append((f"a key of {where}", key, depth + 1))
+                stack.append((inner, item, depth + 1))
+        elif isinstance(value, list):
+            base = "" if where == "the event" else where
+            stack += [(f"{base}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+    return sorted(set(problems))
+
+
 def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
     value = raw.get(key)
     if is_none(value):
@@ -768,7 +861,9 @@ def parse_engine(value: Any) -> tuple[str | None, list[str]]:
 def parse_port(value: Any) -> tuple[int | None, list[str]]:
     if value is None:
         return None, []
-    port = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    # ASCII digits only: str.isdigit() also takes "²" and "５", which int() does not.
+    digits = isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value.strip())
+    port = int(value) if digits else value
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
@@ -788,7 +883,16 @@ def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
         return {}, ["secret_tags must be an object of string values"]
     if "managed-by" in tags:
         return dict(tags), ["secret_tags must not set 'managed-by': the tool sets it"]
-    return dict(tags), []
+    problems = [
+        f"secret_tags: {key!r}: AWS takes tag keys of 1 to 128 and values of up to 256 "
+        "letters, digits, blanks and _ . : / = + - @, keys not starting with aws:"
+        for key, value in tags.items()
+        if not (TAG_KEY.fullmatch(key) and TAG_VALUE.fullmatch(value))
+        or key.lower().startswith("aws:")
+    ]
+    if len(tags) > TAGS_MAX:
+        problems.append(f"secret_tags: at most {TAGS_MAX} tags (with managed-by)")
+    return dict(tags), problems
 
 
 def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
@@ -880,6 +984,8 @@ def parse_user(
     host = raw.get("host")
     if "host" in raw:
         problems += host_problems(host)
+        # MySQL and MariaDB store host names lower-cased: the event says it as they store it.
+        host = host.lower() if isinstance(host, str) else host
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
@@ -1089,11 +1195,21 @@ def role_name_problems(name: Any, what: str) -> list[str]:
 
 
 def host_problems(host: Any) -> list[str]:
-    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask."""
+    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask
+    (192.168.0.0/255.255.255.0), as the servers store it: at most 255 characters (MariaDB
+    10.4+, MySQL 8.0.17+), printable ASCII (MySQL's Host column is ASCII), no `@` (which
+    would end the host part) and no quotes. Upper case is read as lower case (parse_user)."""
     if not isinstance(host, str) or not host or len(host) > 255:
         return ["host must be a non-empty string of at most 255 characters"]
     if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
         return [f"host {host!r} may not contain quotes, backslashes or blanks"]
+    if "@" in host:
+        return [f"host {host!r} may not contain @: give the user name and the host apart"]
+    if not (host.isascii() and host.isprintable()):
+        return [
+            f"host {host!r} may hold only printable ASCII characters (a name, an address, "
+            "a pattern with % and _, or a netmask); write international names in punycode"
+        ]
     return []
 
 
@@ -1122,11 +1238,9 @@ def relationship_problems(event: Event) -> list[str]:
         if user.name in seen:
             problems.append(f"user {user.name!r} is declared more than once")
         seen.add(user.name)
-    secrets = [u.secret_name for u in event.users if u.secret_name]
+    secrets = Counter(u.secret_name for u in event.users if u.secret_name)
     problems += [
-        f"secret {s!r} is used by more than one user"
-        for s in sorted(set(secrets))
-        if secrets.count(s) > 1
+        f"secret {s!r} is used by more than one user" for s in sorted(secrets) if secrets[s] > 1
     ]
     for user in event.users:
         grantor = event.user(user.grantor) if user.grantor else None
@@ -1183,39 +1297,42 @@ def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
-    """Each cycle of two or more users once, as a path back to its start."""
-    cycles, seen = [], set()
+    """Each cycle of two or more users once, as a path back to its start. Linear: each user
+    is walked through once; a walk stops at a user an earlier walk already went through."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
     for user in event.users:
-        path: list[str] = []
+        walk: dict[str, int] = {}  # this walk's users, by their place on it
         current: str | None = user.name
-        while current and current not in path and (declared := event.user(current)):
-            path.append(current)
+        while current and current not in done and current not in walk:
+            declared = event.user(current)
+            if declared is None:
+                break
+            walk[current] = len(walk)
             current = declared.grantor
-        if current in path:
-            cycle = path[path.index(current) :]
-            if len(cycle) > 1 and frozenset(cycle) not in seen:
-                seen.add(frozenset(cycle))
+        if current in walk:
+            cycle = list(walk)[walk[current] :]
+            if len(cycle) > 1:
                 cycles.append([*cycle, current])
+        done.update(walk)
     return cycles
 
 
 def grantor_order(users: Iterable[UserSpec]) -> list[UserSpec]:
-    """Grantors before their grantees (the event is acyclic by now)."""
+    """Grantors before their grantees (the event is acyclic by now). Iterative, so that a
+    chain of thousands of users needs no deep recursion."""
     users = list(users)
     by_name = {u.name: u for u in users}
     ordered: list[UserSpec] = []
     placed: set[str] = set()
-
-    def place(user: UserSpec) -> None:
-        if user.name in placed:
-            return
-        placed.add(user.name)
-        if user.grantor in by_name:
-            place(by_name[user.grantor])
-        ordered.append(user)
-
     for user in users:
-        place(user)
+        chain: list[UserSpec] = []
+        current: UserSpec | None = user
+        while current is not None and current.name not in placed:
+            placed.add(current.name)
+            chain.append(current)
+            current = by_name.get(current.grantor) if current.grantor else None
+        ordered += reversed(chain)
     return ordered
 
 
@@ -1398,13 +1515,37 @@ class SecretsManager:
         return response
 
     def master_secret(self, secret_id: str) -> tuple[dict, str]:
-        response = self.client.get_secret_value(SecretId=secret_id)
+        """The master secret's value and ARN. Nothing is touched yet: a secret that is missing,
+        unreadable or malformed is invalid input (InvalidEvent), naming the secret."""
+        try:
+            response = self.client.get_secret_value(SecretId=secret_id)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            hint = MASTER_SECRET_HINTS.get(code)
+            if hint:
+                raise InvalidEvent([f"master secret {secret_id!r} {hint} ({text})"]) from None
+            raise ApplyError(
+                f"could not read the master secret {secret_id!r} ({text}); nothing was "
+                "changed, re-run later"
+            ) from None
+        except botocore.exceptions.BotoCoreError as error:  # no credentials, no endpoint...
+            raise ApplyError(
+                f"could not reach Secrets Manager to read the master secret {secret_id!r}: "
+                f"{error}; nothing was changed"
+            ) from None
         REDACT.add(response.get("SecretString"))
         try:
             value = json.loads(response["SecretString"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, RecursionError):
             raise InvalidEvent([f"master secret {secret_id!r} does not hold JSON"]) from None
-        REDACT.add(value.get("password"))
+        if not isinstance(value, dict):
+            raise InvalidEvent([f"master secret {secret_id!r} does not hold a JSON object"])
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
+        problems = master_value_problems(value)
+        if problems:
+            raise InvalidEvent([f"master secret {secret_id!r}: {p}" for p in problems])
         return value, response["ARN"]
 
     def find_managed(self, target: Target, user: str, *, anywhere: bool = False) -> list[str]:
@@ -1504,15 +1645,69 @@ def has_every_type(password: str) -> bool:
     )
 
 
+# What the master secret's read errors mean to the user (the rest: try again later).
+MASTER_SECRET_HINTS = {
+    "ResourceNotFoundException": "does not exist (in this region and account)",
+    "AccessDeniedException": "may not be read by this function: its role needs "
+    "secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key)",
+    "DecryptionFailure": "cannot be decrypted: the function's role needs kms:Decrypt on the "
+    "secret's KMS key",
+    "InvalidRequestException": "cannot be read now (scheduled for deletion?)",
+    "InvalidParameterException": "is not a valid secret id",
+    "ValidationException": "is not a valid secret id",
+}
+
+
+def master_value_problems(value: dict) -> list[str]:
+    """What in a master secret's value cannot be used: its keys' types, a NUL anywhere."""
+    problems = []
+    for key in ("username", "password", "host", "engine", "dbname"):
+        item = value.get(key)
+        if item is not None and not isinstance(item, str):
+            problems.append(f"{key} must be a string, not a JSON {type(item).__name__}")
+        elif isinstance(item, str) and "\x00" in item:
+            problems.append(f"{key} contains a NUL character")
+    port = value.get("port")
+    if port is not None and parse_port(port)[1]:
+        problems.append("port must be a port number")
+    return problems
+
+
 def parse_secret_value(text: str | None) -> dict | None:
+    """A secret's value when it is a JSON object (else None: not ours to use). A password that
+    is not a string stays in the value as it is, for secret_value_problems to name."""
     try:
         value = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(value, dict):
-        REDACT.add(value.get("password"))
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
         return value
     return None
+
+
+def secret_value_problems(user: UserSpec, secret: SecretState) -> list[str]:
+    """A user secret whose password no server could take: not a string (a JSON number), empty,
+    or holding a NUL or a lone surrogate. Nothing is written for it; fix or delete the value."""
+    problems = []
+    for stage, value in (("AWSCURRENT", secret.value), ("AWSPENDING", secret.pending_value)):
+        if not value or "password" not in value:
+            continue
+        password = value["password"]
+        if not isinstance(password, str):
+            why = f"is a JSON {type(password).__name__}, not a string"
+        elif not password:
+            why = "is empty"
+        elif "\x00" in password or any("\ud800" <= c <= "\udfff" for c in password):
+            why = "holds a NUL character or a lone surrogate"
+        else:
+            continue
+        problems.append(
+            f"user {user.name!r}: secret {secret.name!r} ({stage}): its password {why}; "
+            "correct the value or delete the secret"
+        )
+    return problems
 
 
 def described_rotation(found: dict) -> Rotation:
@@ -1674,7 +1869,7 @@ def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: 
                 else ""
             )
         ]
-    return []
+    return secret_value_problems(user, secret)
 
 
 def described_elsewhere(value: dict, target: Target, *, moving: bool) -> list[str]:
@@ -2309,6 +2504,50 @@ class Settings:
         )
 
 
+# What a driver's connection error means to the user, by the words of the error (libpq's
+# messages, and MySQL's error numbers as PyMySQL prints them).
+CONNECT_FAILURES = (
+    (
+        ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
+        "the host name does not resolve: check rds_host (or the master secret's host) and the "
+        "DNS of the function's VPC",
+    ),
+    (
+        ("password authentication failed", "(1045,", "authentication failed"),
+        "authentication failed: the master secret's username and password do not log in "
+        "(changed outside the secret, or the wrong secret?)",
+    ),
+    (
+        ('database "', "(1049,"),
+        "the database does not exist on this server: check database_name",
+    ),
+    (
+        ("permission denied", "not permitted to log in", "no pg_hba.conf entry", "(1044,"),
+        "permission denied: the master may not connect to this database (its CONNECT "
+        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
+    ),
+    (
+        ("server does not support SSL", "SSL", "certificate"),
+        "the TLS connection failed: check ssl_mode and DB_SSL_CA",
+    ),
+    (
+        ("Connection refused", "timeout expired", "timed out", "No route to host", "(2003,"),
+        "the host is unreachable: check rds_host and rds_port, that the function runs in the "
+        "database's VPC, and that the security groups let it in",
+    ),
+)
+
+
+def connect_failure(where: str, error: str) -> str:
+    """A connection error as what the user can do about it, the driver's own words attached."""
+    meaning = next(
+        (text for needles, text in CONNECT_FAILURES if any(n in error for n in needles)), None
+    )
+    if meaning is None:
+        return f"cannot connect to {where}: {error}. Nothing was changed."
+    return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
+
+
 def lock_timeout_seconds() -> float:
     return Settings.read(os.environ).lock_timeout
 
@@ -2382,6 +2621,14 @@ PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not
 
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
 
+# Besides public and pg_*: names CREATE ROLE refuses even quoted (none), and the keywords that
+# stand for a role in RoleSpec and in GRANT/ALTER statements (current_user, current_role,
+# session_user; user and system_user are the same functions). Quoted, the server accepts them,
+# but any script or tool writing them unquoted would act on another role: never managed.
+PG_RESERVED_ROLE_NAMES = frozenset(
+    {"none", "current_user", "current_role", "session_user", "system_user", "user"}
+)
+
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
@@ -2428,6 +2675,12 @@ class Postgres:
             problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
         if lowered == "public" or lowered.startswith(("pg_", "rds")):
             problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        elif lowered in PG_RESERVED_ROLE_NAMES:
+            problems.append(
+                f"{what} {name!r} is reserved: where SQL expects a role, {lowered} unquoted "
+                "means something else (CREATE ROLE refuses none; current_user, current_role, "
+                "session_user, system_user and user name the session's own roles)"
+            )
         return problems
 
     def event_problems(self, event: Event) -> list[str]:
@@ -2478,7 +2731,7 @@ class Postgres:
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
+            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
         connection.cluster_lock = lock
         return connection
 
@@ -2558,11 +2811,9 @@ class Postgres:
         return public_warnings(event, state)
 
     def identified_by(self, password: str, state: PgState) -> str:
-        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
-        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
-        verifier = (
-            scram_verifier(password) if password.isascii() and password.isprintable() else password
-        )
+        """Always the SCRAM verifier, whatever the password's characters: the password itself
+        never reaches the server (whose statement log would keep it)."""
+        verifier = scram_verifier(password)
         REDACT.add(verifier)
         return verifier
 
@@ -2584,7 +2835,7 @@ class Postgres:
             connection.rollback()
             raise
         except StepFailedError as failed:
-            connection.rollback()
+            rollback_quietly(connection)
             raise step_failed(
                 steps,
                 failed.number,
@@ -2592,10 +2843,12 @@ class Postgres:
                 "The database transaction was rolled back: nothing changed in the database.",
             ) from None
         except psycopg2.Error as error:
-            connection.rollback()
+            rollback_quietly(connection)
             raise ApplyError(
-                f"committing failed: {REDACT(str(error)).strip()}. The database transaction was "
-                "rolled back: nothing changed in the database; a re-run converges."
+                f"applying the {len(steps)} statements failed at a role switch or at the "
+                f"commit: {REDACT(str(error)).strip()}. The database transaction was "
+                "rolled back (if the connection dropped during the commit itself, the server "
+                "may have committed it); either way a re-run converges."
             ) from None
         for step in steps:
             step_applied(step, target)
@@ -2608,7 +2861,7 @@ class Postgres:
                 steps, failed.number, failed.error, "This was a dry run: nothing was changed."
             ) from None
         finally:
-            connection.rollback()
+            rollback_quietly(connection)
 
     def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
@@ -2636,11 +2889,21 @@ class Postgres:
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
 
 
-def scram_verifier(password: str, iterations: int = 4096) -> str:
+def rollback_quietly(connection: Any) -> None:
+    """Roll back; on a connection that dropped, the server has rolled back already (and
+    psycopg2 would say "connection already closed" instead of which step failed)."""
+    try:
+        connection.rollback()
+    except psycopg2.Error as error:
+        log.debug("rollback failed: %s", REDACT(str(error)))
+
+
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
     """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
-    itself never travels in a statement (statement logs would keep it)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    itself never travels in a statement (statement logs would keep it). The key is derived
+    from the SASLprep'ed password, as libpq does when it logs in (pg_fe_scram_build_secret)."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -2649,6 +2912,45 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
         return base64.b64encode(data).decode()
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def saslprep(password: str) -> bytes:
+    """The bytes PostgreSQL's SCRAM derives its key from: the password after SASLprep (RFC 4013),
+    as src/common/saslprep.c does it, or its raw UTF-8 bytes where SASLprep refuses it (libpq
+    and the server both fall back to them). As there: ASCII is left as it is; the prohibited,
+    unassigned and bidirectional checks apply to the mapped, not yet normalized characters."""
+    if password.isascii():
+        return password.encode()
+    # U+200B is in both tables: as in PostgreSQL, it is a space, not nothing.
+    mapped = [
+        " " if stringprep.in_table_c12(c) else c
+        for c in password
+        if stringprep.in_table_c12(c) or not stringprep.in_table_b1(c)
+    ]
+    raw = password.encode("utf-8", "surrogatepass")
+    if not mapped:
+        return raw
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
+    )
+    if any(test(c) for c in mapped for test in prohibited):
+        return raw
+    if any(stringprep.in_table_d1(c) for c in mapped) and (
+        any(stringprep.in_table_d2(c) for c in mapped)
+        or not stringprep.in_table_d1(mapped[0])
+        or not stringprep.in_table_d1(mapped[-1])
+    ):
+        return raw
+    return unicodedata.normalize("NFKC", "".join(mapped)).encode()
 
 
 @dataclass(frozen=True)
@@ -2664,6 +2966,9 @@ class PgRole:
     # role but a superuser, for a CREATEROLE master)
     member_of: tuple[str, ...] = ()  # the roles it is a direct member of
     config: tuple[str, ...] = ()  # its settings, "role=U" for a prepared rotation clone
+    replication: bool = False  # only a role with REPLICATION may alter it: never managed
+    bypass_rls: bool = False  # likewise with BYPASSRLS
+    expired: bool = False  # VALID UNTIL in the past: no password logs in
 
 
 @dataclass(frozen=True)
@@ -2742,7 +3047,8 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
             ELSE NOT rolsuper END,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid),
-       coalesce(rolconfig, '{}')
+       coalesce(rolconfig, '{}'),
+       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false)
 FROM pg_roles r
 """
 
@@ -2856,6 +3162,9 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             master_is_admin=row[7],
             member_of=tuple(row[8]),
             config=tuple(row[9]),
+            replication=row[10],
+            bypass_rls=row[11],
+            expired=row[12],
         )
         for row in cursor.fetchall()
     }
@@ -2917,18 +3226,31 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         role = state.roles.get(user.name)
         if role and role.superuser:
             problems.append(f"user {user.name!r} is a superuser: never managed")
-        if user.grantor and user.grantor not in staying and user.grantor not in state.roles:
+        # A delete needs its grantor only as whom to reassign to (checked just below); a
+        # delete run again finds both gone, and must converge.
+        if (
+            user.grantor
+            and not user.deleting
+            and user.grantor not in staying
+            and user.grantor not in state.roles
+        ):
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} does not exist")
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
-        if user.deleting and target not in staying and target not in state.roles:
+        if user.deleting and role and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
         for doomed in (user.name, user.clone):
             for place in state.dependencies.get(doomed, []):
                 problems.append(
                     f"user {user.name!r} cannot be deleted: {doomed!r} owns objects or holds "
                     f"privileges in {place}; reassign or revoke them there first"
+                )
+        for attribute, has in (("REPLICATION", "replication"), ("BYPASSRLS", "bypass_rls")):
+            if role and getattr(role, has):
+                problems.append(
+                    f"user {user.name!r} has {attribute}, which only a role that has it may "
+                    "alter (the master has not): never managed"
                 )
     return problems + privilege_plan(event, state).problems
 
@@ -3301,6 +3623,7 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
+        steps += expiry_steps(user, state)
         for login, what in (
             (user.name, "new password"),
             (user.clone, f"new password of {user.clone}"),
@@ -3309,6 +3632,21 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
                 clause, shown = password_clause(passwords[login])
                 alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
                 steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
+    return steps
+
+
+def expiry_steps(user: UserSpec, state: PgState) -> list[Step]:
+    """VALID UNTIL 'infinity' for the user (and its clone) whose VALID UNTIL has passed: no
+    password logs in then, so every run would set a new one. A date still to come is left."""
+    steps = []
+    for login in (user.name, user.clone):
+        role = state.roles.get(login)
+        if role and role.expired:
+            statement = sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(
+                sql.Identifier(login)
+            )
+            what = "" if login == user.name else f" of {login}"
+            steps.append(Step(statement, f"password{what} no longer expired", (user.name,)))
     return steps
 
 
@@ -3477,6 +3815,11 @@ class MySql:
             problems.append(
                 f"{what} {name!r} ends with a blank, which {self.label} drops from names"
             )
+        if any(ord(c) > 0xFFFF for c in name):
+            problems.append(
+                f"{what} {name!r} has a character outside the Basic Multilingual Plane, which "
+                f"{self.label}'s account tables (utf8mb3) cannot store: it would become '?'"
+            )
         if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
             problems.append(
                 f"{what} {name!r} is reserved (system accounts mysql.*, mariadb.sys, root, rds*, "
@@ -3605,7 +3948,7 @@ class MySql:
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(f"cannot connect to {where}: {said}{no_answer(said)}") from None
+            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -3846,7 +4189,12 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
-        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
+        if (
+            user.grantor
+            and not user.deleting  # the grantor only orders creation; a delete run again
+            and user.grantor not in staying  # finds both gone, and must converge
+            and not state.has_name(user.grantor)
+        ):
             problems.append(f"{where}: grantor {user.grantor!r} does not exist")
         clone = state.clone_account(user)
         objects = state.definers.get(user.account, [])

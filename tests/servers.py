@@ -211,8 +211,9 @@ class PostgresServer:
         _run(cmd, "pg_ctl stop", cwd=self.datadir)
 
 
-def _server_settings(port: int, socket_dir: Path) -> str:
-    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting."""
+def _server_settings(port: int, socket_dir: Path, extra: dict[str, str] | None = None) -> str:
+    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting. `extra`
+    values are written as they are (quote strings yourself: {"log_statement": "'all'"})."""
     return (
         "\n# added by tests/servers.py\n"
         "listen_addresses = '127.0.0.1'\n"
@@ -220,7 +221,7 @@ def _server_settings(port: int, socket_dir: Path) -> str:
         f"unix_socket_directories = '{socket_dir}'\n"
         "fsync = off\n"
         "max_connections = 200\n"
-    )
+    ) + "".join(f"{name} = {value}\n" for name, value in (extra or {}).items())
 
 
 def _initdb(bindir: Path, datadir: Path, pwfile: Path, workdir: Path) -> None:
@@ -269,9 +270,15 @@ def _pg_tls_settings(datadir: Path, tls: TlsFiles) -> str:
     return "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
 
 
-def start_postgres(major: int, workdir: Path, tls: TlsFiles | None = None) -> PostgresServer:
+def start_postgres(
+    major: int,
+    workdir: Path,
+    tls: TlsFiles | None = None,
+    settings: dict[str, str] | None = None,
+) -> PostgresServer:
     """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir.
-    With `tls`, the server also accepts TLS with that certificate (plain TCP still works)."""
+    With `tls`, the server also accepts TLS with that certificate (plain TCP still works);
+    `settings` are added to postgresql.conf (for instance log_statement)."""
     _check_socket_path(workdir)
     bindir = pg_bindir(major)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -289,7 +296,7 @@ def start_postgres(major: int, workdir: Path, tls: TlsFiles | None = None) -> Po
         pwfile.unlink()
     port = free_port()
     with (datadir / "postgresql.conf").open("a") as conf:
-        conf.write(_server_settings(port, workdir))
+        conf.write(_server_settings(port, workdir, settings))
         if tls is not None:
             conf.write(_pg_tls_settings(datadir, tls))
     _pg_ctl_start(bindir, datadir, logfile, workdir)
@@ -367,7 +374,12 @@ class MariaDbServer:
 
 
 def _mariadbd_command(
-    mariadbd: str, workdir: Path, datadir: Path, port: int, tls: TlsFiles | None = None
+    mariadbd: str,
+    workdir: Path,
+    datadir: Path,
+    port: int,
+    tls: TlsFiles | None = None,
+    options: tuple[str, ...] = (),
 ) -> list[str]:
     """Only 127.0.0.1, no DNS, no binlog, a small buffer pool and lazy log flushes: a test
     server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it.
@@ -389,6 +401,7 @@ def _mariadbd_command(
         "--innodb-flush-log-at-trx-commit=0",
         "--max-connections=200",
         *tls_options,
+        *options,
     ]
 
 
@@ -460,10 +473,13 @@ def _set_root_passwords(connection: Any, password: str) -> str:
     return version
 
 
-def start_mariadb(workdir: Path, tls: TlsFiles | None = None) -> MariaDbServer:
+def start_mariadb(
+    workdir: Path, tls: TlsFiles | None = None, options: tuple[str, ...] = ()
+) -> MariaDbServer:
     """Start a fresh MariaDB on 127.0.0.1 (a free port) with its data, socket and log in
     workdir; root logs in over TCP with the password in the result. With `tls`, the server
-    also accepts TLS with that certificate (plain TCP still works)."""
+    also accepts TLS with that certificate (plain TCP still works); `options` are added to
+    mariadbd's command line (for instance --general-log)."""
     install_db, mariadbd = mariadb_programs()
     _check_socket_path(workdir, MARIADB_SOCKET)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -477,7 +493,7 @@ def start_mariadb(workdir: Path, tls: TlsFiles | None = None) -> MariaDbServer:
     with (workdir / "mariadbd.out").open("wb") as out:
         # S603: fixed program paths and options, no outside input.
         process = subprocess.Popen(  # noqa: S603
-            _mariadbd_command(mariadbd, workdir, datadir, port, tls),
+            _mariadbd_command(mariadbd, workdir, datadir, port, tls, options),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
