@@ -3913,7 +3913,8 @@ class MySql:
                 host=target.host,
                 port=target.port,
                 user=user,
-                password=password,
+                # UTF-8 bytes, as the stored hash was made from: PyMySQL would send latin-1
+                password=password.encode(),
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 write_timeout=timeout,

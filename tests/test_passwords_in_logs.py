@@ -131,3 +131,16 @@ def test_mariadb_general_log_holds_no_password_and_non_ascii_passwords_log_in(ma
         # The hash is of the UTF-8 bytes, what a UTF-8 client sends (PyMySQL would send a str
         # as latin-1, so it is given the bytes).
         pymysql.connect(**maria.server.connect_args(user=name, password=password.encode())).close()
+
+
+def test_adopted_non_ascii_passwords_pass_the_tools_own_login_check_on_mariadb(maria):
+    """verify_logins logs in as each user: the password goes as UTF-8, as the hash was made."""
+    prefill(maria, PASSWORDS)
+    users = [user(name, grant_privileges="SELECT") for name in PASSWORDS]
+    maria.invoke(maria.event(users))
+
+    report = maria.invoke(maria.event(users, verify_logins=True))
+
+    assert report["changed"] is False
+    for name, password in PASSWORDS.items():
+        assert maria.secret(f"secret-{name}")["password"] == password
