@@ -163,9 +163,9 @@ def test_without_tls_an_rsa_exchange_says_to_use_tls(monkeypatch):
     )
 
     with pytest.raises(tool.ApplyError, match="Use TLS: ssl_mode verify-full"):
-        tool.MySql().connect(target)
+        tool.MYSQL.connect(target)
     with pytest.raises(tool.ApplyError, match="caching_sha2_password"):
-        tool.MySql().login_works(target, "app", "pw")
+        tool.MYSQL.login_works(target, "app", "pw")
 
 
 def test_pymysql_raises_that_runtime_error_without_cryptography():
