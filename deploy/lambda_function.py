@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -454,6 +454,9 @@ class Plan:
     secret_results: dict[str, str]  # by user: what happens to its secret
     rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
     counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # The steps while they are still being planned (a first run's password hashing overlaps
+    # its secret writes: see make_plan); apply waits for them before the database.
+    planning: Future[list[Step]] | None = None
 
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
@@ -1721,19 +1724,33 @@ def make_plan(
     if problems:
         raise InvalidEvent(problems)
     credentials = {c.user: c for c in with_new_passwords(decided, passwords)}
-    identified_by = {
-        c.login: dialect.identified_by(c.password, state)
-        for c in credentials.values()
-        if c.set_in_database and c.password
-    }
-    steps = dialect.plan(event, state, identified_by)
+    hashed = [c for c in credentials.values() if c.set_in_database and c.password]
+
+    def plan_steps() -> list[Step]:
+        """Hash the passwords (PBKDF2 releases the GIL: one thread a CPU), then plan."""
+        with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
+            verifiers = pool.map(lambda c: dialect.identified_by(c.password, state), hashed)
+            identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
+        steps = dialect.plan(event, state, identified_by)
+        info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
+        return steps
+
     results = {
         u.name: secret_result(u, credentials.get(u.name), secrets[u.secret_name], event)
         for u in event.users
         if u.secret_name
     }
-    info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-    return Plan(event, target, state, secrets, credentials, steps, results, rotations)
+    if hashed and not event.dry_run:
+        # A first run: the secret writes, paced by Secrets Manager's quota, need only the
+        # credentials. The hashing and the SQL plan go on meanwhile; apply waits for them
+        # before the database (secrets first, as ever).
+        planner = ThreadPoolExecutor(1)
+        planning = planner.submit(plan_steps)
+        planner.shutdown(wait=False)
+        return Plan(
+            event, target, state, secrets, credentials, [], results, rotations, planning=planning
+        )
+    return Plan(event, target, state, secrets, credentials, plan_steps(), results, rotations)
 
 
 def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
@@ -1939,6 +1956,8 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
     staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
+    if plan.planning:
+        plan.steps, plan.planning = plan.planning.result(), None
     deadline.check("changing the database")
     plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
 
@@ -2643,9 +2662,20 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
+    # The same (grantee, grantor, privilege) recurs on every table: one Grant for each, shared
+    # (500 users on 100 objects hold ~100,000 grants, but only a few thousand distinct ones).
+    shared: dict[tuple[str, str, str], Grant] = {}
+
+    def grant(grantee: str, grantor: str, privilege: str) -> Grant:
+        key = (grantee, grantor, privilege)
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = Grant(grantee, grantor, privilege)
+        return found
+
     objects = [
-        PgObject(kind, schema, name, owner, tuple(Grant(*g) for g in grants))
-        for kind, schema, name, owner, grants in cursor.fetchall()
+        PgObject(kind, schema, name, owner, tuple(grant(*g) for g in grants))
+        for kind, schema, name, owner, grants in cursor  # row by row: no second copy
     ]
     cursor.execute(DEFAULT_GRANTS_QUERY, params)
     default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
@@ -3333,6 +3363,7 @@ class MyState:
     grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
     catalog_queries: int = 3
+    _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
         return user.account in self.accounts
@@ -3344,7 +3375,9 @@ class MyState:
         return self.clone_account(user) is not None
 
     def has_name(self, name: str) -> bool:
-        return any(user == name for user, _ in self.accounts)
+        if self._names is None:  # indexed once: one lookup a grantor, not a scan
+            self._names = frozenset(user for user, _ in self.accounts)
+        return name in self._names
 
 
 MY_SESSION_QUERY = """
@@ -3352,8 +3385,10 @@ SELECT VERSION(), @@SESSION.sql_mode,
        EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
 """
 
+# Only the accounts the event can touch or name: its users, their rotation clones, their
+# grantors (a server may hold thousands of other accounts).
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user WHERE User IN %s
 """
 
 MARIADB_IS_ROLE = "is_role = 'Y'"
@@ -3399,7 +3434,11 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         cursor.execute("SELECT @@GLOBAL.partial_revokes")
         wildcards = not cursor.fetchone()[0]
         queries += 1
-    cursor.execute(MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE))
+    names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
+    cursor.execute(
+        MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE),
+        (tuple(sorted(names)),),
+    )
     accounts = {
         (user, host): MyAccount(user, host, bool(superuser), bool(role))
         for user, host, superuser, role in cursor.fetchall()
