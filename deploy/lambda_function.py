@@ -453,6 +453,7 @@ class Plan:
     steps: list[Step]
     secret_results: dict[str, str]  # by user: what happens to its secret
     rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
+    warnings: list[str] = field(default_factory=list)  # what the tool cannot change, said
     counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # The steps while they are still being planned (a first run's password hashing overlaps
     # its secret writes: see make_plan); apply waits for them before the database.
@@ -1740,6 +1741,9 @@ def make_plan(
         for u in event.users
         if u.secret_name
     }
+    warnings = dialect.warnings(event, state)
+    for warning in warnings:
+        log.warning(warning)
     if hashed and not event.dry_run:
         # A first run: the secret writes, paced by Secrets Manager's quota, need only the
         # credentials. The hashing and the SQL plan go on meanwhile; apply waits for them
@@ -1748,9 +1752,19 @@ def make_plan(
         planning = planner.submit(plan_steps)
         planner.shutdown(wait=False)
         return Plan(
-            event, target, state, secrets, credentials, [], results, rotations, planning=planning
+            event,
+            target,
+            state,
+            secrets,
+            credentials,
+            [],
+            results,
+            rotations,
+            warnings,
+            planning=planning,
         )
-    return Plan(event, target, state, secrets, credentials, plan_steps(), results, rotations)
+    steps = plan_steps()
+    return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
 
 
 def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
@@ -2145,6 +2159,7 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
         "host": plan.target.host,
         "database": plan.target.database,
         "users": users,
+        "warnings": plan.warnings,
         "stats": {
             "sql_statements": plan.counter["statements"],
             "sql_ms": plan.counter["sql_ms"],
@@ -2236,6 +2251,7 @@ class Dialect(Protocol[StateT]):
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
+    def warnings(self, event: Event, state: StateT) -> list[str]: ...
     def identified_by(self, password: str, state: StateT) -> str: ...
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
     def apply(
@@ -2419,6 +2435,9 @@ class Postgres:
     def state_problems(self, event: Event, state: PgState) -> list[str]:
         return state_problems(event, state)
 
+    def warnings(self, event: Event, state: PgState) -> list[str]:
+        return public_warnings(event, state)
+
     def identified_by(self, password: str, state: PgState) -> str:
         """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
         go as they are and the server hashes them, so SASLprep is never second-guessed here."""
@@ -2537,6 +2556,7 @@ class PgObject:
     name: str
     owner: str
     grants: tuple[Grant, ...] = ()
+    public: frozenset[str] = frozenset()  # what PUBLIC holds on it: every role has it
 
     @property
     def label(self) -> str:
@@ -2563,9 +2583,19 @@ class PgState:
     default_grants: list[DefaultGrant]
     dependencies: dict[str, list[str]] = field(default_factory=dict)  # elsewhere, per user
     catalog_queries: int = 4
+    # 16+: for the roles the master may not grant, the roles that may (to name in a remedy)
+    admins: dict[str, list[str]] = field(default_factory=dict)
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
+
+    def may_act_as(self, owner: str) -> bool:
+        """Whether the master can run statements on `owner`'s objects: as itself, or as the
+        owner through a membership it may take for the transaction."""
+        role = self.roles.get(owner)
+        if owner == self.master or (role and role.master_has_privileges):
+            return True
+        return bool(role and not role.superuser and role.master_is_admin)
 
     def has_clone(self, user: UserSpec) -> bool:
         return user.clone in self.roles
@@ -2591,27 +2621,57 @@ FROM pg_roles r
 """
 
 # Every managed object with the grants the managed users hold on it.
+# Every managed object, with the grants the managed users hold on it and what PUBLIC holds.
+# - pg_database_owner (15+: the owner of `public`, and so the grantor of what its owner grants
+#   there) stands for the database's owner, which is the role the master must act as.
+# - A NULL ACL means the defaults (acldefault): on a database, PUBLIC may CONNECT.
+# - The ACL is detoasted once (array_cat) and the managed roles read once (MATERIALIZED):
+#   otherwise PostgreSQL does both again for every object.
 OBJECTS_QUERY = """
-WITH managed AS (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
+WITH managed AS MATERIALIZED (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
+stand_in AS MATERIALIZED (
+    SELECT r.oid AS role, d.datdba AS owner FROM pg_roles r, pg_database d
+    WHERE r.rolname = 'pg_database_owner' AND d.datname = current_database()
+),
 objects AS (
     SELECT 'database' AS kind, NULL::name AS schema, datname AS name, datdba AS owner,
-           datacl AS acl
+           coalesce(datacl, acldefault('d', datdba)) AS acl
     FROM pg_database WHERE datname = current_database()
   UNION ALL
-    SELECT 'schema', NULL, nspname, nspowner, nspacl
+    SELECT 'schema', NULL, nspname, nspowner, coalesce(nspacl, acldefault('n', nspowner))
     FROM pg_namespace WHERE nspname = ANY(%(schemas)s)
   UNION ALL
     SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END, n.nspname, c.relname,
-           c.relowner, c.relacl
+           c.relowner,
+           coalesce(c.relacl,
+                    acldefault((CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END)::"char",
+                               c.relowner))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+),
+resolved AS (
+    SELECT kind, schema, name, array_cat(acl, '{}'::aclitem[]) AS acl,
+           coalesce((SELECT s.owner FROM stand_in s WHERE s.role = o.owner), o.owner) AS owner
+    FROM objects o
 )
 SELECT kind, schema, name, pg_get_userbyid(owner),
-       (SELECT coalesce(json_agg(json_build_array(pg_get_userbyid(a.grantee),
-                                                  pg_get_userbyid(a.grantor), a.privilege_type)),
-                        '[]')
-        FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed))
-FROM objects
+       (SELECT coalesce(json_agg(json_build_array(
+                   pg_get_userbyid(a.grantee),
+                   pg_get_userbyid(coalesce((SELECT s.owner FROM stand_in s
+                                             WHERE s.role = a.grantor), a.grantor)),
+                   a.privilege_type)), '[]')
+        FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed)),
+       ARRAY(SELECT a.privilege_type FROM aclexplode(acl) a WHERE a.grantee = 0)
+FROM resolved
+"""
+
+# Who may grant the roles the master may not (16+): a remedy names a role that can run it.
+ADMINS_QUERY = """
+SELECT r.rolname, a.rolname FROM pg_auth_members m
+JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles a ON a.oid = m.member
+WHERE m.admin_option AND NOT a.rolsuper AND NOT r.rolsuper
+  AND NOT pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')
+ORDER BY 1, 2
 """
 
 DEFAULT_GRANTS_QUERY = """
@@ -2674,8 +2734,8 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         return found
 
     objects = [
-        PgObject(kind, schema, name, owner, tuple(grant(*g) for g in grants))
-        for kind, schema, name, owner, grants in cursor  # row by row: no second copy
+        PgObject(kind, schema, name, owner, tuple(grant(*g) for g in grants), frozenset(public))
+        for kind, schema, name, owner, grants, public in cursor  # row by row: no second copy
     ]
     cursor.execute(DEFAULT_GRANTS_QUERY, params)
     default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
@@ -2688,7 +2748,15 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             where = f"database {database!r}" if database else "shared objects (tablespaces...)"
             dependencies[role].append(f"{where} ({count} objects or privileges)")
     queries = 5 if doomed else 4
-    return PgState(major, master, roles, objects, default_grants, dict(dependencies), queries)
+    admins: dict[str, list[str]] = defaultdict(list)
+    if any(not role.master_is_admin and not role.superuser for role in roles.values()):
+        cursor.execute(ADMINS_QUERY)
+        for role, admin in cursor.fetchall():
+            admins[role].append(admin)
+        queries += 1
+    return PgState(
+        major, master, roles, objects, default_grants, dict(dependencies), queries, dict(admins)
+    )
 
 
 def state_problems(event: Event, state: PgState) -> list[str]:
@@ -2722,6 +2790,53 @@ def state_problems(event: Event, state: PgState) -> list[str]:
                     f"privileges in {place}; reassign or revoke them there first"
                 )
     return problems + privilege_plan(event, state).problems
+
+
+def public_warnings(event: Event, state: PgState) -> list[str]:
+    """What PUBLIC holds in the managed scope beyond what a user is given: every role has it,
+    and the tool never revokes from PUBLIC (that would change every role's access). On 14,
+    PUBLIC may CREATE in `public`, so a user without grant_ddl can still create tables."""
+    staying = [u for u in event.users if not u.deleting]
+    found: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[str]] = defaultdict(list)
+    for obj in state.objects:
+        if obj.kind == "database" or not obj.public:
+            continue  # PUBLIC's CONNECT and TEMPORARY on a database are PostgreSQL's defaults
+        beyond = {
+            u.name: obj.public - desired_privileges(u, obj, state.server_major)
+            for u in staying
+            if u.name != obj.owner
+        }
+        users = tuple(name for name, extra in beyond.items() if extra)
+        if users:
+            held = tuple(
+                sorted(set().union(*beyond.values()), key=lambda p: PRIVILEGE_ORDER.get(p, 99))
+            )
+            found[(obj.kind, obj.owner, held, users)].append(obj.label)
+    warnings = []
+    for (kind, owner, held, users), labels in sorted(found.items()):
+        named = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+        warnings.append(
+            f"PUBLIC holds {', '.join(held)} on {kind} {named}: every role has it, users "
+            f"{', '.join(map(repr, users))} included, though the event gives them less. The "
+            f"tool does not revoke from PUBLIC; its owner {owner!r} may (REVOKE ... FROM PUBLIC)"
+        )
+    return warnings
+
+
+def admin_remedy(role: str, state: PgState) -> str:
+    """How the master gets ADMIN OPTION on a role it did not create (or that came through an
+    upgrade from 15), named for a role that can run it."""
+    grant = (
+        f"GRANT {sql_quote(role)} TO {sql_quote(state.master)} WITH ADMIN OPTION, "
+        "INHERIT FALSE, SET FALSE"
+    )
+    admins = state.admins.get(role)
+    if admins:
+        return f"run {grant} as {' or as '.join(map(repr, admins))}, which holds ADMIN OPTION on it"
+    return (
+        f"only a superuser holds ADMIN OPTION on it (on RDS, rdsadmin: a role made by it, or "
+        f"one the master made before an in-place upgrade from 15); a superuser must run {grant}"
+    )
 
 
 def sql_quote(name: str) -> str:
@@ -2792,10 +2907,19 @@ def privilege_plan(event: Event, state: PgState) -> PrivilegePlan:
     )
     refusals = [
         f"the master {state.master!r} must act as role {role!r} but may not grant it to "
-        f"itself: on PostgreSQL 16+ it needs ADMIN OPTION on {role!r} (run GRANT "
-        f"{sql_quote(role)} TO {sql_quote(state.master)} WITH ADMIN OPTION, INHERIT FALSE, "
-        "SET FALSE as a role that has it)"
+        f"itself: on PostgreSQL 16+ it needs ADMIN OPTION on {role!r}; {admin_remedy(role, state)}"
         for role in refused
+    ]
+    # Changing a role's password or attributes needs what granting it needs.
+    refusals += [
+        f"the master {state.master!r} may not manage role {user.name!r} (set its password or "
+        f"attributes): on PostgreSQL 16+ it needs ADMIN OPTION on {user.name!r}; "
+        f"{admin_remedy(user.name, state)}"
+        for user in staying
+        if user.name in state.roles
+        and user.name not in refused
+        and not state.roles[user.name].superuser
+        and not state.roles[user.name].master_is_admin
     ]
     dropped = {name for u in leaving for name in (u.name, u.clone)}
     take, give_back = membership_steps(state, needs, dropped)
@@ -2874,6 +2998,10 @@ def object_changes(
             want = desired_privileges(user, obj, state.server_major)
             by_grantor = held.get(user.name, {})
             missing = want.difference(*by_grantor.values())
+            if not state.may_act_as(obj.owner):
+                # What PUBLIC holds, every user has; where the master could grant it, it does,
+                # so that a later REVOKE ... FROM PUBLIC does not cut the users off.
+                missing -= obj.public
             if missing:
                 owner = acting(obj.owner)
                 changes.append(Change("GRANT", obj.kind, scope, owner, ordered(missing), user.name))
@@ -3309,6 +3437,10 @@ class MySql:
 
     def state_problems(self, event: Event, state: MyState) -> list[str]:
         return my_state_problems(event, state)
+
+    def warnings(self, event: Event, state: MyState) -> list[str]:
+        """MySQL 8 and MariaDB 10 have no PUBLIC: nothing is held beyond the grants read."""
+        return []
 
     def identified_by(self, password: str, state: MyState) -> str:
         identified_by = native_password_hash(password) if state.mariadb else password

@@ -11,7 +11,9 @@ import itertools
 import json
 import os
 import secrets as random
+import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ import requests
 from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
+HANDLER = ROOT / "deploy" / "lambda_function.py"
 sys.path.insert(0, str(ROOT / "deploy"))
 sys.path.insert(0, str(ROOT))
 
@@ -176,6 +179,22 @@ class RdsLike:
         }
         return {**copy.deepcopy(SEED), **local, **extra}
 
+    def cli(self, event: dict, *args: str, env: dict | None = None) -> Any:
+        """Run the command line as a user does: `python deploy/lambda_function.py EVENT`."""
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump(event, file)
+        try:
+            return subprocess.run(  # noqa: S603
+                [sys.executable, str(HANDLER), file.name, *args],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env={**os.environ, **(env or {})},
+                check=False,
+            )
+        finally:
+            os.unlink(file.name)
+
     def invoke(self, event: dict) -> dict:
         context = SimpleNamespace(
             aws_request_id="test", get_remaining_time_in_millis=lambda: 600_000
@@ -308,8 +327,21 @@ class Rds(RdsLike):
         return set(rows)
 
 
+# The ways RDS databases are laid out (README, "Layouts this is tested on"). The bootstrap
+# superuser of the test cluster stands for RDS's rdsadmin.
+PG_LAYOUTS = {
+    "template1": "created by the master from template1, the default",
+    "template0": "created by the master from template0 (Terraform's default, pg_dump -C)",
+    "app-owner": "owned by an application role the master created (CREATE DATABASE ... OWNER)",
+    "foreign-role": "the DDL user existed before the master, made by another admin role",
+}
+
+
 @pytest.fixture
-def rds(pg_server, secretsmanager):
+def rds(pg_server, secretsmanager, request):
+    """An RDS-like database on the session's PostgreSQL; `layout` (indirect parameter, one of
+    PG_LAYOUTS) says how it was made, template1 when not given."""
+    layout = getattr(request, "param", "template1")
     number = next(_numbers)
     master, password = f"master_{number}", random.token_urlsafe(16)
     database = SEED["database_name"]
@@ -322,15 +354,17 @@ def rds(pg_server, secretsmanager):
             )
         )
     with open_session(**pg_server.dsn(user=master, password=password)) as as_master:
-        as_master.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    if pg_server.major < 15:
-        # On 14 a new database's public schema belongs to the bootstrap superuser here, while
-        # on RDS its master controls it (it may change its owner and revoke PUBLIC from it).
-        # Give it to the master, as PostgreSQL 15+ does through pg_database_owner.
+        _create_database(as_master.cursor(), layout, database, master, pg_server.major)
+    if pg_server.major < 15 and layout != "template0":
+        # On 14 RDS's template1 gives the public schema to the master (it may change its
+        # owner and revoke PUBLIC from it); here it belongs to the bootstrap superuser, as on
+        # RDS in a database made from template0, which belongs to rdsadmin.
         with open_session(**pg_server.dsn(dbname=database)) as in_database:
             in_database.cursor().execute(
                 sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(master))
             )
+    if layout == "foreign-role":
+        _role_made_by_another_admin(admin, pg_server, "airflow-rw-ddl")
     secret_name = SEED["secret_name"]
     secretsmanager.create_secret(
         Name=secret_name,
@@ -348,6 +382,33 @@ def rds(pg_server, secretsmanager):
     yield Rds(pg_server, database, master, password, secret_name, secretsmanager)
     _drop_everything_new(admin, baseline)
     admin.close()
+
+
+def _create_database(cursor, layout: str, database: str, master: str, major: int) -> None:
+    name = sql.Identifier(database)
+    if layout == "template0":
+        cursor.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(name))
+    elif layout == "app-owner":
+        # Terraform's way: a role, the database given to it, the master's membership given
+        # back; on 16+ the master keeps only what it holds as the role's creator (ADMIN).
+        cursor.execute("CREATE ROLE app_owner NOLOGIN")
+        membership = "WITH SET TRUE, INHERIT FALSE" if major >= 16 else ""
+        cursor.execute(
+            sql.SQL("GRANT app_owner TO {} " + membership).format(sql.Identifier(master))
+        )
+        cursor.execute(sql.SQL("CREATE DATABASE {} OWNER app_owner").format(name))
+        cursor.execute(sql.SQL("REVOKE app_owner FROM {}").format(sql.Identifier(master)))
+    else:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def _role_made_by_another_admin(admin, pg_server, role: str) -> None:
+    """`role` made by old_admin, another CREATEROLE role: on 16+ only old_admin holds ADMIN
+    OPTION on it, as after an in-place upgrade or when another team made it."""
+    with admin.cursor() as cursor:
+        cursor.execute("CREATE ROLE old_admin LOGIN CREATEROLE PASSWORD 'old-admin-pw'")
+    with open_session(**pg_server.dsn(user="old_admin", password="old-admin-pw")) as old:
+        old.cursor().execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
 
 
 def _role_names(cursor) -> set[str]:
