@@ -1360,11 +1360,17 @@ class SecretsManager:
         self.calls[model.name] += 1
 
     def map(self, function: Callable, items: Iterable) -> list:
+        """function(item) for each item, WORKERS at a time, in order. The items go in runs of
+        a few (four runs a worker): most of a re-run's items need no call at all, and a task
+        per item would cost more than the items."""
         items = list(items)
         if len(items) <= 1:
             return [function(item) for item in items]
-        with ThreadPoolExecutor(min(self.WORKERS, len(items))) as pool:
-            return list(pool.map(function, items))
+        size = -(-len(items) // (self.WORKERS * 4))
+        runs = [items[i : i + size] for i in range(0, len(items), size)]
+        with ThreadPoolExecutor(min(self.WORKERS, len(runs))) as pool:
+            done = pool.map(lambda run: [function(item) for item in run], runs)
+            return [result for run in done for result in run]
 
     def write(self, operation: str, **kwargs: Any) -> dict:
         self._writes.wait()
@@ -2585,6 +2591,9 @@ class PgState:
     catalog_queries: int = 4
     # 16+: for the roles the master may not grant, the roles that may (to name in a remedy)
     admins: dict[str, list[str]] = field(default_factory=dict)
+    # privilege_plan's answer for the event it was asked about (state_problems and the plan
+    # both ask; it compares every managed user with every object: the no-op's main cost)
+    planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
@@ -2891,6 +2900,12 @@ class PrivilegePlan:
 
 
 def privilege_plan(event: Event, state: PgState) -> PrivilegePlan:
+    if state.planned is None or state.planned[0] is not event:
+        state.planned = (event, plan_privileges(event, state))
+    return state.planned[1]
+
+
+def plan_privileges(event: Event, state: PgState) -> PrivilegePlan:
     staying = [u for u in event.users if not u.deleting]
     leaving = [u for u in event.users if u.deleting]
     new_roles = {u.name for u in staying if u.name not in state.roles}
