@@ -109,11 +109,52 @@ def runs(count: int) -> list[tuple[str, list[dict]]]:
     ]
 
 
+def index_moto_secrets() -> None:
+    """moto 5.2 finds a secret by scanning every secret it holds (SecretsStore compares each
+    one's name and ARN), so each call costs O(secrets) and a run of N users O(N^2) in moto,
+    not in the tool: at 2,000 users most of an "update all" run was moto scanning. AWS looks
+    a secret up by its id. Here a name is looked up directly and an ARN through an index,
+    with moto's own scan as the fallback: the same answers, in O(1)."""
+    from moto.secretsmanager.models import SecretsStore
+
+    scan_get, scan_contains = SecretsStore.get, SecretsStore.__contains__
+
+    def name_of(store: Any, key: str) -> str | None:
+        if dict.__contains__(store, key):
+            return key
+        arns = store.__dict__.setdefault("arns", {})
+        name = arns.get(key)
+        if name is None or not dict.__contains__(store, name):
+            arns.clear()
+            arns.update((secret.arn, secret.name) for secret in dict.values(store))
+            name = arns.get(key)
+        if name is not None and dict.__getitem__(store, name).arn == key:
+            return name
+        return None
+
+    def get(store: Any, key: str) -> Any:
+        name = name_of(store, key)
+        return dict.__getitem__(store, name) if name is not None else scan_get(store, key)
+
+    def getitem(store: Any, key: str) -> Any:
+        found = get(store, key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def contains(store: Any, key: str) -> bool:
+        return name_of(store, key) is not None or scan_contains(store, key)
+
+    SecretsStore.get, SecretsStore.__getitem__ = get, getitem
+    SecretsStore.__contains__ = contains
+
+
 def start_moto_process() -> tuple[subprocess.Popen, str]:
-    """moto's server (with the tests' correction of its AWSCURRENT reads) in a process of
-    its own; returns the process and its URL."""
+    """moto's server (with the tests' correction of its AWSCURRENT reads, and secrets found
+    by id: index_moto_secrets) in a process of its own; returns the process and its URL."""
     code = (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); "
+        "import sys, time; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/benchmarks']; "
+        "import common; common.index_moto_secrets(); "
         "from tests.servers import start_moto; server, url = start_moto(); "
         "print(url, flush=True); time.sleep(86400)"
     )
