@@ -30,15 +30,18 @@ import logging
 import os
 import re
 import ssl
+import stringprep
 import sys
 import threading
 import time
+import unicodedata
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
 
 import boto3
@@ -96,9 +99,24 @@ def lambda_handler(event: Any, context: Any) -> dict:
         log.error(str(error))
         raise
     except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
-        message = REDACT(f"{type(error).__name__}: {error}")
+        message = unexpected_error_message(error)
         log.error(message)
         raise ApplyError(message) from None
+
+
+def unexpected_error_message(error: BaseException) -> str:
+    """An error no stage turned into InvalidEvent or ApplyError (an AWS or driver error, or a
+    bug), scrubbed, with what it means for the run: each write is made in an order that keeps
+    every working password (see section 7), so whatever was done is kept and a re-run
+    converges."""
+    text = REDACT(f"{type(error).__name__}: {error}".strip())
+    if isinstance(error, RecursionError):
+        text = "the input is nested too deeply to be read"
+    return (
+        f"unexpected error: {text}. Statements applied and secrets written before it are "
+        "listed in the log ('applied', 'aws'); the database changes of an unfinished "
+        "PostgreSQL transaction are rolled back; a re-run converges."
+    )
 
 
 def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
@@ -107,6 +125,9 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
     started = time.monotonic()
     REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
     event, problems = read_event(raw, dry_run=dry_run)
+    settings = Settings.read(os.environ)
+    if settings.problems:  # before any call: a bad environment is invalid input, like the event
+        raise InvalidEvent([*settings.problems, *problems])
     aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
     target, problems = locate(event, aws, problems)
     event = bind_engine(event, target.dialect)
@@ -159,14 +180,23 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
     reached, the problems found so far are what the user hears about."""
     with ExitStack() as stack:
         try:
-            stack.enter_context(target.dialect.lock(target, deadline))
-            connection = target.dialect.connect(target)
+            lock = stack.enter_context(target.dialect.lock(target, deadline))
+            connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
                 raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
             raise
-        stack.callback(connection.close)
+        stack.callback(close_quietly, connection)
         yield connection
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a connection that may be gone already (a dropped connection must not hide the
+    error that says which step failed: PyMySQL refuses to close a closed connection)."""
+    try:
+        connection.close()
+    except Exception as error:  # noqa: BLE001 - closing is best effort; the run's error counts
+        log.debug("closing the connection failed: %s", REDACT(str(error)))
 
 
 def main(argv: list[str]) -> int:
@@ -184,13 +214,29 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot read the event {args.event}: {error}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(
+            f"cannot read the event {args.event}: it is nested too deeply (an event is "
+            f"at most {EVENT_MAX_DEPTH} levels deep)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         result = run(raw, dry_run=args.dry_run)
     except InvalidEvent as error:
         print(error, file=sys.stderr)
         return 2
-    except Exception as error:
+    except ApplyError as error:
         print(f"failed: {REDACT(str(error))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "interrupted: every write already made keeps a working password; a re-run converges",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as error:  # never a traceback: what happened, and what it means
+        print(f"failed: {unexpected_error_message(error)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     return 0
@@ -260,6 +306,7 @@ class UserSpec:
     reassign_to: str | None = None
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # MySQL account host; None: not given ("%")
+    secret_found: bool = False  # a delete's secret, found by its tags (none was named)
 
     @property
     def account(self) -> tuple[str, str]:
@@ -307,9 +354,18 @@ class Event:
     recovery_days: int = 7
     ssl_mode: SslMode = "require"
     verify_logins: bool = False
+    move_secrets: bool = False  # secrets describing this database at another endpoint follow it
 
     def user(self, name: str) -> UserSpec | None:
-        return next((u for u in self.users if u.name == name), None)
+        """The user of that name (the first one, if declared twice), in constant time."""
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, UserSpec]:
+        by_name: dict[str, UserSpec] = {}
+        for user in self.users:
+            by_name.setdefault(user.name, user)
+        return by_name
 
 
 @dataclass(frozen=True)
@@ -434,6 +490,10 @@ class Facts:
     state: EngineState
     secrets: dict[str, SecretState]
     probes: dict[str, Probe]
+    # Found by their tags: a delete's secrets when it names none, and other secrets of an
+    # account that is about to get a secret (and so a password) of this event's (by user).
+    found: dict[str, list[str]] = field(default_factory=dict)
+    elsewhere: dict[str, list[str]] = field(default_factory=dict)
 
 
 PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
@@ -478,6 +538,12 @@ class Deadline:
         """How long to queue behind another invocation: while there is time, up to a limit."""
         left = self.remaining_ms()
         return CLUSTER_LOCK_WAIT_MS if left is None else max(min(left, CLUSTER_LOCK_WAIT_MS), 1)
+
+    def bound_s(self, limit: float) -> float:
+        """`limit` seconds, or what is left of the Lambda's time when that is less (then 1 s
+        at least): how long one statement or wait may take."""
+        left = self.remaining_ms()
+        return limit if left is None else min(limit, max(left / 1000, 1.0))
 
     def check(self, before: str) -> None:
         left = self.remaining_ms()
@@ -556,7 +622,12 @@ log.addHandler(_handler)
 
 log.propagate = False
 
-log.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# An unknown LOG_LEVEL must not break the import: INFO then, and run() reports it (Settings).
+log.setLevel(
+    next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").strip().upper()), "INFO")
+)
 
 
 def info(message: str, **fields: Any) -> None:
@@ -580,8 +651,24 @@ ENGINES = {
 ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
 
 SSL_MODES = ("require", "verify-full", "disable")
+# build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
+BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
 
-SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what CreateSecret accepts
+SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
+# The tags that say whose secret it is and for which database: a delete that names no secret
+# finds it by them, and so does the check that an account has one secret per server.
+USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
+TAG_VALUE_LIMIT = 256
+
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
+
+# AWS's tag rules (Secrets Manager's Tag type); managed-by is one of the 50 a secret may have.
+TAG_KEY = re.compile(r"[\w .:/=+\-@]{1,128}")
+TAG_VALUE = re.compile(r"[\w .:/=+\-@]{0,256}")
+TAGS_MAX = 49
+
+EVENT_MAX_DEPTH = 32  # an event is 5 levels deep (users, a user, its rotation, a value)
 
 TOP_KEYS = {
     "secret_name",
@@ -599,6 +686,8 @@ TOP_KEYS = {
     "secret_recovery_days",
     "ssl_mode",
     "verify_logins",
+    "move_secrets",
+    "$schema",  # the JSON Schema an editor checks the event against: accepted and ignored
 }
 
 USER_KEYS = {
@@ -658,13 +747,19 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     event, so that the rest can still be checked against the database's state."""
     if not isinstance(raw, dict):
         raise InvalidEvent(["the event must be a JSON object"])
+    unreadable = unreadable_values(raw)
+    if unreadable:  # no name with a NUL may reach a driver, nor a value any recursion
+        raise InvalidEvent(unreadable)
     problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
     texts: dict[str, str | None] = {}
     for key in ("secret_name", "database_name", "rds_host", "region", "kms_key_id"):
         texts[key], found = parse_text(raw, key, required=key in ("secret_name", "database_name"))
         problems += found
     if texts["secret_name"]:
-        problems += secret_name_problems(texts["secret_name"], "secret_name")
+        problems += secret_id_problems(texts["secret_name"], "secret_name")
+    if texts["region"] and not REGION.fullmatch(texts["region"]):
+        problems.append(f"region {texts['region']!r} is not an AWS region name (us-east-1)")
+        texts["region"] = None  # the checks that follow read the secrets where AWS_REGION says
     engine, found = parse_engine(raw.get("db_engine"))
     problems += found
     port, found = parse_port(raw.get("rds_port"))
@@ -678,7 +773,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"))
     problems += found
     flags = {}
-    for key in ("dry_run", "verify_logins"):
+    for key in ("dry_run", "verify_logins", "move_secrets"):
         flags[key], found = parse_flag(raw, key)
         problems += found
     rotation, found = parse_rotation(raw.get("rotation"))
@@ -701,11 +796,39 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         recovery_days=recovery,
         ssl_mode=ssl_mode,
         verify_logins=flags["verify_logins"],
+        move_secrets=flags["move_secrets"],
     )
     problems += relationship_problems(event)
     if engine:
         problems += engine_problems(event, DIALECTS[engine])
     return event, problems
+
+
+def unreadable_values(raw: Any) -> list[str]:
+    """Every string (value or key) holding a NUL character, which no server or AWS API takes,
+    or a lone surrogate, which is no character; and nesting deeper than any event's. Iterative:
+    a deeply nested event must not exhaust the stack."""
+    problems: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("the event", raw, 0)]
+    while stack and len(problems) < 20:
+        where, value, depth = stack.pop()
+        if depth > EVENT_MAX_DEPTH:
+            return [f"the event is nested deeper than {EVENT_MAX_DEPTH} levels (at {where})"]
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{where} contains a NUL character")
+            elif any("\ud800" <= c <= "\udfff" for c in value):
+                problems.append(f"{where} contains a lone surrogate (not a character)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if isinstance(key, str) and key.isprintable() else repr(key)
+                inner = name if where == "the event" else f"{where}.{name}"
+                stack.append((f"a key of {where}", key, depth + 1))
+                stack.append((inner, item, depth + 1))
+        elif isinstance(value, list):
+            base = "" if where == "the event" else where
+            stack += [(f"{base}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+    return sorted(set(problems))
 
 
 def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
@@ -741,7 +864,9 @@ def parse_engine(value: Any) -> tuple[str | None, list[str]]:
 def parse_port(value: Any) -> tuple[int | None, list[str]]:
     if value is None:
         return None, []
-    port = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    # ASCII digits only: str.isdigit() also takes "²" and "５", which int() does not.
+    digits = isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value.strip())
+    port = int(value) if digits else value
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
@@ -761,7 +886,16 @@ def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
         return {}, ["secret_tags must be an object of string values"]
     if "managed-by" in tags:
         return dict(tags), ["secret_tags must not set 'managed-by': the tool sets it"]
-    return dict(tags), []
+    problems = [
+        f"secret_tags: {key!r}: AWS takes tag keys of 1 to 128 and values of up to 256 "
+        "letters, digits, blanks and _ . : / = + - @, keys not starting with aws:"
+        for key, value in tags.items()
+        if not (TAG_KEY.fullmatch(key) and TAG_VALUE.fullmatch(value))
+        or key.lower().startswith("aws:")
+    ]
+    if len(tags) > TAGS_MAX:
+        problems.append(f"secret_tags: at most {TAGS_MAX} tags (with managed-by)")
+    return dict(tags), problems
 
 
 def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
@@ -777,11 +911,21 @@ def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
 def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
     if not is_none(value) and not isinstance(value, str):
         return "require", ["ssl_mode must be a string"]
-    mode = value.strip() if isinstance(value, str) and value.strip() else None
-    mode = mode or os.environ.get("DB_SSL_MODE", "require")
+    mode = None if is_none(value) else value.strip()
+    mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
     if mode not in SSL_MODES:
         return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]
     return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
+    return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+
+
+def default_ssl_mode() -> str:
+    """verify-full when there is a CA bundle to verify against, else require."""
+    return "verify-full" if ca_bundle() else "require"
 
 
 def parse_users(
@@ -843,6 +987,8 @@ def parse_user(
     host = raw.get("host")
     if "host" in raw:
         problems += host_problems(host)
+        # MySQL and MariaDB store host names lower-cased: the event says it as they store it.
+        host = host.lower() if isinstance(host, str) else host
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
@@ -1052,15 +1198,36 @@ def role_name_problems(name: Any, what: str) -> list[str]:
 
 
 def host_problems(host: Any) -> list[str]:
-    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask."""
+    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask
+    (192.168.0.0/255.255.255.0), as the servers store it: at most 255 characters (MariaDB
+    10.4+, MySQL 8.0.17+), printable ASCII (MySQL's Host column is ASCII), no `@` (which
+    would end the host part) and no quotes. Upper case is read as lower case (parse_user)."""
     if not isinstance(host, str) or not host or len(host) > 255:
         return ["host must be a non-empty string of at most 255 characters"]
     if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
         return [f"host {host!r} may not contain quotes, backslashes or blanks"]
+    if "@" in host:
+        return [f"host {host!r} may not contain @: give the user name and the host apart"]
+    if not (host.isascii() and host.isprintable()):
+        return [
+            f"host {host!r} may hold only printable ASCII characters (a name, an address, "
+            "a pattern with % and _, or a netmask); write international names in punycode"
+        ]
+    return []
+
+
+def secret_id_problems(secret_id: str, what: str) -> list[str]:
+    """A secret the tool only reads (the master's): any name or ARN Secrets Manager takes as a
+    SecretId, RDS's own `rds!db-...` and `rds!cluster-...` included."""
+    if len(secret_id) > SECRET_ID_LIMIT or not secret_id.isprintable():
+        return [
+            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} printable characters"
+        ]
     return []
 
 
 def secret_name_problems(name: Any, what: str) -> list[str]:
+    """A secret the tool may create: CreateSecret's rules for a name, or an ARN."""
     if not isinstance(name, str) or not (name.startswith("arn:") or SECRET_NAME.match(name)):
         return [f"{what} must be a secret name (letters, digits, /_+=.@-) or an ARN"]
     return []
@@ -1074,11 +1241,9 @@ def relationship_problems(event: Event) -> list[str]:
         if user.name in seen:
             problems.append(f"user {user.name!r} is declared more than once")
         seen.add(user.name)
-    secrets = [u.secret_name for u in event.users if u.secret_name]
+    secrets = Counter(u.secret_name for u in event.users if u.secret_name)
     problems += [
-        f"secret {s!r} is used by more than one user"
-        for s in sorted(set(secrets))
-        if secrets.count(s) > 1
+        f"secret {s!r} is used by more than one user" for s in sorted(secrets) if secrets[s] > 1
     ]
     for user in event.users:
         grantor = event.user(user.grantor) if user.grantor else None
@@ -1135,39 +1300,42 @@ def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
-    """Each cycle of two or more users once, as a path back to its start."""
-    cycles, seen = [], set()
+    """Each cycle of two or more users once, as a path back to its start. Linear: each user
+    is walked through once; a walk stops at a user an earlier walk already went through."""
+    cycles: list[list[str]] = []
+    done: set[str] = set()
     for user in event.users:
-        path: list[str] = []
+        walk: dict[str, int] = {}  # this walk's users, by their place on it
         current: str | None = user.name
-        while current and current not in path and (declared := event.user(current)):
-            path.append(current)
+        while current and current not in done and current not in walk:
+            declared = event.user(current)
+            if declared is None:
+                break
+            walk[current] = len(walk)
             current = declared.grantor
-        if current in path:
-            cycle = path[path.index(current) :]
-            if len(cycle) > 1 and frozenset(cycle) not in seen:
-                seen.add(frozenset(cycle))
+        if current in walk:
+            cycle = list(walk)[walk[current] :]
+            if len(cycle) > 1:
                 cycles.append([*cycle, current])
+        done.update(walk)
     return cycles
 
 
 def grantor_order(users: Iterable[UserSpec]) -> list[UserSpec]:
-    """Grantors before their grantees (the event is acyclic by now)."""
+    """Grantors before their grantees (the event is acyclic by now). Iterative, so that a
+    chain of thousands of users needs no deep recursion."""
     users = list(users)
     by_name = {u.name: u for u in users}
     ordered: list[UserSpec] = []
     placed: set[str] = set()
-
-    def place(user: UserSpec) -> None:
-        if user.name in placed:
-            return
-        placed.add(user.name)
-        if user.grantor in by_name:
-            place(by_name[user.grantor])
-        ordered.append(user)
-
     for user in users:
-        place(user)
+        chain: list[UserSpec] = []
+        current: UserSpec | None = user
+        while current is not None and current.name not in placed:
+            placed.add(current.name)
+            chain.append(current)
+            current = by_name.get(current.grantor) if current.grantor else None
+        ordered += reversed(chain)
     return ordered
 
 
@@ -1192,7 +1360,7 @@ def gather(
         """Whether a write would rest on what ListSecrets says of the secret's tags or
         rotation, which may be minutes old: then it is described (see read_states)."""
         return any(
-            (not u.deleting and missing_tags(secret, event))
+            (not u.deleting and missing_tags(secret, wanted_tags(event, target, u.name)))
             or (
                 u.rotation is not None
                 and rotation_change(
@@ -1203,13 +1371,40 @@ def gather(
             for u in users_of[secret.name]
         )
 
+    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
+
+    def read_secrets() -> tuple[dict[str, list[str]], dict[str, SecretState]]:
+        found = dict(
+            zip(
+                [u.name for u in unnamed],
+                aws.map(lambda user: aws.find_managed(target, user.name), unnamed),
+                strict=True,
+            )
+        )
+        arns = [arn for arns in found.values() for arn in arns]
+        return found, aws.read_states(names + arns, recheck)
+
     with ThreadPoolExecutor(1) as pool:
-        reading = pool.submit(aws.read_states, names, recheck)
+        reading = pool.submit(read_secrets)
         state = target.dialect.read_state(connection, event, deadline)
-        secrets = reading.result()
+        found, secrets = reading.result()
+    # An account that exists and is to get a secret it never had gets a new password: any
+    # other secret of the tool's for it (one per database on this server) would stop working.
+    adopted = [
+        u
+        for u in event.users
+        if not u.deleting and state.has_user(u) and not secrets[u.secret_name or ""].exists
+    ]
+    elsewhere = dict(
+        zip(
+            [u.name for u in adopted],
+            aws.map(lambda user: aws.find_managed(target, user.name, anywhere=True), adopted),
+            strict=True,
+        )
+    )
     staying = [u for u in event.users if not u.deleting]
     probes = probe_logins(staying, secrets, state, event, target, aws)
-    return Facts(state, secrets, probes)
+    return Facts(state, secrets, probes, found, elsewhere)
 
 
 def resolve_target(
@@ -1229,8 +1424,11 @@ def resolve_target(
         problems.append("db_engine is required (the master secret names no engine it knows)")
     elif not event.engine:
         problems += engine_problems(event, DIALECTS[engine])
-    if event.ssl_mode == "verify-full" and not os.environ.get("DB_SSL_CA"):
-        problems.append("ssl_mode verify-full needs DB_SSL_CA, the CA bundle to verify against")
+    if event.ssl_mode == "verify-full" and not ca_bundle():
+        problems.append(
+            "ssl_mode verify-full needs a CA bundle to verify against: DB_SSL_CA, or one built "
+            "into the zip (build.sh --ca-bundle)"
+        )
     problems += [
         f"user {u.name!r} is the master user: never managed"
         for u in event.users
@@ -1379,14 +1577,59 @@ class SecretsManager:
         return response
 
     def master_secret(self, secret_id: str) -> tuple[dict, str]:
-        response = self.client.get_secret_value(SecretId=secret_id)
+        """The master secret's value and ARN. Nothing is touched yet: a secret that is missing,
+        unreadable or malformed is invalid input (InvalidEvent), naming the secret."""
+        try:
+            response = self.client.get_secret_value(SecretId=secret_id)
+        except botocore.exceptions.ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            text = f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            hint = MASTER_SECRET_HINTS.get(code)
+            if hint:
+                raise InvalidEvent([f"master secret {secret_id!r} {hint} ({text})"]) from None
+            raise ApplyError(
+                f"could not read the master secret {secret_id!r} ({text}); nothing was "
+                "changed, re-run later"
+            ) from None
+        except botocore.exceptions.BotoCoreError as error:  # no credentials, no endpoint...
+            raise ApplyError(
+                f"could not reach Secrets Manager to read the master secret {secret_id!r}: "
+                f"{error}; nothing was changed"
+            ) from None
         REDACT.add(response.get("SecretString"))
         try:
             value = json.loads(response["SecretString"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, RecursionError):
             raise InvalidEvent([f"master secret {secret_id!r} does not hold JSON"]) from None
-        REDACT.add(value.get("password"))
+        if not isinstance(value, dict):
+            raise InvalidEvent([f"master secret {secret_id!r} does not hold a JSON object"])
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
+        problems = master_value_problems(value)
+        if problems:
+            raise InvalidEvent([f"master secret {secret_id!r}: {p}" for p in problems])
         return value, response["ARN"]
+
+    def find_managed(self, target: Target, user: str, *, anywhere: bool = False) -> list[str]:
+        """The ARNs of the secrets the tool made for `user` on this database (or, `anywhere`,
+        on any database of this server), by their tags. ListSecrets can lag writes by a few
+        minutes: a delete that finds nothing says so, and its re-run looks again."""
+        wanted = identity_tags(target, user)
+        if anywhere:
+            del wanted[DATABASE_TAG]
+        filters = [
+            {"Key": "tag-key", "Values": [USER_TAG]},
+            {"Key": "tag-value", "Values": [wanted[USER_TAG]]},  # a prefix: checked below
+        ]
+        found = []
+        for page in self.client.get_paginator("list_secrets").paginate(Filters=filters):
+            for entry in page["SecretList"]:
+                tags = {t["Key"]: t["Value"] for t in entry.get("Tags", [])}
+                if tags.get("managed-by") == TOOL and all(
+                    tags.get(k) == v for k, v in wanted.items()
+                ):
+                    found.append(entry["ARN"])
+        return sorted(found)
 
     # Reading the user secrets in bulk. A no-op run must not cost one call per secret, so the
     # state comes from two bulk reads, run concurrently:
@@ -1574,15 +1817,69 @@ def has_every_type(password: str) -> bool:
     )
 
 
+# What the master secret's read errors mean to the user (the rest: try again later).
+MASTER_SECRET_HINTS = {
+    "ResourceNotFoundException": "does not exist (in this region and account)",
+    "AccessDeniedException": "may not be read by this function: its role needs "
+    "secretsmanager:GetSecretValue on it (and kms:Decrypt on its KMS key)",
+    "DecryptionFailure": "cannot be decrypted: the function's role needs kms:Decrypt on the "
+    "secret's KMS key",
+    "InvalidRequestException": "cannot be read now (scheduled for deletion?)",
+    "InvalidParameterException": "is not a valid secret id",
+    "ValidationException": "is not a valid secret id",
+}
+
+
+def master_value_problems(value: dict) -> list[str]:
+    """What in a master secret's value cannot be used: its keys' types, a NUL anywhere."""
+    problems = []
+    for key in ("username", "password", "host", "engine", "dbname"):
+        item = value.get(key)
+        if item is not None and not isinstance(item, str):
+            problems.append(f"{key} must be a string, not a JSON {type(item).__name__}")
+        elif isinstance(item, str) and "\x00" in item:
+            problems.append(f"{key} contains a NUL character")
+    port = value.get("port")
+    if port is not None and parse_port(port)[1]:
+        problems.append("port must be a port number")
+    return problems
+
+
 def parse_secret_value(text: str | None) -> dict | None:
+    """A secret's value when it is a JSON object (else None: not ours to use). A password that
+    is not a string stays in the value as it is, for secret_value_problems to name."""
     try:
         value = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(value, dict):
-        REDACT.add(value.get("password"))
+        if isinstance(value.get("password"), str):
+            REDACT.add(value["password"])
         return value
     return None
+
+
+def secret_value_problems(user: UserSpec, secret: SecretState) -> list[str]:
+    """A user secret whose password no server could take: not a string (a JSON number), empty,
+    or holding a NUL or a lone surrogate. Nothing is written for it; fix or delete the value."""
+    problems = []
+    for stage, value in (("AWSCURRENT", secret.value), ("AWSPENDING", secret.pending_value)):
+        if not value or "password" not in value:
+            continue
+        password = value["password"]
+        if not isinstance(password, str):
+            why = f"is a JSON {type(password).__name__}, not a string"
+        elif not password:
+            why = "is empty"
+        elif "\x00" in password or any("\ud800" <= c <= "\udfff" for c in password):
+            why = "holds a NUL character or a lone surrogate"
+        else:
+            continue
+        problems.append(
+            f"user {user.name!r}: secret {secret.name!r} ({stage}): its password {why}; "
+            "correct the value or delete the secret"
+        )
+    return problems
 
 
 def described_rotation(found: dict) -> Rotation:
@@ -1686,7 +1983,7 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
-        mine = not secret_problems(user, secret)
+        mine = not secret_problems(user, secret, target, event)
         if mine and needs_probe(secret, login_exists=state.has_user(user), event=event):
             return probe(target, login_of(user, secret, state), secret)
         return Probe()
@@ -1712,10 +2009,18 @@ def make_plan(
     found here against the state and the secrets) is raised at once, before any password is
     drawn: a user fixes everything in one round."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
-    problems = problems + dialect.state_problems(event, state)
+    event, found_problems = with_found_secrets(event, facts.found)
+    problems = problems + found_problems + dialect.state_problems(event, state)
     for user in event.users:
         if user.secret_name:
-            problems += secret_problems(user, secrets[user.secret_name])
+            problems += secret_problems(user, secrets[user.secret_name], target, event)
+        problems += [
+            f"user {user.name!r}: its account exists and is managed through secret {other!r}, "
+            f"and an account has one password (roles and accounts span the server): giving it "
+            f"secret {user.secret_name!r} would leave that one unable to log in. Nothing was "
+            "changed; manage each account through one secret, in one event"
+            for other in facts.elsewhere.get(user.name, [])
+        ]
     staying = [u for u in event.users if not u.deleting]
     decided = []
     for user in staying:
@@ -1743,7 +2048,9 @@ def make_plan(
         return steps
 
     results = {
-        u.name: secret_result(u, credentials.get(u.name), secrets[u.secret_name], event)
+        u.name: secret_result(
+            u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
+        )
         for u in event.users
         if u.secret_name
     }
@@ -1773,7 +2080,25 @@ def make_plan(
     return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
 
 
-def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
+def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
+    """The event with each delete that names no secret given the one found by its tags."""
+    users, problems = [], []
+    for user in event.users:
+        arns = found.get(user.name, [])
+        if len(arns) > 1:
+            problems.append(
+                f"user {user.name!r}: several secrets of the tool's describe it on this database "
+                f"({', '.join(arns)}); name the one to delete in user_secret_name"
+            )
+        if len(arns) == 1:
+            user = replace(user, secret_name=arns[0], secret_found=True)
+        users.append(user)
+    return replace(event, users=tuple(users)), problems
+
+
+def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: Event) -> list[str]:
+    """A secret is one account's on one database: never taken from another account, and
+    never moved to another database (nor, unless the event says so, to another endpoint)."""
     if not secret.exists:
         return []
     if secret.foreign_value:
@@ -1781,13 +2106,50 @@ def secret_problems(user: UserSpec, secret: SecretState) -> list[str]:
             f"user {user.name!r}: secret {secret.name!r} holds a value that is not a "
             "JSON object: it is somebody else's and is not overwritten"
         ]
-    owner = (secret.value or {}).get("username")
+    value = secret.value or {}
+    owner = value.get("username")
     if owner not in (None, user.name, user.clone):
         return [
             f"user {user.name!r}: secret {secret.name!r} belongs to user {owner!r} "
             "and is not overwritten"
         ]
-    return []
+    differs = described_elsewhere(value, target, moving=event.move_secrets)
+    if differs:
+        return [
+            f"user {user.name!r}: secret {secret.name!r} describes another database "
+            f"({'; '.join(differs)}); a secret is one database's, so it is not taken over. "
+            "Nothing was changed"
+            + (
+                "; if the database moved to this endpoint, give move_secrets: true"
+                if not event.move_secrets or described_elsewhere(value, target, moving=False)
+                else ""
+            )
+        ]
+    return secret_value_problems(user, secret)
+
+
+def described_elsewhere(value: dict, target: Target, *, moving: bool) -> list[str]:
+    """How the database a secret value describes differs from the target (what is absent
+    does not differ: a secret made by hand may say less). With `moving`, only the endpoint
+    (host, port) may differ."""
+    said = {
+        "engine": ENGINES.get(str(value.get("engine", "")).lower(), value.get("engine")),
+        "dbname": value.get("dbname"),
+        "host": str(value["host"]).lower() if value.get("host") else None,
+        "port": str(value["port"]) if value.get("port") else None,
+    }
+    wanted = {
+        "engine": target.engine,
+        "dbname": target.database,
+        "host": target.host.lower(),
+        "port": str(target.port),
+    }
+    keys = ("engine", "dbname") if moving else ("engine", "dbname", "host", "port")
+    return [
+        f"{key} {said[key]!r}, not {wanted[key]!r}"
+        for key in keys
+        if said[key] is not None and said[key] != wanted[key]
+    ]
 
 
 def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
@@ -1915,17 +2277,36 @@ def rotation_call_problems(
     return problems
 
 
-def wanted_tags(event: Event) -> dict[str, str]:
-    return {"managed-by": TOOL, **event.secret_tags}
+def wanted_tags(event: Event, target: Target, user: str) -> dict[str, str]:
+    """The tags of a user's secret: the tool's mark, what the secret is for (so that it can be
+    found by them), and the event's own."""
+    return {"managed-by": TOOL, **identity_tags(target, user), **event.secret_tags}
 
 
-def missing_tags(secret: SecretState, event: Event) -> dict[str, str]:
+def identity_tags(target: Target, user: str) -> dict[str, str]:
+    """Whose secret it is, and for which database on which server."""
+    return {
+        USER_TAG: tag_value(user),
+        SERVER_TAG: tag_value(f"{target.engine}/{target.host.lower()}:{target.port}"),
+        DATABASE_TAG: tag_value(target.database),
+    }
+
+
+def tag_value(text: str) -> str:
+    """`text` as a tag value may hold it (letters, digits, blanks and _.:/=+-@, at most 256),
+    else a digest of it: a name of any characters still finds its secret."""
+    if len(text) <= TAG_VALUE_LIMIT and all(c.isalnum() or c in " _.:/=+-@" for c in text):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def missing_tags(secret: SecretState, wanted: dict[str, str]) -> dict[str, str]:
     """The tags the secret lacks or has another value for (tags others added are kept)."""
-    return {k: v for k, v in wanted_tags(event).items() if secret.tags.get(k) != v}
+    return {k: v for k, v in wanted.items() if secret.tags.get(k) != v}
 
 
 def secret_result(
-    user: UserSpec, credential: Credential | None, secret: SecretState, event: Event
+    user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
 ) -> str:
     """What happens to the user's secret; the same answer for a run and for its dry run."""
     if user.deleting:
@@ -1938,7 +2319,7 @@ def secret_result(
         or credential.mode != "keep"
         or credential.undo_pending
         or credential.final_value != secret.value
-        or missing_tags(secret, event)
+        or missing_tags(secret, tags)
     ):
         return "updated"
     return "unchanged"
@@ -2007,19 +2388,22 @@ class SecretWriter:
     def __init__(self, aws: SecretsManager, event: Event, target: Target):
         self.aws, self.event, self.target = aws, event, target
 
+    def tags(self, user: str) -> dict[str, str]:
+        return wanted_tags(self.event, self.target, user)
+
     def create(self, user: str, secret: SecretState, value: dict | None) -> None:
         kwargs: dict[str, Any] = {
             "Name": secret.name,
             "Description": f"Credentials of {self.target.engine} user {user} in database "
             f"{self.target.database} on {self.target.host}, managed by {TOOL}",
-            "Tags": [{"Key": k, "Value": v} for k, v in wanted_tags(self.event).items()],
+            "Tags": [{"Key": k, "Value": v} for k, v in self.tags(user).items()],
         }
         if self.event.kms_key_id:
             kwargs["KmsKeyId"] = self.event.kms_key_id
         if value is not None:
             kwargs["SecretString"] = json.dumps(value)
         response = self.aws.write("create_secret", **kwargs)
-        secret.arn, secret.exists, secret.tags = response["ARN"], True, wanted_tags(self.event)
+        secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags(user)
         secret.current_version = response.get("VersionId")
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
@@ -2097,7 +2481,7 @@ class SecretWriter:
                 self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
             self.put(secret, credential.final_value)
-        missing = missing_tags(secret, self.event)
+        missing = missing_tags(secret, self.tags(credential.user))
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
@@ -2185,12 +2569,16 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
         changes.append("finish an interrupted password change")
     if credential and credential.undo_pending:
         changes.append("undo an interrupted password change")
-    secret = None
+    secret: dict[str, Any] | None = None
     if user.secret_name:
         result = plan.secret_results[user.name]
         secret = {"name": user.secret_name, "arn": plan.secret_of(user).arn, "result": result}
+        if user.secret_found:
+            secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
             changes.append(f"secret {result}")
+    elif user.deleting:
+        changes.append("no secret of the tool's found for it by its tags")
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))
@@ -2252,9 +2640,9 @@ class Dialect(Protocol[StateT]):
     def event_problems(self, event: Event) -> list[str]: ...
     def user_problems(self, user: UserSpec) -> list[str]: ...
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
-    def connect(self, target: Target) -> Any: ...
+    def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
-    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[None]: ...
+    def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
@@ -2289,19 +2677,182 @@ def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) 
     )
 
 
+SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
+
+TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
+
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
+# the variable a deployment that raised it in the function's environment declares it in.
+AWS_MYSQL_CLONE_LIMIT = 16
+
+MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
+
+MYSQL_NAME_LIMIT = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The function's environment, read and checked at the start of every run (run()): a bad
+    value is invalid input naming the variable, found before anything is touched. Where a value
+    is bad, its default stands in, so the helpers below never fail on it."""
+
+    connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
+    lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
+    log_level: str = "INFO"
+    mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> Settings:
+        problems: list[str] = []
+
+        def given(name: str) -> str:
+            return environ.get(name, "").strip()
+
+        def seconds(name: str, default: float) -> float:
+            text = given(name)
+            if not text:
+                return default
+            if not SECONDS.match(text) or not 0 < float(text) <= TIMEOUT_MAX_S:
+                problems.append(
+                    f"environment variable {name} must be a number of seconds above 0 and at "
+                    f"most {TIMEOUT_MAX_S}, such as 10 or 2.5, not {environ[name]!r}"
+                )
+                return default
+            return float(text)
+
+        connect = seconds("DB_CONNECT_TIMEOUT", cls.connect_timeout)
+        lock = seconds("DB_LOCK_TIMEOUT", cls.lock_timeout)
+        level = given("LOG_LEVEL").upper()
+        if level and level not in LOG_LEVELS:
+            problems.append(
+                f"environment variable LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
+                f"{environ['LOG_LEVEL']!r}"
+            )
+        mode = given("DB_SSL_MODE")
+        if mode and mode not in SSL_MODES:
+            problems.append(
+                f"environment variable DB_SSL_MODE must be one of {', '.join(SSL_MODES)}, not "
+                f"{environ['DB_SSL_MODE']!r}"
+            )
+        ca = given("DB_SSL_CA")
+        if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
+            problems.append(f"environment variable DB_SSL_CA: {ca!r} is not a readable file")
+        for dialect in DIALECTS.values():
+            arn = given(dialect.rotation_variable)
+            if arn and not LAMBDA_ARN.match(arn):
+                problems.append(
+                    f"environment variable {dialect.rotation_variable} must be a Lambda function "
+                    f"ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), not {arn!r}"
+                )
+        limit = given(MYSQL_CLONE_LIMIT_VARIABLE)
+        whole = limit.isascii() and limit.isdigit() and 0 < int(limit) <= MYSQL_NAME_LIMIT
+        if limit and not whole:
+            problems.append(
+                f"environment variable {MYSQL_CLONE_LIMIT_VARIABLE} must be a whole number of "
+                f"characters from 1 to {MYSQL_NAME_LIMIT} (the USERNAME_CHARACTER_LIMIT of the "
+                f"AWS MySQL rotation function), not {environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}"
+            )
+        return cls(
+            connect_timeout=connect,
+            lock_timeout=lock,
+            log_level=level if level in LOG_LEVELS else cls.log_level,
+            mysql_clone_limit=int(limit) if limit and whole else cls.mysql_clone_limit,
+            problems=tuple(problems),
+        )
+
+
+# What a driver's connection error means to the user, by the words of the error (libpq's
+# messages, and MySQL's error numbers as PyMySQL prints them).
+CONNECT_FAILURES = (
+    (
+        ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
+        "the host name does not resolve: check rds_host (or the master secret's host) and the "
+        "DNS of the function's VPC",
+    ),
+    (
+        ("password authentication failed", "(1045,", "authentication failed"),
+        "authentication failed: the master secret's username and password do not log in "
+        "(changed outside the secret, or the wrong secret?)",
+    ),
+    (
+        ('database "', "(1049,"),
+        "the database does not exist on this server: check database_name",
+    ),
+    (
+        ("permission denied", "not permitted to log in", "no pg_hba.conf entry", "(1044,"),
+        "permission denied: the master may not connect to this database (its CONNECT "
+        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
+    ),
+    (
+        ("server does not support SSL", "SSL", "certificate"),
+        "the TLS connection failed: check ssl_mode and DB_SSL_CA",
+    ),
+    (
+        ("Connection refused", "timeout expired", "timed out", "No route to host", "(2003,"),
+        "the host is unreachable: check rds_host and rds_port, that the function runs in the "
+        "database's VPC, and that the security groups let it in",
+    ),
+)
+
+
+def connect_failure(where: str, error: str) -> str:
+    """A connection error as what the user can do about it, the driver's own words attached."""
+    meaning = next(
+        (text for needles, text in CONNECT_FAILURES if any(n in error for n in needles)), None
+    )
+    if meaning is None:
+        return f"cannot connect to {where}: {error}. Nothing was changed."
+    return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
+
+
 def lock_timeout_seconds() -> float:
-    return float(os.environ.get("DB_LOCK_TIMEOUT", "10"))
+    return Settings.read(os.environ).lock_timeout
 
 
-def connect_timeout() -> int:
-    return int(os.environ.get("DB_CONNECT_TIMEOUT", "10"))
+def connect_timeout() -> float:
+    return Settings.read(os.environ).connect_timeout
+
+
+def no_answer(error: str) -> str:
+    """What a driver's timeout while connecting means, in the tool's terms."""
+    if "timed out" in error or "timeout expired" in error:
+        return (
+            f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
+            "the port, and that the database's security group lets this function in)"
+        )
+    return ""
+
+
+class HeldLock:
+    """The lock that keeps invocations apart, as the run holds it. `check` asks the server
+    whether it still holds it: the server may end the session that holds it (its
+    idle_session_timeout, an administrator's pg_terminate_backend), and another invocation
+    would then run beside this one."""
+
+    def __init__(self, what: str, held: Callable[[], bool]):
+        self.what, self._held = what, held
+
+    def check(self, before: str) -> None:
+        try:
+            held, why = self._held(), "the server no longer holds it for this run"
+        except Exception as error:  # the session is gone: whatever the driver says
+            held, why = False, f"its session ended: {REDACT(str(error)).strip()}"
+        if not held:
+            raise ApplyError(
+                f"lost {self.what} before {before} ({why}), so another invocation may be "
+                "running beside this one. The database transaction was rolled back: nothing "
+                "changed in the database. New users' passwords and staged (AWSPENDING) "
+                "passwords already stored in their secrets are reused by the next run: a "
+                "re-run converges."
+            )
 
 
 def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against DB_SSL_CA."""
+    certificate and the host name checked against the CA bundle (ca_bundle)."""
     if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=os.environ.get("DB_SSL_CA"))
+        return ssl.create_default_context(cafile=ca_bundle())
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -2328,9 +2879,40 @@ PG_MAINTAIN_SINCE = 17  # ALL means MAINTAIN too from 17 on; before, it does not
 
 PG_NAME_LIMIT = 63  # bytes; PostgreSQL silently truncates longer names, so they are refused
 
+# Besides public and pg_*: names CREATE ROLE refuses even quoted (none), and the keywords that
+# stand for a role in RoleSpec and in GRANT/ALTER statements (current_user, current_role,
+# session_user; user and system_user are the same functions). Quoted, the server accepts them,
+# but any script or tool writing them unquoted would act on another role: never managed.
+PG_RESERVED_ROLE_NAMES = frozenset(
+    {"none", "current_user", "current_role", "session_user", "system_user", "user"}
+)
+
 LOCK_KEY = 0x7264735F696E6974  # "rds_init": one key for every invocation on a cluster
 
 LOCK_DATABASE = "postgres"  # advisory locks are per database; this one exists on every RDS
+
+# pg_advisory_lock(bigint) shows in pg_locks as classid (high half), objid (low half), objsubid 1
+PG_LOCK_HELD_QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+               AND granted AND classid = %s::oid AND objid = %s::oid AND objsubid = 1)
+"""
+
+PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
+
+
+class PgConnection(psycopg2.extensions.connection):
+    """The master's connection, and the lock the run holds while it uses it."""
+
+    cluster_lock: HeldLock | None = None
+
+
+def set_pg_session(cursor: Any, **settings: int) -> None:
+    """SET each setting for the session, in milliseconds (0: off), in one statement."""
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(str(value)))
+        for name, value in settings.items()
+    )
+    cursor.execute(sql.SQL("SELECT ") + calls)
 
 
 class Postgres:
@@ -2351,6 +2933,12 @@ class Postgres:
             problems.append(f"{what} {name!r} is longer than PostgreSQL's {PG_NAME_LIMIT} bytes")
         if lowered == "public" or lowered.startswith(("pg_", "rds")):
             problems.append(f"{what} {name!r} is reserved (PUBLIC, pg_*, rds*): never managed")
+        elif lowered in PG_RESERVED_ROLE_NAMES:
+            problems.append(
+                f"{what} {name!r} is reserved: where SQL expects a role, {lowered} unquoted "
+                "means something else (CREATE ROLE refuses none; current_user, current_role, "
+                "session_user, system_user and user name the session's own roles)"
+            )
         return problems
 
     def event_problems(self, event: Event) -> list[str]:
@@ -2376,23 +2964,38 @@ class Postgres:
             "user": user,
             "password": password,
             "sslmode": target.ssl_mode,
-            "connect_timeout": connect_timeout(),
+            # libpq counts whole seconds, 2 at least; it bounds the whole connection attempt
+            # (TCP, TLS, the server's answers to the startup and the authentication).
+            "connect_timeout": max(2, int(-(-connect_timeout() // 1))),
             "application_name": TOOL,
+            # A peer that vanished (no FIN, no RST) is noticed while a session waits idle.
+            "keepalives": 1,
+            "keepalives_idle": PG_KEEPALIVE_S,
+            "keepalives_interval": PG_KEEPALIVE_S,
+            "keepalives_count": 3,
         }
-        if target.ssl_mode == "verify-full" and os.environ.get("DB_SSL_CA"):
-            args["sslrootcert"] = os.environ["DB_SSL_CA"]
+        if target.ssl_mode == "verify-full" and ca_bundle():
+            args["sslrootcert"] = ca_bundle()
         return args
 
-    def connect(self, target: Target, database: str | None = None) -> Any:
+    def connect(
+        self, target: Target, lock: HeldLock | None = None, database: str | None = None
+    ) -> Any:
+        """The master's connection; the lock the run holds goes with it, for apply to check
+        just before it commits."""
         args = self.connect_args(target, target.master_user, target.master_password, database)
         try:
-            return psycopg2.connect(**args)
+            connection = psycopg2.connect(connection_factory=PgConnection, **args)
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
+        connection.cluster_lock = lock
+        return connection
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
-        """Log in as the user; False when the server refuses the password."""
+        """Log in as the user; False when the server refuses the password. A probe runs no
+        statement: connect_timeout bounds all of it."""
         if not password:
             return False
         try:
@@ -2407,35 +3010,56 @@ class Postgres:
         return True
 
     @contextmanager
-    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """A session advisory lock, taken in the `postgres` database so that invocations on
         any database of the cluster wait for each other (roles are cluster-wide, advisory
         locks per database). Closing the connection releases it, even if the Lambda dies.
         Waiting for another invocation is the point of the lock, so this wait is not the
         short DB_LOCK_TIMEOUT meant for an application's locks: a duplicate invocation (a CLI
-        retry) thus queues, runs, and finds nothing left to do."""
+        retry) thus queues, runs, and finds nothing left to do. The session sits idle while it
+        holds the lock, so the timeouts that end idle sessions are off for it (whatever the
+        master role or the parameter group sets), and apply checks it still holds the lock
+        just before committing."""
         wait_ms = deadline.lock_wait_ms()
-        connection = self.connect(target, LOCK_DATABASE)
+        connect_ms = round(connect_timeout() * 1000)
+        connection = self.connect(target, database=LOCK_DATABASE)
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(wait_ms)))
+                set_pg_session(
+                    cursor,
+                    idle_session_timeout=0,
+                    idle_in_transaction_session_timeout=0,
+                    lock_timeout=wait_ms,
+                    statement_timeout=wait_ms + connect_ms,
+                )
                 try:
                     cursor.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-                except psycopg2.errors.LockNotAvailable:
+                except (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled):
                     raise another_invocation(wait_ms) from None
-            yield
+                set_pg_session(cursor, statement_timeout=connect_ms)
+
+            def held() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute(PG_LOCK_HELD_QUERY, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF))
+                    return bool(cursor.fetchone()[0])
+
+            yield HeldLock(f"the cluster lock (an advisory lock in database {LOCK_DATABASE})", held)
         finally:
             connection.close()
 
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+        """Every statement of the run's session is bounded: a wait for an application's lock
+        by DB_LOCK_TIMEOUT, any statement by the Lambda's remaining time; the transaction may
+        stay idle while the secrets are written, as long as the Lambda runs."""
         with connection.cursor() as cursor:
-            timeout = f"{int(lock_timeout_seconds() * 1000)}ms"
-            cursor.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
             remaining = deadline.remaining_ms()
+            bounds = {"lock_timeout": round(lock_timeout_seconds() * 1000)}
             if remaining:
-                statement_ms = sql.Literal(f"{max(remaining, 1000)}ms")
-                cursor.execute(sql.SQL("SET statement_timeout = {}").format(statement_ms))
+                bounds["statement_timeout"] = max(remaining, 1000)
+            # 0 (off) for the command line, which has no time limit
+            bounds["idle_in_transaction_session_timeout"] = max(remaining or 0, 0)
+            set_pg_session(cursor, **bounds)
             return read_pg_state(cursor, event)
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
@@ -2445,11 +3069,9 @@ class Postgres:
         return public_warnings(event, state)
 
     def identified_by(self, password: str, state: PgState) -> str:
-        """The SCRAM verifier for printable ASCII (SASLprep leaves it as is); other passwords
-        go as they are and the server hashes them, so SASLprep is never second-guessed here."""
-        verifier = (
-            scram_verifier(password) if password.isascii() and password.isprintable() else password
-        )
+        """Always the SCRAM verifier, whatever the password's characters: the password itself
+        never reaches the server (whose statement log would keep it)."""
+        verifier = scram_verifier(password)
         REDACT.add(verifier)
         return verifier
 
@@ -2459,12 +3081,19 @@ class Postgres:
     def apply(
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
     ) -> None:
-        """The steps in one transaction; each gets its audit line once they are committed."""
+        """The steps in one transaction, committed only while the run still holds the cluster
+        lock; each gets its audit line once they are committed."""
         try:
             self.execute(connection, steps, counter)
+            lock = getattr(connection, "cluster_lock", None)
+            if lock:
+                lock.check("committing")
             connection.commit()
-        except StepFailedError as failed:
+        except ApplyError:
             connection.rollback()
+            raise
+        except StepFailedError as failed:
+            rollback_quietly(connection)
             raise step_failed(
                 steps,
                 failed.number,
@@ -2472,10 +3101,12 @@ class Postgres:
                 "The database transaction was rolled back: nothing changed in the database.",
             ) from None
         except psycopg2.Error as error:
-            connection.rollback()
+            rollback_quietly(connection)
             raise ApplyError(
-                f"committing failed: {REDACT(str(error)).strip()}. The database transaction was "
-                "rolled back: nothing changed in the database; a re-run converges."
+                f"applying the {len(steps)} statements failed at a role switch or at the "
+                f"commit: {REDACT(str(error)).strip()}. The database transaction was "
+                "rolled back (if the connection dropped during the commit itself, the server "
+                "may have committed it); either way a re-run converges."
             ) from None
         for step in steps:
             step_applied(step, target)
@@ -2488,7 +3119,7 @@ class Postgres:
                 steps, failed.number, failed.error, "This was a dry run: nothing was changed."
             ) from None
         finally:
-            connection.rollback()
+            rollback_quietly(connection)
 
     def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
@@ -2516,11 +3147,21 @@ class Postgres:
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
 
 
-def scram_verifier(password: str, iterations: int = 4096) -> str:
+def rollback_quietly(connection: Any) -> None:
+    """Roll back; on a connection that dropped, the server has rolled back already (and
+    psycopg2 would say "connection already closed" instead of which step failed)."""
+    try:
+        connection.rollback()
+    except psycopg2.Error as error:
+        log.debug("rollback failed: %s", REDACT(str(error)))
+
+
+def scram_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:
     """What PostgreSQL stores for a SCRAM-SHA-256 password, computed here so that the password
-    itself never travels in a statement (statement logs would keep it)."""
-    salt = os.urandom(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    itself never travels in a statement (statement logs would keep it). The key is derived
+    from the SASLprep'ed password, as libpq does when it logs in (pg_fe_scram_build_secret)."""
+    salt = os.urandom(16) if salt is None else salt
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", "sha256").digest()
     server_key = hmac.new(salted, b"Server Key", "sha256").digest()
     stored_key = hashlib.sha256(client_key).digest()
@@ -2529,6 +3170,45 @@ def scram_verifier(password: str, iterations: int = 4096) -> str:
         return base64.b64encode(data).decode()
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def saslprep(password: str) -> bytes:
+    """The bytes PostgreSQL's SCRAM derives its key from: the password after SASLprep (RFC 4013),
+    as src/common/saslprep.c does it, or its raw UTF-8 bytes where SASLprep refuses it (libpq
+    and the server both fall back to them). As there: ASCII is left as it is; the prohibited,
+    unassigned and bidirectional checks apply to the mapped, not yet normalized characters."""
+    if password.isascii():
+        return password.encode()
+    # U+200B is in both tables: as in PostgreSQL, it is a space, not nothing.
+    mapped = [
+        " " if stringprep.in_table_c12(c) else c
+        for c in password
+        if stringprep.in_table_c12(c) or not stringprep.in_table_b1(c)
+    ]
+    raw = password.encode("utf-8", "surrogatepass")
+    if not mapped:
+        return raw
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
+    )
+    if any(test(c) for c in mapped for test in prohibited):
+        return raw
+    if any(stringprep.in_table_d1(c) for c in mapped) and (
+        any(stringprep.in_table_d2(c) for c in mapped)
+        or not stringprep.in_table_d1(mapped[0])
+        or not stringprep.in_table_d1(mapped[-1])
+    ):
+        return raw
+    return unicodedata.normalize("NFKC", "".join(mapped)).encode()
 
 
 @dataclass(frozen=True)
@@ -2544,6 +3224,9 @@ class PgRole:
     # role but a superuser, for a CREATEROLE master)
     member_of: tuple[str, ...] = ()  # the roles it is a direct member of
     config: tuple[str, ...] = ()  # its settings, "role=U" for a prepared rotation clone
+    replication: bool = False  # only a role with REPLICATION may alter it: never managed
+    bypass_rls: bool = False  # likewise with BYPASSRLS
+    expired: bool = False  # VALID UNTIL in the past: no password logs in
 
 
 @dataclass(frozen=True)
@@ -2625,7 +3308,8 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
             ELSE NOT rolsuper END,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid),
-       coalesce(rolconfig, '{}')
+       coalesce(rolconfig, '{}'),
+       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false)
 FROM pg_roles r
 """
 
@@ -2714,6 +3398,20 @@ WHERE s.refclassid = 'pg_authid'::regclass
   AND coalesce(granted_on.datname, inside.datname, '') <> current_database()
 GROUP BY 1, 2 ORDER BY 1, 2
 """
+# Privileges a role to be dropped holds in this database outside the event's schemas: the
+# plan revokes only inside them, and DROP OWNED cannot take what other roles granted.
+OUTSIDE_SCOPE_QUERY = """
+SELECT pg_get_userbyid(s.refobjid), n.nspname, count(*)
+FROM pg_shdepend s
+JOIN pg_database d ON d.oid = s.dbid AND d.datname = current_database()
+LEFT JOIN pg_class c ON s.classid = 'pg_class'::regclass AND c.oid = s.objid
+JOIN pg_namespace n ON n.oid = CASE WHEN s.classid = 'pg_namespace'::regclass THEN s.objid
+                                    ELSE c.relnamespace END
+WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'a'
+  AND s.refobjid IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s))
+  AND n.nspname <> ALL(%(schemas)s)
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 
 def read_pg_state(cursor: Any, event: Event) -> PgState:
@@ -2732,6 +3430,9 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             master_is_admin=row[7],
             member_of=tuple(row[8]),
             config=tuple(row[9]),
+            replication=row[10],
+            bypass_rls=row[11],
+            expired=row[12],
         )
         for row in cursor.fetchall()
     }
@@ -2770,9 +3471,21 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         for role, database, count in cursor.fetchall():
             where = f"database {database!r}" if database else "shared objects (tablespaces...)"
             dependencies[role].append(f"{where} ({count} objects or privileges)")
-    queries = 5 if doomed else 4
+        cursor.execute(OUTSIDE_SCOPE_QUERY, {"users": doomed, "schemas": list(event.schemas)})
+        for role, schema, count in cursor.fetchall():
+            dependencies[role].append(
+                f"schema {schema!r} of this database, outside the event's schemas "
+                f"({count} privileges; name it in schemas to have them revoked)"
+            )
+    queries = 6 if doomed else 4
     admins: dict[str, list[str]] = defaultdict(list)
-    if any(not role.master_is_admin and not role.superuser for role in roles.values()):
+    involved = {name for u in event.users for name in (u.name, u.grantor, u.reassign_to) if name}
+    involved |= {o.owner for o in objects} | {g.owner for g in default_grants}
+    involved.discard(master)  # the master acts as itself
+    if any(
+        (role := roles.get(name)) and not role.master_is_admin and not role.superuser
+        for name in involved
+    ):
         cursor.execute(ADMINS_QUERY)
         for role, admin in cursor.fetchall():
             admins[role].append(admin)
@@ -2799,18 +3512,31 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         role = state.roles.get(user.name)
         if role and role.superuser:
             problems.append(f"user {user.name!r} is a superuser: never managed")
-        if user.grantor and user.grantor not in staying and user.grantor not in state.roles:
+        # A delete needs its grantor only as whom to reassign to (checked just below); a
+        # delete run again finds both gone, and must converge.
+        if (
+            user.grantor
+            and not user.deleting
+            and user.grantor not in staying
+            and user.grantor not in state.roles
+        ):
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} does not exist")
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
-        if user.deleting and target not in staying and target not in state.roles:
+        if user.deleting and role and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
         for doomed in (user.name, user.clone):
             for place in state.dependencies.get(doomed, []):
                 problems.append(
                     f"user {user.name!r} cannot be deleted: {doomed!r} owns objects or holds "
                     f"privileges in {place}; reassign or revoke them there first"
+                )
+        for attribute, has in (("REPLICATION", "replication"), ("BYPASSRLS", "bypass_rls")):
+            if role and getattr(role, has):
+                problems.append(
+                    f"user {user.name!r} has {attribute}, which only a role that has it may "
+                    "alter (the master has not): never managed"
                 )
     return problems + privilege_plan(event, state).problems
 
@@ -3189,6 +3915,7 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
+        steps += expiry_steps(user, state)
         for login, what in (
             (user.name, "new password"),
             (user.clone, f"new password of {user.clone}"),
@@ -3197,6 +3924,21 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
                 clause, shown = password_clause(passwords[login])
                 alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
                 steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
+    return steps
+
+
+def expiry_steps(user: UserSpec, state: PgState) -> list[Step]:
+    """VALID UNTIL 'infinity' for the user (and its clone) whose VALID UNTIL has passed: no
+    password logs in then, so every run would set a new one. A date still to come is left."""
+    steps = []
+    for login in (user.name, user.clone):
+        role = state.roles.get(login)
+        if role and role.expired:
+            statement = sql.SQL("ALTER ROLE {} VALID UNTIL 'infinity'").format(
+                sql.Identifier(login)
+            )
+            what = "" if login == user.name else f" of {login}"
+            steps.append(Step(statement, f"password{what} no longer expired", (user.name,)))
     return steps
 
 
@@ -3284,7 +4026,8 @@ def memberships_needed(
     OWNED need the privileges of the role dropped and of the one receiving its objects)."""
     needs: dict[str, set[str]] = defaultdict(set)
     for role in {step.as_role for step in grants if step.as_role}:
-        if role in new_roles or not state.roles[role].master_can_set:
+        known = state.roles.get(role)  # unknown: a grantor that does not exist, refused anyway
+        if role in new_roles or (known and not known.master_can_set):
             needs[role].add("set")
     for user in leaving:
         if user.name in state.roles:
@@ -3364,6 +4107,11 @@ class MySql:
             problems.append(
                 f"{what} {name!r} ends with a blank, which {self.label} drops from names"
             )
+        if any(ord(c) > 0xFFFF for c in name):
+            problems.append(
+                f"{what} {name!r} has a character outside the Basic Multilingual Plane, which "
+                f"{self.label}'s account tables (utf8mb3) cannot store: it would become '?'"
+            )
         if lowered in ("public", "root", "mariadb.sys") or lowered.startswith(("mysql.", "rds")):
             problems.append(
                 f"{what} {name!r} is reserved (system accounts mysql.*, mariadb.sys, root, rds*, "
@@ -3394,7 +4142,43 @@ class MySql:
             )
         if user.reassign_to:
             problems.append("reassign_to applies only to PostgreSQL")
+        return problems + self.rotation_problems(user)
+
+    def rotation_problems(self, user: UserSpec) -> list[str]:
+        """What the engine's AWS multi-user rotation function would fail on, for a user that
+        relies on it (no rotation.lambda_arn of its own): it runs SHOW GRANTS FOR 'U', which
+        means 'U'@'%', so an account at another host fails at its first rotation; and the
+        MySQL function refuses a clone name over its USERNAME_CHARACTER_LIMIT (16 unless the
+        deployment raised it and declares so), MariaDB's over 80 (name_problems checks)."""
+        if not (user.rotation and user.rotating) or user.rotation.lambda_arn:
+            return []
+        problems = []
+        function = f"the AWS rotation function ({self.rotation_template})"
+        name, host = user.account
+        if host != "%":
+            problems.append(
+                f"rotation through {function} needs host '%': it runs SHOW GRANTS FOR "
+                f"{name!r}, which means {name!r}@'%', and fails for {name!r}@{host!r}. Give "
+                "the user host '%', or rotation.lambda_arn of a rotation function of your own"
+            )
+        limit = self.aws_clone_limit()
+        if limit < self.name_limit and len(user.clone) > limit:
+            problems.append(
+                f"rotation through {function}: the clone name {user.clone!r} is longer than "
+                f"the {limit} characters it accepts (its USERNAME_CHARACTER_LIMIT). Shorten "
+                f"db_user to {max(limit - len(CLONE_SUFFIX), 0)} characters, or raise "
+                "USERNAME_CHARACTER_LIMIT in that function's environment and set "
+                f"{MYSQL_CLONE_LIMIT_VARIABLE} to the same value in this one's"
+            )
         return problems
+
+    def aws_clone_limit(self) -> int:
+        """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
+        USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
+        is 80, the server's own limit."""
+        if self.engine == "mysql":
+            return Settings.read(os.environ).mysql_clone_limit
+        return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
         """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
@@ -3407,27 +4191,57 @@ class MySql:
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
 
-    def open(self, target: Target, user: str, password: str) -> Any:
-        """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS."""
+    def open(
+        self, target: Target, user: str, password: str, read_timeout: float | None = None
+    ) -> Any:
+        """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
+        PyMySQL reads the server's greeting under its read timeout, so the whole handshake is
+        bounded by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout`
+        (default: DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
         tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
-        return pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=user,
-            password=password,
-            connect_timeout=connect_timeout(),
-            charset="utf8mb4",
-            autocommit=True,
-            program_name=TOOL,
-            ssl=tls,
-        )
-
-    def connect(self, target: Target) -> Any:
+        timeout = connect_timeout()
         try:
-            return self.open(target, target.master_user, target.master_password)
+            connection: Any = pymysql.connect(
+                host=target.host,
+                port=target.port,
+                user=user,
+                # UTF-8 bytes, as the stored hash was made from: PyMySQL would send latin-1
+                password=password.encode(),
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                charset="utf8mb4",
+                autocommit=True,
+                program_name=TOOL,
+                ssl=tls,
+            )
+        except RuntimeError as error:  # PyMySQL without its rsa extra (cryptography), no TLS
+            if "cryptography" not in str(error):
+                raise
+            raise ApplyError(
+                f"cannot log in as {user!r} to {target.host}:{target.port} with ssl_mode "
+                f"{target.ssl_mode}: the account uses caching_sha2_password (or "
+                "sha256_password), which without TLS needs an RSA key exchange this build "
+                "leaves out. Use TLS: ssl_mode verify-full (or require)."
+            ) from None
+        if read_timeout:  # PyMySQL applies it at the next read; it has no public setter
+            connection._read_timeout = read_timeout
+        return connection
+
+    def connect(self, target: Target, lock: HeldLock | None = None) -> Any:
+        """The master's connection. A wait for an answer is bounded on the client by
+        DB_LOCK_TIMEOUT and DB_CONNECT_TIMEOUT together (read_state bounds the statements on
+        the server too). MySQL has no transaction to guard with the lock: each statement is
+        final as it runs, and a re-run converges from whatever a lost lock let happen."""
+        return self.connect_as_master(target, connect_timeout() + lock_timeout_seconds())
+
+    def connect_as_master(self, target: Target, read_timeout: float) -> Any:
+        try:
+            return self.open(target, target.master_user, target.master_password, read_timeout)
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
-            raise ApplyError(f"cannot connect to {where}: {REDACT(str(error)).strip()}") from None
+            said = REDACT(str(error)).strip()
+            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -3444,25 +4258,54 @@ class MySql:
         return True
 
     @contextmanager
-    def lock(self, target: Target, deadline: Deadline) -> Iterator[None]:
-        """GET_LOCK is server-wide, as accounts are; the connection's end releases it."""
+    def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
+        """GET_LOCK is server-wide, as accounts are; the connection's end releases it, so the
+        server must not end that session while it waits idle (wait_timeout)."""
         wait_ms = deadline.lock_wait_ms()
-        connection = self.connect(target)
+        wait_s = max(wait_ms // 1000, 1)
+        connection = self.connect_as_master(target, wait_s + connect_timeout())
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, max(wait_ms // 1000, 1)))
+                self.bound_session(cursor, wait_s + connect_timeout())
+                cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, wait_s))
                 if cursor.fetchone()[0] != 1:
                     raise another_invocation(wait_ms)
-            yield
+
+            def held() -> bool:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (TOOL,))
+                    return bool(cursor.fetchone()[0])
+
+            yield HeldLock(f"the server lock GET_LOCK({TOOL!r})", held)
         finally:
             connection.close()
 
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> MyState:
+        """Every statement of the run is bounded by DB_LOCK_TIMEOUT (and the Lambda's time
+        left): lock_wait_timeout for metadata locks, and on MariaDB max_statement_time for any
+        wait, behind FLUSH TABLES WITH READ LOCK too. MySQL 8 has max_execution_time for
+        SELECT only; its other statements are bounded by the client's read timeout."""
+        bound = deadline.bound_s(lock_timeout_seconds())
+        connection._read_timeout = bound + connect_timeout()
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SET SESSION lock_wait_timeout = %s", (max(round(lock_timeout_seconds()), 1),)
-            )
+            cursor.execute("SET SESSION lock_wait_timeout = %s", (max(round(bound), 1),))
+            self.bound_session(cursor, bound)
             return read_my_state(cursor, event)
+
+    @staticmethod
+    def bound_session(cursor: Any, statement_s: float) -> None:
+        """Each statement of the session ends after `statement_s` seconds (MariaDB; a SELECT
+        on MySQL 8), and the server keeps the session while the run lives (wait_timeout only
+        ever raised, to outlast the longest Lambda)."""
+        cursor.execute("SELECT VERSION()")
+        if "mariadb" in cursor.fetchone()[0].lower():
+            cursor.execute("SET SESSION max_statement_time = %s", (round(statement_s, 3),))
+        else:
+            cursor.execute("SET SESSION max_execution_time = %s", (round(statement_s * 1000),))
+        cursor.execute(
+            "SET SESSION wait_timeout = GREATEST(@@SESSION.wait_timeout, %s)",
+            (TIMEOUT_MAX_S + 60,),
+        )
 
     def state_problems(self, event: Event, state: MyState) -> list[str]:
         return my_state_problems(event, state)
@@ -3648,7 +4491,12 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
-        if user.grantor and user.grantor not in staying and not state.has_name(user.grantor):
+        if (
+            user.grantor
+            and not user.deleting  # the grantor only orders creation; a delete run again
+            and user.grantor not in staying  # finds both gone, and must converge
+            and not state.has_name(user.grantor)
+        ):
             problems.append(f"{where}: grantor {user.grantor!r} does not exist")
         clone = state.clone_account(user)
         objects = state.definers.get(user.account, [])

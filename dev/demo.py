@@ -27,6 +27,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -602,9 +603,13 @@ def run_demo(engine: Engine, workdir: Path) -> None:
     heading(f"1. Starting {engine.label} and the Secrets Manager emulator (moto)")
     moto_server = None
     try:
+        started = time.monotonic()
         version = engine.start(workdir)
         moto_server, moto_url = start_moto()
-        print(f"{version} on {engine.server.host}:{engine.server.port}, moto on {moto_url}")
+        print(
+            f"{version} on {engine.server.host}:{engine.server.port}, moto on {moto_url}"
+            f" ({time.monotonic() - started:.1f} s)"
+        )
         sm = secrets_client(moto_url)
         env = aws_environment(moto_url)
 

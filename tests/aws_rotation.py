@@ -1,7 +1,8 @@
 """What AWS's multi-user rotation functions do to a user's secret and its database, step by
 step, for the tests: the SecretsManagerRDSPostgreSQLRotationMultiUser and
 SecretsManagerRDSMariaDBRotationMultiUser templates, as their published code and AWS's
-documentation describe them (shared/research/anchors-aws.md §1.4 and §1.5). This is our own
+documentation describe them (the aws-samples/aws-secrets-manager-rotation-lambdas repository,
+and Secrets Manager's "Rotation by Lambda function" guide). This is our own
 rendering of their behaviour, not their code: the same four steps, the same checks, the same
 SQL, so that a test can rotate a secret the tool made and see what the real function would.
 
@@ -15,7 +16,8 @@ SQL, so that a test can rotate a secret the tool made and see what the real func
   - MariaDB: replay every SHOW GRANTS FOR <current> row as `<grant> TO <pending> IDENTIFIED
     BY <password>` (which creates the account, at host '%'), then copy the TLS requirement.
 - testSecret: log in with AWSPENDING and SELECT NOW().
-- finishSecret: move AWSCURRENT to the new version (Secrets Manager then clears AWSPENDING).
+- finishSecret: move AWSCURRENT to the new version (Secrets Manager then clears AWSPENDING;
+  with leave_pending, AWSPENDING stays on that version, as AWS says it may).
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ class MultiUserRotation:
 
     EXCLUDED = {"postgres": ":/@\"'\\", "mariadb": "/@\"'\\"}
 
-    def __init__(self, sm: Any, engine: str):
-        self.sm, self.engine = sm, engine
+    def __init__(self, sm: Any, engine: str, leave_pending: bool = False):
+        """leave_pending: finishSecret leaves AWSPENDING on the version it made AWSCURRENT, as
+        the real templates' finishSecret does (it only moves AWSCURRENT) and as AWS says may
+        happen: "the AWSPENDING staging label might be attached to the same version as the
+        AWSCURRENT version" (RotateSecret's documentation)."""
+        self.sm, self.engine, self.leave_pending = sm, engine, leave_pending
 
     def rotate(self, secret_id: str, until: str = "finishSecret") -> str:
         """All four steps, or the steps up to `until`: a rotation left in progress."""
@@ -104,9 +110,10 @@ class MultiUserRotation:
                 MoveToVersionId=token,
                 RemoveFromVersionId=current,
             )
-        self.sm.update_secret_version_stage(
-            SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=token
-        )
+        if not self.leave_pending:
+            self.sm.update_secret_version_stage(
+                SecretId=secret_id, VersionStage="AWSPENDING", RemoveFromVersionId=token
+            )
 
     def set_postgres(self, connection: Any, current: str, pending: dict) -> None:
         with connection.cursor() as cursor:

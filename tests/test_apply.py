@@ -372,10 +372,12 @@ def test_recreating_a_user_restores_its_secret_scheduled_for_deletion(rds):
 
 
 def test_a_secret_that_drifted_is_rewritten_and_reported(rds):
+    """Drift in what does not say which database the secret is for (a port, a host, an engine
+    or a dbname of another database is refused: tests/test_ownership.py)."""
     rds.invoke(rds.event([user("app")]))
     value = rds.secret("secret-app")
     rds.sm.put_secret_value(
-        SecretId="secret-app", SecretString=tool.json.dumps({**value, "port": 1})
+        SecretId="secret-app", SecretString=tool.json.dumps({**value, "masterarn": "arn:old"})
     )
 
     report = rds.invoke(rds.event([user("app")]))
@@ -869,3 +871,30 @@ def test_a_deleted_users_secret_is_deleted_whatever_the_rotation(rds, rotation_f
     assert report["users"][0]["rotation"] == "unchanged"
     assert report["users"][0]["secret"]["result"] == "deleted"
     assert not {"RotateSecret", "CancelRotateSecret"} & set(report["stats"]["aws_calls"])
+
+
+def test_a_delete_is_refused_while_the_user_holds_privileges_outside_the_events_schemas(rds):
+    """DROP OWNED cannot take what another role granted, so a role with privileges in a schema
+    the event does not manage would fail to drop half-way: refused first, with the fix."""
+    rds.invoke(rds.seed_event())
+    with rds.superuser() as connection:
+        rds.run_sql(connection, "CREATE SCHEMA reporting")
+        rds.run_sql(connection, "CREATE TABLE reporting.legacy_export (x int)")
+        rds.run_sql(connection, 'GRANT SELECT ON reporting.legacy_export TO "airflow-ro-dml"')
+    delete = rds.seed_event()
+    delete["users"] = [user("airflow-ro-dml", RO, action="delete")]
+
+    with pytest.raises(tool.InvalidEvent, match="schema 'reporting' of this database"):
+        rds.invoke(delete)
+    assert "airflow-ro-dml" in rds.roles()
+
+    with rds.superuser() as connection:  # the master may act for the owner of what it manages
+        rds.run_sql(connection, f'ALTER SCHEMA reporting OWNER TO "{rds.master}"')
+        rds.run_sql(connection, f'ALTER TABLE reporting.legacy_export OWNER TO "{rds.master}"')
+        rds.run_sql(connection, 'REVOKE SELECT ON reporting.legacy_export FROM "airflow-ro-dml"')
+        rds.run_sql(
+            connection,
+            f'SET ROLE "{rds.master}"; GRANT SELECT ON reporting.legacy_export TO "airflow-ro-dml"',
+        )
+    rds.invoke({**delete, "schemas": ["public", "reporting"]})
+    assert "airflow-ro-dml" not in rds.roles()

@@ -1,5 +1,5 @@
-"""Section 4, the plan: desired vs current state -> ordered steps, and the password decisions of
-section 5, all pure: these tests build the state by hand and need no server."""
+"""Sections 6 and 10, planning: desired vs current state -> PostgreSQL's ordered steps, and the
+password decisions, all pure: these tests build the state by hand and need no server."""
 
 from __future__ import annotations
 

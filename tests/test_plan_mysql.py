@@ -1,4 +1,4 @@
-"""Section 4b, the MySQL and MariaDB plan, pure: states built by hand, no server. MySQL 8 has no
+"""Section 11, the MySQL and MariaDB plan, pure: states built by hand, no server. MySQL 8 has no
 server on these machines, so its dialect is checked here, statement by statement, against the
 MySQL 8.0/8.4 reference (CREATE USER, ALTER USER, GRANT, REVOKE, DROP USER); the MariaDB
 dialect is also run against a real MariaDB server in test_apply_mysql.py."""

@@ -1,5 +1,5 @@
-"""Section 2, Secrets Manager: the reads a run makes, through moto's server over HTTP, and what
-they decide about each secret's rotation."""
+"""Section 5, gathering from Secrets Manager: the reads a run makes, through moto's server over
+HTTP, and what they decide about each secret's rotation."""
 
 from __future__ import annotations
 

@@ -1,0 +1,311 @@
+"""Invoke the deployed RDS Initializer with one or more event files (deploy/invoke.sh runs this).
+
+    deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ...
+
+Every argument is checked, and every event file read, before anything is invoked: an unknown
+option, a missing file or a file that is not a JSON object is a usage error (exit 2) that
+invokes nothing. A folder stands for its *.json files (schemas left out). Several events are
+invoked at most N at a time (default 4), each once: `aws lambda invoke` with one attempt and a
+read timeout as long as Lambda's longest run, since a CLI retry after its default 60 s would
+start a second run while the first is still working.
+
+Each success prints a per-user summary; each failure prints the error type, its message, what
+was applied, and the tail of the function's log. With several events, one table follows
+(database, changed, users, result). Exit 0 when every invocation succeeded, 1 otherwise.
+Needs the AWS CLI (v1 or v2) and Python 3.8+; only the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+READ_TIMEOUT = 900  # seconds: Lambda's maximum run time
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def parse_args(argv):
+    parser = Parser(
+        prog="deploy/invoke.sh",
+        allow_abbrev=False,  # --dry must not pass for --dry-run
+        description="Invoke the RDS Initializer with event files and summarise the results.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=4, help="invocations at a time (default 4)"
+    )
+    parser.add_argument("--output-dir", help="write each function response there, as JSON")
+    parser.add_argument("function_name", help="the deployed function")
+    parser.add_argument("events", nargs="+", help="event files, or folders of them")
+    args = parser.parse_intermixed_args(argv)
+    if args.jobs < 1:
+        raise UsageError("-j needs a number of at least 1")
+    return args
+
+
+def event_files(arguments):
+    files, problems = [], []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if not p.name.endswith(".schema.json"))
+            if not found:
+                problems.append(f"{argument}: a folder without event files (*.json)")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{argument}: no such event file or folder")
+    return files, problems
+
+
+def load_events(files, dry_run):
+    events, problems = [], []
+    for path in files:
+        try:
+            event = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            problems.append(f"{path}: not a JSON file ({error})")
+            continue
+        if not isinstance(event, dict):
+            problems.append(f"{path}: the event must be a JSON object")
+            continue
+        if dry_run:
+            event["dry_run"] = True
+        events.append((path, event))
+    return events, problems
+
+
+def invoke(aws, function_name, path, event, output_dir):
+    """One `aws lambda invoke`; returns the outcome as a dict."""
+    outcome = {
+        "file": str(path),
+        "database": event.get("database_name") or "?",
+        "host": event.get("rds_host") or "",
+    }
+    with tempfile.TemporaryDirectory(prefix="rds-initializer-") as work:
+        payload, response = Path(work) / "payload.json", Path(work) / "response.json"
+        payload.write_text(json.dumps(event))
+        done = subprocess.run(  # noqa: S603 - the AWS CLI with our own arguments
+            [
+                aws,
+                "lambda",
+                "invoke",
+                "--function-name",
+                function_name,
+                "--payload",
+                f"fileb://{payload}",
+                "--cli-read-timeout",
+                str(READ_TIMEOUT),
+                "--log-type",
+                "Tail",
+                "--output",
+                "json",
+                str(response),
+            ],  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**os.environ, "AWS_MAX_ATTEMPTS": "1"},
+            check=False,
+        )
+        body = response.read_text() if response.exists() else ""
+    if done.returncode != 0:
+        outcome.update(
+            ok=False,
+            error_type="aws lambda invoke failed",
+            message=(done.stderr or done.stdout).strip() or f"exit {done.returncode}",
+            log="",
+        )
+        return outcome
+    try:
+        meta = json.loads(done.stdout or "{}")
+    except ValueError:
+        meta = {}
+    try:
+        log = base64.b64decode(meta.get("LogResult") or "").decode("utf-8", "replace")
+    except ValueError:
+        log = ""
+    try:
+        result = json.loads(body) if body.strip() else None
+    except ValueError:
+        result = body
+    if output_dir:
+        target = Path(output_dir) / f"{path.stem}.response.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body)
+    outcome["log"] = log
+    if meta.get("FunctionError") or not isinstance(result, dict) or "errorMessage" in result:
+        error = result if isinstance(result, dict) else {"errorMessage": str(result)}
+        outcome.update(
+            ok=False,
+            error_type=error.get("errorType") or meta.get("FunctionError") or "unknown",
+            message=str(error.get("errorMessage", "")),
+        )
+        return outcome
+    if result.get("status") not in ("success", "dry_run") or not isinstance(
+        result.get("users"), list
+    ):
+        outcome.update(
+            ok=False,
+            error_type="unexpected response",
+            message=f"the function answered with something that is not a report: {body[:500]}",
+        )
+        return outcome
+    outcome.update(ok=True, report=result, database=result.get("database", outcome["database"]))
+    return outcome
+
+
+def applied(error_type, message):
+    """What the failed run left applied, as the function's message says it."""
+    if error_type == "InvalidEvent" or message.startswith("invalid event"):
+        return "nothing: the event was refused before anything was touched"
+    for marker in ("Applied before it", "Nothing was applied", "The database transaction was"):
+        at = message.find(marker)
+        if at >= 0:
+            return re.split(r"(?<=\.) (?=[A-Z])", message[at:])[0]
+    return "not said: see the message and the log below"
+
+
+def indent(text, prefix="    "):
+    lines = []
+    for line in text.splitlines() or [""]:
+        wrapped = textwrap.wrap(line, 96, break_long_words=False, break_on_hyphens=False)
+        lines += [prefix + part for part in wrapped or [""]]
+    return "\n".join(lines)
+
+
+def failure_text(outcome, log_lines=40):
+    message = outcome["message"]
+    # One sentence a line: the function's messages are long single lines.
+    readable = re.sub(r"(?<=[.:]) (?=[A-Z])", "\n", message)
+    parts = [
+        f"FAILED {outcome['database']} ({outcome['file']})",
+        f"  error type: {outcome['error_type']}",
+        "  message:",
+        indent(readable),
+        "  applied:",
+        indent(applied(outcome["error_type"], message)),
+    ]
+    log = [line for line in outcome.get("log", "").splitlines() if line.strip()]
+    if log:
+        parts += [f"  log tail (last {min(len(log), log_lines)} lines):"]
+        parts += ["    " + line for line in log[-log_lines:]]
+    return "\n".join(parts)
+
+
+def success_text(outcome):
+    report = outcome["report"]
+    users = report.get("users") or []
+    mode = "dry run" if report.get("dry_run") or report.get("status") == "dry_run" else "applied"
+    changed = "changed" if report.get("changed") else "unchanged"
+    head = (
+        f"OK {outcome['database']} ({outcome['file']}): {mode}, {changed}, "
+        f"{len(users)} user(s), {report.get('duration_ms', '?')} ms"
+    )
+    rows = [("user", "action", "result", "secret", "rotation", "changes")]
+    for user in users:
+        secret = (user.get("secret") or {}).get("result", "-")
+        changes = user.get("changes") or []
+        rows.append(
+            (
+                str(user.get("db_user")),
+                str(user.get("action")),
+                str(user.get("result")),
+                str(secret),
+                str(user.get("rotation", "-")),
+                "; ".join(changes) if changes else "-",
+            )
+        )
+    lines = [head, *table(rows, indent="  ")]
+    if report.get("sql"):
+        lines += ["  sql:"] + [f"    {statement}" for statement in report["sql"]]
+    return "\n".join(lines)
+
+
+def table(rows, indent=""):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    out = []
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(len(widths))] + [row[-1]]
+        out.append(indent + "  ".join(cells).rstrip())
+    return out
+
+
+def summary_rows(outcomes):
+    rows = [("database", "changed", "users", "result", "event")]
+    for outcome in outcomes:
+        if outcome["ok"]:
+            report = outcome["report"]
+            changed = "yes" if report.get("changed") else "no"
+            users = str(len(report.get("users") or []))
+            result = report.get("status", "success")
+        else:
+            changed, users, result = "?", "?", f"FAILED ({outcome['error_type']})"
+        rows.append((outcome["database"], changed, users, result, outcome["file"]))
+    return rows
+
+
+def main(argv):
+    try:
+        args = parse_args(argv)
+        files, problems = event_files(args.events)
+        events, unreadable = load_events(files, args.dry_run)
+        problems += unreadable
+        aws = os.environ.get("INVOKE_AWS_CLI") or shutil.which("aws")
+        if aws is None:
+            problems.append("the AWS CLI (aws) is not on PATH")
+        if problems:
+            raise UsageError("\n".join(problems))
+    except UsageError as error:
+        print(f"deploy/invoke.sh: {error}", file=sys.stderr)
+        print(
+            "usage: deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] "
+            "FUNCTION_NAME EVENT.json|DIR ...\nNothing was invoked.",
+            file=sys.stderr,
+        )
+        return 2
+    mode = "dry run" if args.dry_run else "apply"
+    jobs = min(args.jobs, len(events))
+    print(f"invoking {args.function_name}: {len(events)} event(s), {mode}, {jobs} at a time")
+    sys.stdout.flush()
+    with ThreadPoolExecutor(jobs) as pool:
+        outcomes = list(
+            pool.map(
+                lambda item: invoke(aws, args.function_name, item[0], item[1], args.output_dir),
+                events,
+            )
+        )
+    for outcome in outcomes:
+        print()
+        print(success_text(outcome) if outcome["ok"] else failure_text(outcome))
+    failed = sum(not outcome["ok"] for outcome in outcomes)
+    if len(outcomes) > 1:
+        print()
+        print("\n".join(table(summary_rows(outcomes))))
+    print()
+    print(f"{len(outcomes) - failed} succeeded, {failed} failed")
+    if failed:
+        print(f"rds-initializer: {failed} of {len(outcomes)} invocation(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

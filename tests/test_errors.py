@@ -1,0 +1,204 @@
+"""One error contract: invalid input of any kind (the event, the secrets' contents) is exit
+status 2 with a message naming the field, before anything is touched; a failure is exit
+status 1 saying what it means; the command line never prints a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, tool, user
+from lambda_function import InvalidEvent, parse_event
+
+from tests.servers import free_port
+
+CLI = [sys.executable, str(ROOT / "deploy" / "lambda_function.py")]
+
+
+def event_of(*users: dict, **top) -> dict:
+    users = users or (user("app"),)
+    return {
+        "secret_name": "master",
+        "database_name": "app",
+        "db_engine": "postgres",
+        "users": list(users),
+        **top,
+    }
+
+
+def problems_of(raw: dict) -> list[str]:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("port", ["５", "²", "５４３２", "54 32", "-1", "99999", 5432.0, True])
+def test_a_port_that_is_not_ascii_digits_is_invalid_input(port):
+    assert problems_of(event_of(rds_port=port)) == [f"rds_port must be a port number, not {port!r}"]
+
+
+def test_a_port_in_ascii_digits_is_taken():
+    assert parse_event(event_of(rds_port=" 5432 ")).port == 5432
+
+
+@pytest.mark.parametrize("region", ["us east 1", "US-EAST-1", "useast1", "us-east-1a", "x"])
+def test_a_malformed_region_is_invalid_input(region):
+    [problem] = problems_of(event_of(region=region))
+    assert problem.startswith("region ") and "not an AWS region name" in problem
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-5"])
+def test_region_names_are_taken(region):
+    assert parse_event(event_of(region=region)).region == region
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (event_of(rds_host="db\x00.example"), "rds_host"),
+        (event_of(kms_key_id="alias/k\x00"), "kms_key_id"),
+        (event_of(secret_tags={"team": "a\x00"}), "secret_tags.team"),
+        (event_of(secret_tags={"te\x00am": "a"}), "a key of secret_tags"),
+        (event_of(user("app", grant_privileges="SELECT\x00")), "users[0].grant_privileges"),
+        (
+            event_of(user("app", grant_privileges=["SELECT", "x\x00"])),
+            "users[0].grant_privileges[1]",
+        ),
+        (event_of(user("a\x00b", "s")), "users[0].db_user"),
+        (event_of(user("app", rotation={"schedule": "rate(1 days)\x00"})), "users[0].rotation"),
+        (event_of(schemas=["public", "\x00"]), "schemas[1]"),
+    ],
+)
+def test_a_nul_character_anywhere_is_invalid_input_naming_where(raw, where):
+    [problem] = problems_of(raw)
+    assert problem.startswith(where) and "NUL" in problem
+
+
+def test_a_lone_surrogate_is_invalid_input():
+    [problem] = problems_of(event_of(user("app", grantor="\ud800")))
+    assert problem == "users[0].grantor contains a lone surrogate (not a character)"
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+def test_a_deeply_nested_event_is_invalid_input_not_a_crash():
+    [problem] = problems_of(event_of(secret_tags=nested(100_000)))
+    assert "nested deeper than" in problem
+
+
+def test_a_deeply_nested_event_file_exits_2_without_a_traceback(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"users": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    done = subprocess.run([*CLI, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "nested too deeply" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_cli_turns_an_unexpected_error_into_exit_1_without_a_traceback(
+    tmp_path, monkeypatch, capsys
+):
+    def broken(*_args, **_kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(tool, "run", broken)
+    monkeypatch.setattr(tool.LineHandler, "to_stderr", False)  # main() sets it: undone after
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event_of()))
+    assert tool.main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: KeyError: 'boom'" in err and "a re-run converges" in err
+
+
+# --- with the servers ----------------------------------------------------------------------
+
+
+def test_a_numeric_password_in_a_user_secret_is_invalid_input_and_nothing_changes(rds):
+    rds.sm.create_secret(
+        Name="secret-app", SecretString=json.dumps({"username": "app", "password": 12345678})
+    )
+    roles_before = rds.roles()
+    with pytest.raises(tool.InvalidEvent) as caught:
+        rds.invoke(rds.event([user("app"), user("innocent")]))
+    assert caught.value.problems == [
+        "user 'app': secret 'secret-app' (AWSCURRENT): its password is a JSON int, not a "
+        "string; correct the value or delete the secret"
+    ]
+    assert rds.roles() == roles_before
+    assert len(rds.versions("secret-app")) == 1
+    assert len(rds.sm.list_secrets()["SecretList"]) == 2  # the master's and this one
+
+
+@pytest.mark.parametrize(
+    ("code", "meaning"),
+    [
+        ("missing", "does not exist"),
+        ("not-json", "does not hold JSON"),
+        ("list", "does not hold a JSON object"),
+        ("bad-port", "port must be a port number"),
+        ("numeric-password", "password must be a string"),
+    ],
+)
+def test_a_missing_or_malformed_master_secret_is_invalid_input_naming_it(rds, code, meaning):
+    values = {
+        "not-json": "{oops",
+        "list": "[1, 2]",
+        "bad-port": json.dumps({"username": "m", "password": "p", "port": "５"}),
+        "numeric-password": json.dumps({"username": "m", "password": 5}),
+    }
+    name = f"master-{code}"
+    if code in values:
+        rds.sm.create_secret(Name=name, SecretString=values[code])
+    with pytest.raises(tool.InvalidEvent) as caught:
+        rds.invoke(rds.event([user("app")], secret_name=name))
+    [problem] = caught.value.problems
+    assert problem.startswith(f"master secret {name!r}") and meaning in problem
+    assert "app" not in rds.roles()
+
+
+def test_the_cli_exits_2_naming_a_missing_master_secret(rds, tmp_path):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(rds.event([user("app")], secret_name="no-such-master")))
+    done = subprocess.run([*CLI, str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "master secret 'no-such-master' does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unreachable_host_says_so_and_nothing_was_changed(rds):
+    with pytest.raises(tool.ApplyError) as caught:
+        rds.invoke(rds.event([user("app")], rds_port=free_port()))
+    message = str(caught.value)
+    assert "the host is unreachable" in message and "Nothing was changed" in message
+    assert "The driver said" in message
+    assert len(rds.sm.list_secrets()["SecretList"]) == 1
+
+
+def test_a_master_password_that_does_not_log_in_is_named(rds):
+    value = rds.secret(rds.secret_name)
+    rds.sm.put_secret_value(
+        SecretId=rds.secret_name, SecretString=json.dumps({**value, "password": "wrong"})
+    )
+    with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
+        rds.invoke(rds.event([user("app")]))
+
+
+def test_a_missing_database_is_named(rds):
+    with pytest.raises(tool.ApplyError, match="the database does not exist on this server"):
+        rds.invoke(rds.event([user("app")], database_name="nowhere"))
+
+
+def test_mariadb_authentication_failure_is_named(maria):
+    value = maria.secret(maria.secret_name)
+    maria.sm.put_secret_value(
+        SecretId=maria.secret_name, SecretString=json.dumps({**value, "password": "wrong"})
+    )
+    with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
+        maria.invoke(maria.event([user("app")]))
