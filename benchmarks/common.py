@@ -258,6 +258,14 @@ def measure_one(
                 gc.collect()
                 COUNTS.clear()
                 seconds, report = invoke(server, engine, entries)
+                if name == "no-op":
+                    # The no-op and the floor take turns, three times each, and each keeps
+                    # its best: the machine's load (shared, 2 cores) hits both alike.
+                    floors = []
+                    for _ in range(3):
+                        floors.append(floor(server, engine, entries))
+                        seconds = min(seconds, invoke(server, engine, entries)[0])
+                    result["floor"] = min(floors)
                 stats = report["stats"]
                 result["runs"][name] = {
                     "seconds": seconds,
@@ -268,9 +276,6 @@ def measure_one(
                     "aws_calls": stats["aws_calls"],
                     "changed": sum(u["result"] != "unchanged" for u in report["users"]),
                 }
-                if name == "no-op":
-                    floors = [floor(server, engine, entries) for _ in range(2)]
-                    result["floor"] = min(floors)
             if naive:
                 result["naive"] = naive(server, size)
         finally:
