@@ -1,14 +1,17 @@
-"""Benchmark: hundreds of users in one event against a real MariaDB and moto's Secrets Manager
-(over HTTP), with an RDS-like master.
+"""Benchmark: hundreds to thousands of users in one event against a real MariaDB and moto's
+Secrets Manager (over HTTP, in a process of its own), with an RDS-like master.
 
-    .venv/bin/python benchmarks/bench_mysql.py [--users 500] [--tables 50]
+    .venv/bin/python benchmarks/bench_mysql.py [--users 100,500,1000,2000,5000] [--tables 50]
+        [--writes-per-second 1000] [--naive]
 
-Prints one table: for each run (create all, no-op re-run, update some, delete some) the wall
-time, the SQL statements, the catalog queries and the Secrets Manager calls; then the same end
-state reached the naive way (one CREATE USER and one GRANT per user, run one by one, once the
-tool's accounts are dropped) for the ratio. Times on a shared 2-core machine wobble; the counts
-do not. moto answers in ~2 ms, real AWS in ~20-50 ms, so the AWS call counts matter more than
-the times for what a real run costs. The MariaDB is the machine's own (`bash dev/setup.sh`
+For each size (in a process of its own) and each run (first run, no-op, update all, delete
+all): the wall time, the SQL statements applied, the catalog queries, the round trips
+counted at the driver (every command PyMySQL sends), the Secrets Manager calls by kind; the
+floor beside the no-op; the peak memory; then the growth exponents. With --naive, the same
+accounts and grants the naive way (one CREATE USER and one GRANT per user, run one by one,
+once the tool's accounts are dropped). Times on a shared 2-core machine wobble; the counts do
+not. moto answers in ~2 ms, real AWS in ~20-50 ms, so the AWS call counts matter more than the
+times for what a real run costs. The MariaDB is the machine's own (`bash dev/setup.sh`
 installs it); no MySQL 8 server can be had here, so MySQL 8 is not measured. What the two
 benchmarks share is in common.py."""
 
@@ -18,7 +21,8 @@ import time
 
 import common
 import pymysql
-from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, tool
+import pymysql.connections
+from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, count, tool
 
 from tests.servers import RDS_MARIADB_MASTER_PRIVILEGES, start_mariadb
 
@@ -76,17 +80,35 @@ def naive(server, count: int) -> tuple[float, int]:
         return time.perf_counter() - started, statements
 
 
+def count_round_trips() -> None:
+    """Every command PyMySQL sends (a query, a commit, a ping) is a round trip."""
+    connection = pymysql.connections.Connection
+    send, connect = connection._execute_command, connection.connect
+
+    def execute_command(self, command, sql):
+        count("round_trips")
+        return send(self, command, sql)
+
+    def counting_connect(self, *args, **kwargs):
+        count("connections")
+        return connect(self, *args, **kwargs)
+
+    connection._execute_command = execute_command
+    connection.connect = counting_connect
+
+
 def main() -> None:
-    common.run(
-        common.argument_parser(__doc__).parse_args(),
+    args = common.argument_parser(__doc__).parse_args()
+    common.main(
+        args,
+        __file__,
+        [],
         engine="mariadb",
         start=start_mariadb,
         title=lambda server: f"MariaDB {server.version}",
         prepare=prepare,
+        count_round_trips=count_round_trips,
         naive=naive,
-        naive_way="The accounts and grants the naive way (one CREATE USER and one GRANT per "
-        "user, one by one)",
-        columns={"catalog_queries": "catalog queries"},
     )
 
 

@@ -1,14 +1,17 @@
-"""Benchmark: hundreds of users in one event against a real PostgreSQL and moto's Secrets
-Manager (over HTTP), with an RDS-like master.
+"""Benchmark: hundreds to thousands of users in one event against a real PostgreSQL and moto's
+Secrets Manager (over HTTP, in a process of its own), with an RDS-like master.
 
-    .venv/bin/python benchmarks/bench_postgres.py [--users 500] [--tables 50] [--major 15]
+    .venv/bin/python benchmarks/bench_postgres.py [--users 100,500,1000,2000,5000]
+        [--tables 50] [--major 15] [--writes-per-second 1000] [--naive]
 
-Prints one table: for each run (create all, no-op re-run, update some, delete some) the wall
-time, the SQL statements and the Secrets Manager calls; then the same end state reached the
-naive way (one GRANT ... ON ALL TABLES per user, in one transaction) for the ratio. Times on a
-shared 2-core machine wobble; the counts do not. moto answers in ~2 ms, real AWS in ~20-50 ms,
-so the AWS call counts matter more than the times for what a real run costs. What the two
-benchmarks share is in common.py."""
+For each size (in a process of its own) and each run (first run, no-op, update all, delete
+all): the wall time, the SQL statements applied, the catalog queries, the round trips
+counted at the driver (a psycopg2 connection and cursor factory), the Secrets Manager calls
+by kind; the floor beside the no-op; the peak memory; then the growth exponents. With
+--naive, the same table grants the naive way (one GRANT ... ON ALL TABLES per user, in one
+transaction). Times on a shared 2-core machine wobble; the counts do not. moto answers in
+~2 ms, real AWS in ~20-50 ms, so the AWS call counts matter more than the times for what a
+real run costs. What the two benchmarks share is in common.py."""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import time
 
 import common
 import psycopg2
-from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, tool
+import psycopg2.extensions
+from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, count, tool
 from psycopg2 import sql
 
 from tests.servers import start_postgres
@@ -70,19 +74,63 @@ def naive(server, count: int) -> tuple[float, int]:
     return time.perf_counter() - started, statements
 
 
+IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+
+
+class CountingCursor(psycopg2.extensions.cursor):
+    def execute(self, query, vars=None):
+        connection = self.connection
+        if not connection.autocommit and connection.info.transaction_status == IDLE:
+            count("round_trips")  # the BEGIN psycopg2 sends first
+        count("round_trips")
+        return super().execute(query, vars)
+
+
+class CountingConnection(psycopg2.extensions.connection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        count("connections")
+
+    def cursor(self, *args, **kwargs):
+        kwargs.setdefault("cursor_factory", CountingCursor)
+        return super().cursor(*args, **kwargs)
+
+    def commit(self):
+        if self.info.transaction_status != IDLE:
+            count("round_trips")
+        return super().commit()
+
+    def rollback(self):
+        if self.info.transaction_status != IDLE:
+            count("round_trips")
+        return super().rollback()
+
+
+def count_round_trips() -> None:
+    """Every connection the tool opens counts its statements, BEGINs and COMMITs."""
+    connect = psycopg2.connect
+
+    def counting_connect(*args, **kwargs):
+        kwargs.setdefault("connection_factory", CountingConnection)
+        return connect(*args, **kwargs)
+
+    psycopg2.connect = counting_connect
+
+
 def main() -> None:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--major", type=int, default=15)
     args = parser.parse_args()
-    common.run(
+    common.main(
         args,
+        __file__,
+        ["--major", str(args.major)],
         engine="postgres",
         start=lambda workdir: start_postgres(args.major, workdir),
         title=lambda server: f"PostgreSQL {args.major}",
         prepare=prepare,
+        count_round_trips=count_round_trips,
         naive=naive,
-        naive_way="The table grants the naive way (one statement per user and scope, one "
-        "transaction)",
     )
 
 
