@@ -342,13 +342,14 @@ def tables(results: list[dict]) -> str:
             f"({r['users'] / 8 + 10:.0f}) | {writes} | {r['max_rss_mb']:.0f} MB |"
         )
     by_size = {r["users"]: r for r in results}
-    if 500 in by_size and 5000 in by_size:
-        small, large = by_size[500], by_size[5000]
+    top = max(by_size)
+    if 500 in by_size and top > 500:  # 500 to 5,000 users, or to the largest size measured
+        small, large = by_size[500], by_size[top]
         seconds = {n: (small["runs"][n]["seconds"], large["runs"][n]["seconds"]) for n in RUNS}
-        slopes = ", ".join(f"{n} {exponent(*seconds[n], 500, 5000):.2f}" for n in RUNS)
-        floor_slope = exponent(small["floor"], large["floor"], 500, 5000)
+        slopes = ", ".join(f"{n} {exponent(*seconds[n], 500, top):.2f}" for n in RUNS)
+        floor_slope = exponent(small["floor"], large["floor"], 500, top)
         lines.append(
-            f"\nGrowth exponent from 500 to 5,000 users (log-log slope): {slopes}; "
+            f"\nGrowth exponent from 500 to {top:,} users (log-log slope): {slopes}; "
             f"floor {floor_slope:.2f}."
         )
     return "\n".join(lines)
