@@ -201,11 +201,11 @@ def slow_secret_reads(monkeypatch, seconds: float, then=None) -> list:
     original = tool.SecretsManager.read_states
     results = []
 
-    def read_states(self, names):
+    def read_states(self, names, *more, **keywords):
         time.sleep(seconds)
         if then:
             results.append(then())
-        return original(self, names)
+        return original(self, names, *more, **keywords)
 
     monkeypatch.setattr(tool.SecretsManager, "read_states", read_states)
     return results
