@@ -4404,8 +4404,11 @@ SELECT VERSION(), @@SESSION.sql_mode,
 
 # Only the accounts the event can touch or name: its users, their rotation clones, their
 # grantors (a server may hold thousands of other accounts).
+# mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
+# engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user WHERE User IN %s
+SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
 
 MARIADB_IS_ROLE = "is_role = 'Y'"
