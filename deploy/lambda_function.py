@@ -68,7 +68,10 @@ class InvalidEvent(Exception):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__("invalid event:\n- " + "\n- ".join(problems))
+        if len(problems) == 1:  # one problem, one line: what a pipeline's log shows best
+            super().__init__(f"invalid event: {problems[0]}")
+        else:
+            super().__init__("invalid event:\n- " + "\n- ".join(problems))
 
 
 class ApplyError(Exception):

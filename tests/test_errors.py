@@ -170,6 +170,8 @@ def test_the_cli_exits_2_naming_a_missing_master_secret(rds, tmp_path):
     assert done.returncode == 2
     assert "master secret 'no-such-master' does not exist" in done.stderr
     assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()  # one problem, one line
+    assert line.startswith("invalid event: master secret 'no-such-master'")
 
 
 def test_an_unreachable_host_says_so_and_nothing_was_changed(rds):

@@ -95,3 +95,15 @@ def test_libpq_gets_whole_seconds_and_at_least_two():
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("DB_CONNECT_TIMEOUT", given)
             assert tool.POSTGRES.connect_args(target, "u", "p")["connect_timeout"] == whole
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("DB_CONNECT_TIMEOUT", "2.5s"), ("LOG_LEVEL", "verbose")]
+)
+def test_one_bad_variable_is_one_line_naming_it(rds, tmp_path, variable, value):
+    status, stderr, _ = run_cli(rds.seed_event(), tmp_path, **{variable: value})
+
+    assert status == 2, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"invalid event: environment variable {variable} ")
+    assert not SEED_USERS & rds.roles()
