@@ -18,7 +18,6 @@ the rotation examples. `run` points the event at the local server: it replaces `
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import secrets
@@ -27,7 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +35,7 @@ from tests.servers import (  # noqa: E402
     PG_VERSIONS,
     RDS_MARIADB_MASTER_PRIVILEGES,
     PostgresServer,
+    create_moto_functions,
     free_port,
     pg_bindir,
     start_mariadb,
@@ -252,37 +251,10 @@ def aws_client(service: str, url: str):
 
 
 def create_rotation_functions(url: str, engines: list[str]) -> dict[str, str]:
-    """moto Lambda functions standing in for the rotation functions the examples need: moto's
-    RotateSecret refuses a function that does not exist. Without Docker moto never runs them."""
-    iam = aws_client("iam", url)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = iam.create_role(RoleName="rotation", AssumeRolePolicyDocument=json.dumps(trust))
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("rotate.py", "def handler(event, context):\n    return None\n")
-    lam = aws_client("lambda", url)
-    arns = {}
-    for key, name in [(e, AWS_ROTATION_FUNCTIONS[e]) for e in engines] + [
-        ("CUSTOM", CUSTOM_ROTATION_FUNCTION)
-    ]:
-        function = lam.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=role["Role"]["Arn"],
-            Handler="rotate.handler",
-            Code={"ZipFile": code.getvalue()},
-        )
-        arns[key] = function["FunctionArn"]
-    return arns
+    """moto Lambda functions standing in for the rotation functions the examples need."""
+    keys = [*engines, "CUSTOM"]
+    names = [AWS_ROTATION_FUNCTIONS[e] for e in engines] + [CUSTOM_ROTATION_FUNCTION]
+    return dict(zip(keys, create_moto_functions(url, names), strict=True))
 
 
 def create_secret(url: str, name: str, value: dict) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import io
 import itertools
 import json
 import os
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,6 +37,7 @@ import lambda_function as tool  # noqa: E402
 from tests.servers import (  # noqa: E402
     PG_VERSIONS,
     RDS_MARIADB_MASTER_PRIVILEGES,
+    create_moto_functions,
     start_mariadb,
     start_moto,
     start_postgres,
@@ -110,29 +109,8 @@ def rotation_function(secretsmanager, moto_url) -> str:
     up the function it is given (it refuses one that does not exist, as AWS does). moto runs
     no rotation function without Docker (tests/servers.py turns Docker off): RotateSecret
     stores the settings and never moves a staging label of its own."""
-    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_url)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = iam.create_role(RoleName="rotation", AssumeRolePolicyDocument=json.dumps(trust))
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("rotate.py", "def handler(event, context):\n    return None\n")
-    function = boto3.client("lambda", region_name=REGION, endpoint_url=moto_url).create_function(
-        FunctionName="rotate-db-users",
-        Runtime="python3.12",
-        Role=role["Role"]["Arn"],
-        Handler="rotate.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    return function["FunctionArn"]
+    (arn,) = create_moto_functions(moto_url, ["rotate-db-users"], REGION)
+    return arn
 
 
 def announce(config: pytest.Config, line: str) -> None:

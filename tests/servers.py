@@ -11,6 +11,8 @@ server can be had here (not in apt, nothing on PyPI ships one), so MySQL 8 is no
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import pwd
@@ -534,6 +536,50 @@ def start_moto(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
     )
     response.raise_for_status()
     return server, url
+
+
+def create_moto_functions(url: str, names: list[str], region: str = "us-east-1") -> list[str]:
+    """Lambda functions in moto at `url`, standing in for rotation functions: moto's
+    RotateSecret refuses a function that does not exist, as AWS does, and with Docker off it
+    never runs them. Returns their ARNs, in the order of `names`."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
+        )
+
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = client("iam").create_role(
+        RoleName="rotation", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("rotate.py", "def handler(event, context):\n    return None\n")
+    functions = client("lambda")
+    return [
+        functions.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role["Role"]["Arn"],
+            Handler="rotate.handler",
+            Code={"ZipFile": code.getvalue()},
+        )["FunctionArn"]
+        for name in names
+    ]
 
 
 def _read_awscurrent_by_default() -> None:
