@@ -362,6 +362,7 @@ PG_LAYOUTS = {
     "template0": "created by the master from template0 (Terraform's default, pg_dump -C)",
     "app-owner": "owned by an application role the master created (CREATE DATABASE ... OWNER)",
     "foreign-role": "the DDL user existed before the master, made by another admin role",
+    "rds-superuser": "template1, and the master a member of rds_superuser, as on RDS",
 }
 
 
@@ -393,6 +394,8 @@ def rds(pg_server, secretsmanager, request):
             )
     if layout == "foreign-role":
         _role_made_by_another_admin(admin, pg_server, "airflow-rw-ddl")
+    if layout == "rds-superuser":
+        _rds_superuser(admin, master, pg_server.major)
     secret_name = SEED["secret_name"]
     secretsmanager.create_secret(
         Name=secret_name,
@@ -437,6 +440,20 @@ def _role_made_by_another_admin(admin, pg_server, role: str) -> None:
         cursor.execute("CREATE ROLE old_admin LOGIN CREATEROLE PASSWORD 'old-admin-pw'")
     with open_session(**pg_server.dsn(user="old_admin", password="old-admin-pw")) as old:
         old.cursor().execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+
+
+def _rds_superuser(admin, master: str, major: int) -> None:
+    """RDS's rds_superuser, as pg_dumpall of real instances shows it: the predefined roles it
+    holds WITH ADMIN OPTION (15+ adds pg_checkpoint, pg_read_all_data, pg_write_all_data), and
+    granted to the master without it. The master then inherits reading and writing every
+    table, which must change nothing the tool decides."""
+    held = ["pg_monitor", "pg_signal_backend"]
+    if major >= 15:
+        held += ["pg_checkpoint", "pg_read_all_data", "pg_write_all_data"]
+    with admin.cursor() as cursor:
+        cursor.execute("CREATE ROLE rds_superuser NOLOGIN")
+        cursor.execute(f"GRANT {', '.join(held)} TO rds_superuser WITH ADMIN OPTION")
+        cursor.execute(sql.SQL("GRANT rds_superuser TO {}").format(sql.Identifier(master)))
 
 
 def _role_names(cursor) -> set[str]:

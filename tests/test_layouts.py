@@ -10,7 +10,9 @@ Layouts (tests/conftest.py PG_LAYOUTS), on PostgreSQL 14 to 18:
 - app-owner: owned by an application role the master created; on 15+ public belongs to
   pg_database_owner, which stands for that role;
 - foreign-role: the DDL user was made by another admin role before; on 16+ the master may not
-  grant it, alter it or act as it without ADMIN OPTION."""
+  grant it, alter it or act as it without ADMIN OPTION;
+- rds-superuser: template1, with the master a member of rds_superuser (which holds
+  pg_read_all_data and pg_write_all_data from 15 on), as every RDS master is."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from conftest import SEED, open_session, user
 from psycopg2 import sql
 
 DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
-WORKING_LAYOUTS = ["template1", "template0", "app-owner"]
+WORKING_LAYOUTS = ["template1", "template0", "app-owner", "rds-superuser"]
 
 
 def run(rds, event: dict, *args: str) -> dict:
@@ -29,6 +31,12 @@ def run(rds, event: dict, *args: str) -> dict:
     done = rds.cli(event, *args)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def acting_memberships(rds) -> set[tuple]:
+    """The master's memberships that let it act as a role: on 16+ the ADMIN OPTION a creator
+    holds on the roles it made (neither INHERIT nor SET) is PostgreSQL's own, not the run's."""
+    return {m for m in rds.master_memberships() if rds.major < 16 or m[2] or m[3]}
 
 
 def ddl_creates_a_table(rds, name: str) -> None:
@@ -45,7 +53,9 @@ def the_seed_access_holds(rds, table: str) -> None:
 
 @pytest.mark.parametrize("rds", WORKING_LAYOUTS, indirect=True)
 def test_the_seed_event_works_and_a_rerun_changes_nothing(rds):
+    memberships = acting_memberships(rds)
     report = run(rds, rds.seed_event())
+    assert acting_memberships(rds) == memberships  # what it took for the run, it gave back
     assert [u["result"] for u in report["users"]] == ["created"] * 3
     ddl_creates_a_table(rds, "later")
     the_seed_access_holds(rds, "later")
