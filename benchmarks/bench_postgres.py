@@ -86,7 +86,10 @@ class CountingCursor(psycopg2.extensions.cursor):
         return super().execute(query, vars)
 
 
-class CountingConnection(psycopg2.extensions.connection):
+class Counting:
+    """Mixed into the connection class the tool asks for (its PgConnection, or psycopg2's
+    own): counts the connection, and hands out counting cursors."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         count("connections")
@@ -107,11 +110,17 @@ class CountingConnection(psycopg2.extensions.connection):
 
 
 def count_round_trips() -> None:
-    """Every connection the tool opens counts its statements, BEGINs and COMMITs."""
+    """Every connection the tool opens counts its statements, BEGINs and COMMITs, whatever
+    connection class it asks for (an earlier version only counted where it asked for none,
+    and the tool's own connections showed 0 round trips)."""
     connect = psycopg2.connect
+    counting: dict[type, type] = {}
 
     def counting_connect(*args, **kwargs):
-        kwargs.setdefault("connection_factory", CountingConnection)
+        factory = kwargs.get("connection_factory") or psycopg2.extensions.connection
+        if factory not in counting:
+            counting[factory] = type(f"Counting{factory.__name__}", (Counting, factory), {})
+        kwargs["connection_factory"] = counting[factory]
         return connect(*args, **kwargs)
 
     psycopg2.connect = counting_connect

@@ -41,12 +41,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 import psycopg2
 import pymysql
 import pymysql.converters
@@ -101,7 +101,7 @@ def lambda_handler(event: Any, context: Any) -> dict:
     except (InvalidEvent, ApplyError) as error:
         log.error(str(error))
         raise
-    except Exception as error:  # boto3/driver errors: scrubbed, and without chained causes
+    except Exception as error:  # botocore/driver errors: scrubbed, and without chained causes
         message = unexpected_error_message(error)
         log.error(message)
         raise ApplyError(message) from None
@@ -525,6 +525,11 @@ class Plan:
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
 
+    def writes_secret_of(self, user: UserSpec) -> bool:
+        """Whether applying writes anything to the user's secret: an unchanged secret is one
+        no write touches (secret_result), and a rotation call is a write of its own."""
+        return self.secret_results.get(user.name) != "unchanged" or user.name in self.rotations
+
 
 class Deadline:
     """Stops cleanly before Lambda's hard timeout would kill the invocation mid-way."""
@@ -675,7 +680,6 @@ SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
 # The tags that say whose secret it is and for which database: a delete that names no secret
 # finds it by them, and so does the check that an account has one secret per server.
 USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
-TAG_VALUE_LIMIT = 256
 
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
 
@@ -823,28 +827,47 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
 def unreadable_values(raw: Any) -> list[str]:
     """Every string (value or key) holding a NUL character, which no server or AWS API takes,
     or a lone surrogate, which is no character; and nesting deeper than any event's. Iterative:
-    a deeply nested event must not exhaust the stack."""
+    a deeply nested event must not exhaust the stack. Each value carries where it is as a link
+    to its parent (rendered by `event_path` only for a value with a problem): an event of
+    5,000 users has 50,000 values, and spelling each one's path costs more than the check."""
     problems: list[str] = []
-    stack: list[tuple[str, Any, int]] = [("the event", raw, 0)]
+    stack: list[tuple[Any, int, EventPath | None]] = [(raw, 0, None)]
     while stack and len(problems) < 20:
-        where, value, depth = stack.pop()
+        value, depth, path = stack.pop()
         if depth > EVENT_MAX_DEPTH:
-            return [f"the event is nested deeper than {EVENT_MAX_DEPTH} levels (at {where})"]
+            return [
+                f"the event is nested deeper than {EVENT_MAX_DEPTH} levels (at {event_path(path)})"
+            ]
         if isinstance(value, str):
             if "\x00" in value:
-                problems.append(f"{where} contains a NUL character")
-            elif any("\ud800" <= c <= "\udfff" for c in value):
-                problems.append(f"{where} contains a lone surrogate (not a character)")
+                problems.append(f"{event_path(path)} contains a NUL character")
+            elif not value.isascii() and any("\ud800" <= c <= "\udfff" for c in value):
+                problems.append(f"{event_path(path)} contains a lone surrogate (not a character)")
         elif isinstance(value, dict):
             for key, item in value.items():
-                name = key if isinstance(key, str) and key.isprintable() else repr(key)
-                inner = name if where == "the event" else f"{where}.{name}"
-                stack.append((f"a key of {where}", key, depth + 1))
-                stack.append((inner, item, depth + 1))
+                stack.append((key, depth + 1, (path, "key", key)))
+                stack.append((item, depth + 1, (path, "value", key)))
         elif isinstance(value, list):
-            base = "" if where == "the event" else where
-            stack += [(f"{base}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+            stack += [(item, depth + 1, (path, "index", i)) for i, item in enumerate(value)]
     return sorted(set(problems))
+
+
+# Where a value is in the event: (the parent's path, "value" | "key" | "index", key or index).
+EventPath = tuple[Any, str, Any]
+
+
+def event_path(path: EventPath | None) -> str:
+    """users[0].grantor, secret_tags.team, a key of secret_tags, or the event itself."""
+    if path is None:
+        return "the event"
+    parent, how, at = path
+    where = "" if parent is None else event_path(parent)
+    if how == "index":
+        return f"{where}[{at}]"
+    name = at if isinstance(at, str) and at.isprintable() else repr(at)
+    if how == "key":
+        return f"a key of {where or 'the event'}"
+    return f"{where}.{name}" if where else name
 
 
 def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
@@ -1311,8 +1334,13 @@ def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
 def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
     """The event for its engine: ALL spelled out as the engine's privileges, and each
     privilege as the engine names it."""
-    users = tuple(replace(u, privileges=dialect.privileges_of(u)) for u in event.users)
-    return replace(event, engine=dialect.engine, users=users)
+    users = []
+    for user in event.users:
+        privileges = dialect.privileges_of(user)
+        users.append(
+            user if privileges == user.privileges else replace(user, privileges=privileges)
+        )
+    return replace(event, engine=dialect.engine, users=tuple(users))
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
@@ -1547,6 +1575,19 @@ def writes_per_second(environ: Mapping[str, str]) -> float:
     return pace
 
 
+@cache
+def aws_session() -> botocore.session.Session:
+    """One botocore session a process, as boto3's default one (a warm Lambda keeps it: loading
+    the service's model costs more than a call). It leaves timestamps as AWS sends them: the
+    tool only asks whether a date is there (DeletedDate), and turning the three dates of each
+    listed secret into datetimes was half the time spent parsing a re-run's responses (1,500
+    dates for 500 secrets)."""
+    session = botocore.session.get_session()
+    parsers = session.get_component("response_parser_factory")
+    parsers.set_parser_defaults(timestamp_parser=lambda value: value)
+    return session
+
+
 class SecretsManager:
     """The Secrets Manager calls the tool makes, counted, retried by botocore, run concurrently."""
 
@@ -1562,7 +1603,9 @@ class SecretsManager:
             read_timeout=30,
             max_pool_connections=self.WORKERS,
         )
-        self.client = boto3.client("secretsmanager", region_name=region, config=config)
+        self.client = aws_session().create_client(
+            "secretsmanager", region_name=region, config=config
+        )
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
         self._writes = RateLimiter(per_second=writes_per_second(os.environ))
@@ -1997,14 +2040,18 @@ def probe_logins(
     """Log in, concurrently, where a password's fate depends on whether it works (never with
     a secret that is not the user's to use)."""
 
-    def one(user: UserSpec) -> Probe:
+    def needed(user: UserSpec) -> bool:
         secret = secrets[user.secret_name or ""]
         mine = not secret_problems(user, secret, target, event)
-        if mine and needs_probe(secret, login_exists=state.has_user(user), event=event):
-            return probe(target, login_of(user, secret, state), secret)
-        return Probe()
+        return mine and needs_probe(secret, login_exists=state.has_user(user), event=event)
 
-    return dict(zip([u.name for u in users], aws.map(one, users), strict=True))
+    def one(user: UserSpec) -> Probe:
+        secret = secrets[user.secret_name or ""]
+        return probe(target, login_of(user, secret, state), secret)
+
+    probed = [u for u in users if needed(u)]  # on a re-run, usually none
+    found = dict(zip([u.name for u in probed], aws.map(one, probed), strict=True))
+    return {u.name: found.get(u.name, Probe()) for u in users}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2311,7 +2358,7 @@ def identity_tags(target: Target, user: str) -> dict[str, str]:
 def tag_value(text: str) -> str:
     """`text` as a tag value may hold it (letters, digits, blanks and _.:/=+-@, at most 256),
     else a digest of it: a name of any characters still finds its secret."""
-    if len(text) <= TAG_VALUE_LIMIT and all(c.isalnum() or c in " _.:/=+-@" for c in text):
+    if TAG_VALUE.fullmatch(text):
         return text
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
@@ -2367,7 +2414,9 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
     """Secrets first, then the database, then the secrets that wait for it."""
     deadline.check("writing the secrets")
     writer = SecretWriter(aws, plan.event, plan.target)
-    staying = [u for u in plan.event.users if not u.deleting]
+    # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
+    # thread of the pool to learn that there is nothing to write.
+    staying = [u for u in plan.event.users if not u.deleting and plan.writes_secret_of(u)]
 
     def before(user: UserSpec) -> str | None:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
@@ -3245,14 +3294,11 @@ class PgRole:
     expired: bool = False  # VALID UNTIL in the past: no password logs in
 
 
-@dataclass(frozen=True)
-class Grant:
-    grantee: str
-    grantor: str
-    privilege: str
+# grantee -> grantor -> what that grantor gave that grantee on one object (managed grantees)
+Held = Mapping[str, Mapping[str, frozenset[str]]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PgObject:
     """A database, schema, table (or view...) or sequence, with the managed users' grants."""
 
@@ -3260,7 +3306,7 @@ class PgObject:
     schema: str | None
     name: str
     owner: str
-    grants: tuple[Grant, ...] = ()
+    held: Held = field(default_factory=dict)
     public: frozenset[str] = frozenset()  # what PUBLIC holds on it: every role has it
 
     @property
@@ -3370,12 +3416,16 @@ SELECT kind, schema, name, pg_get_userbyid(owner),
        ARRAY(SELECT a.privilege_type FROM aclexplode(acl) a WHERE a.grantee = 0)
 FROM resolved
 CROSS JOIN LATERAL (
-    SELECT array_agg(pg_get_userbyid(a.grantee)::text) AS grantees,
+    SELECT array_agg(pg_get_userbyid(g.grantee)::text) AS grantees,
            array_agg(pg_get_userbyid(coalesce((SELECT s.owner FROM stand_in s
-                                               WHERE s.role = a.grantor), a.grantor))::text)
+                                               WHERE s.role = g.grantor), g.grantor))::text)
                AS grantors,
-           array_agg(a.privilege_type) AS privileges
-    FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed)
+           array_agg(g.privileges) AS privileges
+    FROM (
+        SELECT a.grantee, a.grantor, string_agg(a.privilege_type, ',') AS privileges
+        FROM aclexplode(acl) a WHERE a.grantee IN (SELECT oid FROM managed)
+        GROUP BY 1, 2
+    ) g
 ) held
 """
 
@@ -3455,15 +3505,26 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
-    # The same (grantee, grantor, privilege) recurs on every table: one Grant for each, shared
-    # (500 users on 100 objects hold ~100,000 grants, but only a few thousand distinct ones).
-    shared: dict[tuple[str, str, str], Grant] = {}
+    # Each object's grants come as one entry per (grantee, grantor), its privileges joined in
+    # one text: 500 users on 100 objects are 50,000 of them (100,000 single privileges), but
+    # only a few distinct (grantor, privileges), each made a mapping once and shared by every
+    # grantee that holds just that (the planner only reads them). Grants of the database
+    # owner's stand-in (pg_database_owner) join the owner's own.
+    shared: dict[tuple[str, str], Mapping[str, frozenset[str]]] = {}
 
-    def grant(grantee: str, grantor: str, privilege: str) -> Grant:
-        key = (grantee, grantor, privilege)
-        found = shared.get(key)
-        if found is None:
-            found = shared[key] = Grant(grantee, grantor, privilege)
+    def held(grantees: list[str], grantors: list[str], privileges: list[str]) -> Held:
+        found: dict[str, Mapping[str, frozenset[str]]] = {}
+        for grantee, grantor, listed in zip(grantees, grantors, privileges, strict=True):
+            one = shared.get((grantor, listed))
+            if one is None:
+                one = shared[(grantor, listed)] = {grantor: frozenset(listed.split(","))}
+            earlier = found.get(grantee)
+            if earlier is None:
+                found[grantee] = one
+            else:
+                merged = dict(earlier)
+                merged[grantor] = merged.get(grantor, frozenset()) | one[grantor]
+                found[grantee] = merged
         return found
 
     objects = [
@@ -3472,7 +3533,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             schema,
             name,
             owner,
-            tuple(map(grant, grantees or (), grantors or (), privileges or ())),
+            held(grantees or [], grantors or [], privileges or []),
             frozenset(public),
         )
         for kind, schema, name, owner, grantees, grantors, privileges, public in cursor
@@ -3567,7 +3628,7 @@ def public_warnings(event: Event, state: PgState) -> list[str]:
         if obj.kind == "database" or not obj.public:
             continue  # PUBLIC's CONNECT and TEMPORARY on a database are PostgreSQL's defaults
         beyond = {
-            u.name: obj.public - desired_privileges(u, obj, state.server_major)
+            u.name: obj.public - desired_privileges(u, obj.kind, state.server_major)
             for u in staying
             if u.name != obj.owner
         }
@@ -3741,43 +3802,49 @@ def table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
     return user.privileges
 
 
-def desired_privileges(user: UserSpec, obj: PgObject, server_major: int) -> set[str]:
+def desired_privileges(user: UserSpec, kind: str, server_major: int) -> frozenset[str]:
     if user.deleting:
-        return set()  # revoked explicitly: DROP OWNED skips grants the master did not make
-    if obj.kind == "database":
-        return {"CONNECT"}
-    if obj.kind == "schema":
-        return {"USAGE", "CREATE"} if user.ddl else {"USAGE"}
-    if obj.kind == "table":
-        return set(table_privileges(user, server_major))
-    return sequence_privileges(user.privileges)
+        return frozenset()  # revoked explicitly: DROP OWNED skips grants the master did not make
+    if kind == "database":
+        return frozenset({"CONNECT"})
+    if kind == "schema":
+        return frozenset({"USAGE", "CREATE"} if user.ddl else {"USAGE"})
+    if kind == "table":
+        return table_privileges(user, server_major)
+    return frozenset(sequence_privileges(user.privileges))
+
+
+OBJECT_KINDS = ("database", "schema", "table", "sequence")
 
 
 def object_changes(
     users: list[UserSpec], state: PgState, acting: Callable[[str], str | None]
 ) -> list[Change]:
-    """Grants and revokes on the database, schemas, tables and sequences, per grantee."""
+    """Grants and revokes on the database, schemas, tables and sequences, per grantee. This
+    compares every user with every object (500 users and 100 objects: 50,000 pairs), the
+    largest part of a no-op run after the catalog read: what does not depend on the pair
+    (a user's wanted privileges per kind, who acts for an owner, what PUBLIC makes moot) is
+    worked out once, outside the pair loop."""
     changes = []
+    wants = {
+        kind: [(u, desired_privileges(u, kind, state.server_major)) for u in users]
+        for kind in OBJECT_KINDS
+    }
     for obj in state.objects:
         scope = (obj.schema, obj.name)
-        held: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        for grant in obj.grants:
-            held[grant.grantee][grant.grantor].add(grant.privilege)
-        for user in users:
+        # What PUBLIC holds, every user has; where the master could grant it, it does, so
+        # that a later REVOKE ... FROM PUBLIC does not cut the users off.
+        moot = frozenset() if state.may_act_as(obj.owner) else obj.public
+        for user, want in wants[obj.kind]:
             if obj.owner == user.name:
                 continue  # an owner's own privileges are implicit, never managed
-            want = desired_privileges(user, obj, state.server_major)
-            by_grantor = held.get(user.name, {})
-            missing = want.difference(*by_grantor.values())
-            if not state.may_act_as(obj.owner):
-                # What PUBLIC holds, every user has; where the master could grant it, it does,
-                # so that a later REVOKE ... FROM PUBLIC does not cut the users off.
-                missing -= obj.public
+            by_grantor = obj.held.get(user.name, {})
+            missing = want.difference(*by_grantor.values()) - moot
             if missing:
                 owner = acting(obj.owner)
                 changes.append(Change("GRANT", obj.kind, scope, owner, ordered(missing), user.name))
             for grantor, privileges in sorted(by_grantor.items()):
-                if privileges - want:
+                if not privileges <= want:
                     extra = ordered(privileges - want)
                     changes.append(
                         Change("REVOKE", obj.kind, scope, acting(grantor), extra, user.name)
@@ -4211,9 +4278,11 @@ class MySql:
         self, target: Target, user: str, password: str, read_timeout: float | None = None
     ) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
-        PyMySQL reads the server's greeting under its read timeout, so the whole handshake is
-        bounded by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout`
-        (default: DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
+        ssl_mode disable is no TLS at all: left to itself PyMySQL would try TLS where the
+        server offers it (and build a CA context, 25 ms, for every connection). PyMySQL
+        reads the server's greeting under its read timeout, so the whole handshake is bounded
+        by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout` (default:
+        DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
         tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
         timeout = connect_timeout()
         try:
@@ -4230,6 +4299,7 @@ class MySql:
                 autocommit=True,
                 program_name=TOOL,
                 ssl=tls,
+                ssl_disabled=tls is None,
             )
         except RuntimeError as error:  # PyMySQL without its rsa extra (cryptography), no TLS
             if "cryptography" not in str(error):

@@ -9,7 +9,7 @@ from lambda_function import (
     Credential,
     DefaultGrant,
     Event,
-    Grant,
+    Held,
     PgObject,
     PgRole,
     PgState,
@@ -49,8 +49,21 @@ def state(*objects: PgObject, roles=(), defaults=(), major=16, deps=None) -> PgS
     return PgState(major, MASTER, known, base + list(objects), list(defaults), deps or {})
 
 
+# One privilege a grantor gave a grantee, as an ACL lists it: (grantee, grantor, privilege).
+Grant = tuple[str, str, str]
+
+
+def held(*grants: Grant) -> Held:
+    """The grants as the state holds them: grantee -> grantor -> privileges."""
+    found: dict[str, dict[str, frozenset[str]]] = {}
+    for grantee, grantor, privilege in grants:
+        by_grantor = found.setdefault(grantee, {})
+        by_grantor[grantor] = by_grantor.get(grantor, frozenset()) | {privilege}
+    return found
+
+
 def table(name: str, owner: str, *grants: Grant, kind="table") -> PgObject:
-    return PgObject(kind, "public", name, owner, grants)
+    return PgObject(kind, "public", name, owner, held(*grants))
 
 
 def statements(steps) -> list[str]:
@@ -141,7 +154,7 @@ def test_sequences_follow_the_table_privileges():
 
 def test_undeclared_privileges_are_revoked_by_their_grantor():
     roles = [PgRole("r"), PgRole("owner")]
-    t = table("t", "owner", Grant("r", "owner", "SELECT"), Grant("r", "owner", "DELETE"))
+    t = table("t", "owner", ("r", "owner", "SELECT"), ("r", "owner", "DELETE"))
     steps = plan_postgres(event(spec("r", privileges="SELECT")), state(t, roles=roles), {})
 
     assert '[as owner] REVOKE DELETE ON TABLE "public"."t" FROM "r"' in statements(steps)
@@ -150,7 +163,7 @@ def test_undeclared_privileges_are_revoked_by_their_grantor():
 
 def test_an_owners_own_privileges_are_never_touched():
     roles = [PgRole("ddl")]
-    t = table("mine", "ddl", Grant("ddl", "ddl", "SELECT"), Grant("ddl", "ddl", "DELETE"))
+    t = table("mine", "ddl", ("ddl", "ddl", "SELECT"), ("ddl", "ddl", "DELETE"))
     steps = plan_postgres(event(spec("ddl", ddl=True)), state(t, roles=roles), {})
     assert not any('"public"."mine"' in s for s in statements(steps))
 
@@ -169,7 +182,7 @@ def test_default_privileges_from_another_role_are_revoked():
 
 def test_a_converged_state_plans_nothing():
     roles = [PgRole("ddl"), PgRole("r")]
-    grants = (Grant("r", "ddl", "SELECT"),)
+    grants = (("r", "ddl", "SELECT"),)
     current = state(
         table("t", "ddl", *grants),
         table("s", "ddl", *grants, kind="sequence"),
@@ -178,18 +191,14 @@ def test_a_converged_state_plans_nothing():
             None,
             "app",
             MASTER,
-            (Grant("r", MASTER, "CONNECT"), Grant("ddl", MASTER, "CONNECT")),
+            held(("r", MASTER, "CONNECT"), ("ddl", MASTER, "CONNECT")),
         ),
         PgObject(
             "schema",
             None,
             "public",
             MASTER,
-            (
-                Grant("r", MASTER, "USAGE"),
-                Grant("ddl", MASTER, "USAGE"),
-                Grant("ddl", MASTER, "CREATE"),
-            ),
+            held(("r", MASTER, "USAGE"), ("ddl", MASTER, "USAGE"), ("ddl", MASTER, "CREATE")),
         ),
         roles=roles,
         defaults=[
@@ -208,7 +217,7 @@ def test_a_converged_state_plans_nothing():
 
 def test_delete_revokes_reassigns_and_drops_with_an_inheriting_membership():
     roles = [PgRole("gone"), PgRole("ddl")]
-    t = table("t", "ddl", Grant("gone", "ddl", "SELECT"))
+    t = table("t", "ddl", ("gone", "ddl", "SELECT"))
     steps = plan_postgres(
         event(spec("gone", action="delete", grantor="ddl")), state(t, roles=roles), {}
     )
@@ -339,8 +348,8 @@ ROTATING = Rotation(enabled=True, days=30)
 def with_app(*roles: PgRole) -> PgState:
     """A database where the user app exists with its CONNECT and USAGE, and `roles` too."""
     current = state(
-        PgObject("database", None, "app", MASTER, (Grant("app", MASTER, "CONNECT"),)),
-        PgObject("schema", None, "public", MASTER, (Grant("app", MASTER, "USAGE"),)),
+        PgObject("database", None, "app", MASTER, held(("app", MASTER, "CONNECT"))),
+        PgObject("schema", None, "public", MASTER, held(("app", MASTER, "USAGE"))),
         roles=[PgRole("app"), *roles],
     )
     current.objects = current.objects[2:]  # the hand-made database and schema replace the base

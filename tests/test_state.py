@@ -58,7 +58,7 @@ def test_the_state_holds_the_grants_of_the_managed_users_only(rds):
 
     t = next(o for o in state.objects if o.name == "t")
     assert t.owner == rds.master and t.kind == "table"
-    assert {(g.grantee, g.privilege) for g in t.grants} == {("airflow-ro-dml", "SELECT")}
+    assert t.held == {"airflow-ro-dml": {rds.master: frozenset({"SELECT"})}}
     assert state.master == rds.master and state.server_major == rds.major
     assert state.roles[rds.master].superuser is False
     assert {(d.owner, d.kind, d.privilege) for d in state.default_grants} == {

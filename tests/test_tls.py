@@ -104,6 +104,39 @@ def test_require_encrypts_without_verifying_by_choice(db, pki, monkeypatch):
     assert result["status"] == "success"
 
 
+# Whether the session the query runs in is encrypted: a cipher's name, or nothing.
+CIPHER_QUERY = {
+    "postgres": "SELECT coalesce(cipher, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    "mariadb": "SELECT variable_value FROM information_schema.session_status "
+    "WHERE variable_name = 'Ssl_cipher'",
+}
+
+
+@pytest.mark.parametrize(("ssl_mode", "encrypted"), [("disable", False), ("require", True)])
+def test_disable_means_no_tls_even_where_the_server_offers_it(db, ssl_mode, encrypted):
+    """libpq's sslmode=disable; PyMySQL left to itself would try TLS wherever the server
+    offers it."""
+    target = tool.Target(
+        engine=db.ENGINE,
+        host=OTHER_HOST,
+        port=db.server.port,
+        database=db.database,
+        master_user=db.master,
+        master_password=db.master_password,
+        master_arn="arn",
+        ssl_mode=ssl_mode,
+    )
+    connection = tool.DIALECTS[db.ENGINE].connect(target)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(CIPHER_QUERY[db.ENGINE])
+            cipher = cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+    assert bool(cipher) is encrypted
+
+
 def test_a_bundled_ca_makes_verify_full_the_default(db, pki, monkeypatch):
     monkeypatch.setattr(tool, "BUNDLED_CA", str(pki["ca"]))
     raw = event(db, rds_host=HOST)
