@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import spec
 from lambda_function import (
+    PG_ACL_ENTRIES_LIMIT,
     Credential,
     DefaultGrant,
     Event,
@@ -62,8 +63,8 @@ def held(*grants: Grant) -> Held:
     return found
 
 
-def table(name: str, owner: str, *grants: Grant, kind="table") -> PgObject:
-    return PgObject(kind, "public", name, owner, held(*grants))
+def table(name: str, owner: str, *grants: Grant, kind="table", entries=0) -> PgObject:
+    return PgObject(kind, "public", name, owner, held(*grants), entries=entries)
 
 
 def statements(steps) -> list[str]:
@@ -245,6 +246,40 @@ def test_objects_of_a_superuser_in_scope_are_refused():
     assert problems == [
         "objects of superuser 'postgres' are in the managed scope; the master cannot grant on them"
     ]
+
+
+def readers(count: int, start: int = 0) -> list[UserSpec]:
+    return [spec(f"r{i}", grantor="ddl", privileges="SELECT") for i in range(start, count)]
+
+
+def test_more_grantees_on_a_table_than_its_catalog_row_holds_are_refused_up_front():
+    """PostgreSQL keeps a table's ACL in its pg_class row, which is never stored out of line:
+    measured, 2,400 entries fit and 2,450 do not ("row is too big"), after the secrets would
+    have been written."""
+    crowded = state(table("t", "ddl", entries=1), roles=[PgRole("ddl")])
+
+    problems = state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT + 1)), crowded)
+
+    [problem] = problems
+    assert problem.startswith("too many grantees for PostgreSQL on table public.t (2,002)")
+    assert "the default privileges of 'ddl' (2,001 grantees" in problem
+    assert "Nothing was changed" in problem
+
+
+def test_up_to_the_limit_of_entries_a_table_takes_its_grantees():
+    fits = state(table("t", "ddl", entries=1), roles=[PgRole("ddl")])
+
+    assert state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT - 1)), fits) == []
+
+
+def test_entries_of_roles_the_event_does_not_name_count_and_its_deletes_free_theirs():
+    """1,500 other roles hold grants on t; 400 of the event's users hold theirs already."""
+    held_now = [(f"r{i}", "ddl", "SELECT") for i in range(400)]
+    crowded = state(table("t", "ddl", *held_now, entries=1_900), roles=[PgRole("ddl")])
+    leaving = [spec(f"r{i}", action="delete") for i in range(300)]
+
+    assert state_problems(event(*readers(600)), crowded) != []
+    assert state_problems(event(*leaving, *readers(600, start=300)), crowded) == []
 
 
 def test_passwords_are_shown_blanked():
