@@ -69,12 +69,32 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
         help="SECRETS_WRITES_PER_SECOND for the tool (moto is local; the default is 40)",
     )
     parser.add_argument("--naive", action="store_true", help="also the naive way, per size")
+    parser.add_argument(
+        "--shape",
+        choices=("grants", "login-only"),
+        default="grants",
+        help="the users: granted by a DDL owner on every table (default), or login-only",
+    )
+    parser.add_argument(
+        "--refused-above",
+        type=int,
+        default=0,
+        help="sizes above this are events the tool refuses: measure the refusal instead",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: one size
     return parser
 
 
-def users(count: int, action: str = "create") -> list[dict]:
-    """One DDL owner; the others alternate read-write and read-only, all granted by it."""
+def users(count: int, action: str = "create", shape: str = "grants") -> list[dict]:
+    """One DDL owner; the others alternate read-write and read-only, all granted by it. The
+    shape "login-only": users with no table privileges and no grantor (on PostgreSQL, CONNECT
+    on the database and USAGE on the schema), the shape of more users than a PostgreSQL table
+    can have grantees."""
+    if shape == "login-only":
+        return [
+            {"db_user": f"user{i:04}", "user_secret_name": f"bench-user{i:04}", "action": action}
+            for i in range(count)
+        ]
     entries = [
         {
             "db_user": "owner",
@@ -98,9 +118,9 @@ def users(count: int, action: str = "create") -> list[dict]:
     return entries
 
 
-def runs(count: int) -> list[tuple[str, list[dict]]]:
+def runs(count: int, shape: str = "grants") -> list[tuple[str, list[dict]]]:
     """Create all, the same again (nothing to do), a new password for all, delete all."""
-    every = users(count)
+    every = users(count, shape=shape)
     return [
         ("first run", every),
         ("no-op", every),
@@ -198,6 +218,31 @@ def invoke(server, engine: str, entries: list[dict]) -> tuple[float, dict]:
     return time.perf_counter() - started, report
 
 
+def refusal(server, engine: str, entries: list[dict]) -> dict:
+    """An event the tool refuses up front (PostgreSQL's 2,000 grantees a table): how long the
+    refusal took, what it said, and the AWS calls it made (none may write)."""
+    clients: list[Any] = []
+    make = tool.SecretsManager.__init__
+
+    def keep(self: Any, region: str | None) -> None:
+        make(self, region)
+        clients.append(self)
+
+    tool.SecretsManager.__init__ = keep
+    started = time.perf_counter()
+    try:
+        invoke(server, engine, entries)
+    except tool.InvalidEvent as error:
+        return {
+            "seconds": time.perf_counter() - started,
+            "said": str(error).split(": ", 1)[1][:160],
+            "aws_calls": dict(clients[0].calls) if clients else {},
+        }
+    finally:
+        tool.SecretsManager.__init__ = make
+    raise RuntimeError(f"the tool did not refuse {len(entries)} users")
+
+
 def floor(server, engine: str, entries: list[dict]) -> float:
     """What a no-op run cannot do without, one after the other in this process: the master
     secret, a connection, the tool's catalog read, and BatchGetSecretValue of every user
@@ -236,7 +281,8 @@ def measure_one(
     count_round_trips: Callable[[], None],
     naive: Callable[[Any, int], tuple[float, int]] | None,
 ) -> dict:
-    """One size, in this process: every run, the floor beside the no-op, the peak memory."""
+    """One size, in this process: every run, the floor beside the no-op, the peak memory; or,
+    past `--refused-above`, the tool's refusal of the event."""
     size = args.one
     tool.log.setLevel("WARNING")
     moto, url = start_moto_process()
@@ -254,29 +300,10 @@ def measure_one(
             store_master_secret(server, engine)
             result["server"] = title(server)
             count_round_trips()
-            for name, entries in runs(size):
-                gc.collect()
-                COUNTS.clear()
-                seconds, report = invoke(server, engine, entries)
-                counted = dict(COUNTS)  # of this one invocation
-                if name == "no-op":
-                    # The no-op and the floor take turns, three times each, and each keeps
-                    # its best: the machine's load (shared, 2 cores) hits both alike.
-                    floors = []
-                    for _ in range(3):
-                        floors.append(floor(server, engine, entries))
-                        seconds = min(seconds, invoke(server, engine, entries)[0])
-                    result["floor"] = min(floors)
-                stats = report["stats"]
-                result["runs"][name] = {
-                    "seconds": seconds,
-                    "statements": stats["sql_statements"],
-                    "catalog_queries": stats["catalog_queries"],
-                    "round_trips": counted.get("round_trips", 0),
-                    "connections": counted.get("connections", 0),
-                    "aws_calls": stats["aws_calls"],
-                    "changed": sum(u["result"] != "unchanged" for u in report["users"]),
-                }
+            if args.refused_above and size > args.refused_above:
+                result["refused"] = refusal(server, engine, users(size, shape=args.shape))
+            else:
+                result.update(measure_runs(server, engine, size, args.shape))
             if naive:
                 result["naive"] = naive(server, size)
         finally:
@@ -287,8 +314,42 @@ def measure_one(
     return result
 
 
-def exponent(small: float, large: float, n_small: int, n_large: int) -> float:
-    return math.log(large / small) / math.log(n_large / n_small)
+def measure_runs(server, engine: str, size: int, shape: str) -> dict:
+    """The four runs, each measured; the floor beside the no-op."""
+    measured: dict[str, Any] = {"runs": {}}
+    for name, entries in runs(size, shape):
+        gc.collect()
+        COUNTS.clear()
+        seconds, report = invoke(server, engine, entries)
+        counted = dict(COUNTS)  # of this one invocation
+        if name == "no-op":
+            # The no-op and the floor take turns, five times each, and each keeps its best:
+            # the machine's load (shared, 2 cores) hits both alike.
+            floors = []
+            for _ in range(5):
+                floors.append(floor(server, engine, entries))
+                seconds = min(seconds, invoke(server, engine, entries)[0])
+            measured["floor"] = min(floors)
+        stats = report["stats"]
+        measured["runs"][name] = {
+            "seconds": seconds,
+            "statements": stats["sql_statements"],
+            "catalog_queries": stats["catalog_queries"],
+            "round_trips": counted.get("round_trips", 0),
+            "connections": counted.get("connections", 0),
+            "aws_calls": stats["aws_calls"],
+            "changed": sum(u["result"] != "unchanged" for u in report["users"]),
+        }
+    return measured
+
+
+def exponent(points: list[tuple[int, float]]) -> float:
+    """The least-squares slope of log(time) on log(users): 1.0 is linear."""
+    xs = [math.log(n) for n, _ in points]
+    ys = [math.log(t) for _, t in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
 
 
 def machine() -> str:
@@ -308,8 +369,10 @@ def aws_text(calls: dict[str, int]) -> str:
     return f"{sum(calls.values())} ({', '.join(f'{k} {v}' for k, v in sorted(calls.items()))})"
 
 
-def tables(results: list[dict]) -> str:
-    """The markdown: per run, a row per size; then the floor and the exponents."""
+def tables(everything: list[dict]) -> str:
+    """The markdown: per run, a row per size; then the floor and the exponents; then the
+    sizes the tool refused."""
+    results = [r for r in everything if "refused" not in r]
     lines = []
     for name in RUNS:
         lines += [
@@ -341,17 +404,25 @@ def tables(results: list[dict]) -> str:
             f"{run['seconds'] / r['floor']:.2f} | {sum(calls.values())} "
             f"({r['users'] / 8 + 10:.0f}) | {writes} | {r['max_rss_mb']:.0f} MB |"
         )
-    by_size = {r["users"]: r for r in results}
-    top = max(by_size)
-    if 500 in by_size and top > 500:  # 500 to 5,000 users, or to the largest size measured
-        small, large = by_size[500], by_size[top]
-        seconds = {n: (small["runs"][n]["seconds"], large["runs"][n]["seconds"]) for n in RUNS}
-        slopes = ", ".join(f"{n} {exponent(*seconds[n], 500, top):.2f}" for n in RUNS)
-        floor_slope = exponent(small["floor"], large["floor"], 500, top)
-        lines.append(
-            f"\nGrowth exponent from 500 to {top:,} users (log-log slope): {slopes}; "
-            f"floor {floor_slope:.2f}."
+    fitted = [r for r in results if r["users"] >= 500]
+    if len(fitted) >= 2:  # 500 to 5,000 users, or to the largest size measured
+        slopes = ", ".join(
+            f"{n} {exponent([(r['users'], r['runs'][n]['seconds']) for r in fitted]):.2f}"
+            for n in RUNS
         )
+        floor_slope = exponent([(r["users"], r["floor"]) for r in fitted])
+        lines.append(
+            f"\nGrowth exponent from 500 to {fitted[-1]['users']:,} users (least-squares "
+            f"log-log slope over {len(fitted)} sizes): {slopes}; floor {floor_slope:.2f}."
+        )
+    for r in everything:
+        if "refused" in r:
+            refused = r["refused"]
+            lines.append(
+                f"\n{r['users']:,} users: refused up front in {refused['seconds']:.2f} s, "
+                f"Secrets Manager calls {aws_text(refused['aws_calls'])}, peak RSS "
+                f'{r["max_rss_mb"]:.0f} MB: "{refused["said"]}..."'
+            )
     return "\n".join(lines)
 
 
@@ -380,6 +451,10 @@ def main(
             str(args.tables),
             "--writes-per-second",
             str(args.writes_per_second),
+            "--refused-above",
+            str(args.refused_above),
+            "--shape",
+            args.shape,
             *extra,
             *(["--naive"] if args.naive else []),
         ]
@@ -390,10 +465,14 @@ def main(
             break
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
-        runs_text = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in result["runs"].items())
+        if "refused" in result:
+            runs_text = f"refused in {result['refused']['seconds']:.2f} s"
+        else:
+            runs_text = ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in result["runs"].items())
+            runs_text += f", floor {result['floor']:.2f} s"
         print(
             f"{size} users ({result['server']}, {time.perf_counter() - started:.0f} s in all): "
-            f"{runs_text}, floor {result['floor']:.2f} s",
+            f"{runs_text}",
             flush=True,
         )
     print(tables(results))
