@@ -14,10 +14,10 @@ transaction). Times on a shared 2-core machine wobble; the counts do not. moto a
 ~2 ms, real AWS in ~20-50 ms, so the AWS call counts matter more than the times for what a
 real run costs. What the two benchmarks share is in common.py.
 
-PostgreSQL keeps a table's privileges in its pg_class row, which holds about 2,400 grantees:
-the tool refuses an event that would give one table more than 2,000 (before writing
-anything), so sizes past 2,000 of the default shape are measured as that refusal
-(--refused-above 2000), and --shape login-only (users with CONNECT and USAGE, no table
+PostgreSQL keeps a table's privileges in its pg_class row, which holds about 2,400 entries:
+the tool refuses an event that would give one table more than 2,200 (before writing
+anything). 5,000 users of the default shape are such an event, measured as its refusal
+(--refused-above 2000); --shape login-only (users with CONNECT and USAGE and no table
 privileges; --tables 0) measures PostgreSQL with 5,000 users."""
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def invoke(server, engine: str, entries: list[dict]) -> tuple[float, dict]:
 
 
 def refusal(server, engine: str, entries: list[dict]) -> dict:
-    """An event the tool refuses up front (PostgreSQL's 2,000 grantees a table): how long the
+    """An event the tool refuses up front (PostgreSQL's 2,200 grantees a table): how long the
     refusal took, what it said, and the AWS calls it made (none may write)."""
     clients: list[Any] = []
     make = tool.SecretsManager.__init__

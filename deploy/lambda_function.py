@@ -3628,7 +3628,7 @@ def state_problems(event: Event, state: PgState) -> list[str]:
 # scattered ones compress less). Schemas, databases and default privileges have no such
 # limit (their catalogs have TOAST tables), but default privileges for this many grantees
 # would make every table their owner creates later fail the same way.
-PG_ACL_ENTRIES_LIMIT = 2_000
+PG_ACL_ENTRIES_LIMIT = 2_200
 
 
 def crowded_acl_problems(event: Event, state: PgState) -> list[str]:
