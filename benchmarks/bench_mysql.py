@@ -2,7 +2,7 @@
 Secrets Manager (over HTTP, in a process of its own), with an RDS-like master.
 
     .venv/bin/python benchmarks/bench_mysql.py [--users 100,500,1000,2000,5000] [--tables 50]
-        [--writes-per-second 1000] [--naive]
+        [--writes-per-second 1000] [--reads-per-second 1000] [--naive]
 
 For each size (in a process of its own) and each run (first run, no-op, update all, delete
 all): the wall time, the SQL statements applied, the catalog queries, the round trips

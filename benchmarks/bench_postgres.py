@@ -2,7 +2,8 @@
 Secrets Manager (over HTTP, in a process of its own), with an RDS-like master.
 
     .venv/bin/python benchmarks/bench_postgres.py [--users 100,500,1000,2000,5000]
-        [--tables 50] [--major 15] [--writes-per-second 1000] [--naive]
+        [--tables 50] [--major 15] [--writes-per-second 1000]
+        [--reads-per-second 1000] [--naive]
         [--refused-above 2000] [--shape grants|login-only]
 
 For each size (in a process of its own) and each run (first run, no-op, update all, delete

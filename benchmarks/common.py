@@ -68,6 +68,12 @@ def argument_parser(doc: str) -> argparse.ArgumentParser:
         default=1000,
         help="SECRETS_WRITES_PER_SECOND for the tool (moto is local; the default is 40)",
     )
+    parser.add_argument(
+        "--reads-per-second",
+        type=float,
+        default=1000,
+        help="SECRETS_READS_PER_SECOND for the tool (moto has no quota; the default is 80)",
+    )
     parser.add_argument("--naive", action="store_true", help="also the naive way, per size")
     parser.add_argument(
         "--shape",
@@ -290,6 +296,7 @@ def measure_one(
     os.environ.update(
         AWS_ENDPOINT_URL=url,
         SECRETS_WRITES_PER_SECOND=str(args.writes_per_second),
+        SECRETS_READS_PER_SECOND=str(args.reads_per_second),
         **dummy,
     )
     result: dict[str, Any] = {"users": size, "runs": {}}
@@ -451,6 +458,8 @@ def main(
             str(args.tables),
             "--writes-per-second",
             str(args.writes_per_second),
+            "--reads-per-second",
+            str(args.reads_per_second),
             "--refused-above",
             str(args.refused_above),
             "--shape",

@@ -1559,19 +1559,24 @@ class RateLimiter:
             time.sleep(delay)
 
 
-def writes_per_second(environ: Mapping[str, str]) -> float:
-    """The pace of Secrets Manager writes: SECRETS_WRITES_PER_SECOND, else 40. AWS allows 50
-    per second per account and Region for each group of write calls (PutSecretValue and
-    UpdateSecretVersionStage share one), shared with everything else in the account."""
-    text = environ.get("SECRETS_WRITES_PER_SECOND", "").strip()
+# The paces of Secrets Manager calls, in calls per second, and their defaults. Writes: AWS
+# allows 50 per second per account and Region for each group of write calls (PutSecretValue
+# and UpdateSecretVersionStage share one), shared with everything else in the account. Bulk
+# reads: BatchGetSecretValue 100 per second, ListSecrets 100 (50 in older quota tables); a
+# second's worth goes at once, so a re-run of a few hundred users never waits, and one of
+# 5,000 (300 bulk reads) takes at least 2.75 s at the default pace.
+SECRETS_PACES = {"SECRETS_WRITES_PER_SECOND": 40.0, "SECRETS_READS_PER_SECOND": 80.0}
+
+
+def calls_per_second(environ: Mapping[str, str], variable: str) -> float:
+    """The pace a variable of SECRETS_PACES sets, else its default."""
+    text = environ.get(variable, "").strip()
     try:
-        pace = float(text) if text else 40.0
+        pace = float(text) if text else SECRETS_PACES[variable]
     except ValueError:
         pace = 0.0
     if not 0 < pace <= 10_000:
-        raise InvalidEvent(
-            [f"SECRETS_WRITES_PER_SECOND must be a number of calls per second, not {text!r}"]
-        )
+        raise InvalidEvent([f"{variable} must be a number of calls per second, not {text!r}"])
     return pace
 
 
@@ -1608,10 +1613,9 @@ class SecretsManager:
         )
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
-        self._writes = RateLimiter(per_second=writes_per_second(os.environ))
-        # BatchGetSecretValue: 100 per second per account; ListSecrets: 100 (50 in older
-        # quota tables). Reading a few thousand secrets bursts, then keeps under both.
-        self._bulk_reads = RateLimiter(per_second=80, burst=80)
+        self._writes = RateLimiter(calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND"))
+        reads = calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
+        self._bulk_reads = RateLimiter(reads, burst=int(reads))
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1

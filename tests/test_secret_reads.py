@@ -15,8 +15,8 @@ from lambda_function import (
     InvalidEvent,
     RateLimiter,
     SecretsManager,
+    calls_per_second,
     name_prefix_chains,
-    writes_per_second,
 )
 
 
@@ -211,16 +211,27 @@ def test_name_prefixes_cover_every_name_tightly():
     assert all(sum(any(n.startswith(p) for p in chain) for n in mixed) <= 100 for chain in chains)
 
 
-@pytest.mark.parametrize(("text", "pace"), [(None, 40.0), ("", 40.0), (" 25 ", 25.0), ("0.5", 0.5)])
-def test_the_write_pace_is_configurable(text, pace):
-    environ = {} if text is None else {"SECRETS_WRITES_PER_SECOND": text}
-    assert writes_per_second(environ) == pace
+@pytest.mark.parametrize(
+    ("variable", "text", "pace"),
+    [
+        ("SECRETS_WRITES_PER_SECOND", None, 40.0),
+        ("SECRETS_WRITES_PER_SECOND", "", 40.0),
+        ("SECRETS_WRITES_PER_SECOND", " 25 ", 25.0),
+        ("SECRETS_WRITES_PER_SECOND", "0.5", 0.5),
+        ("SECRETS_READS_PER_SECOND", None, 80.0),
+        ("SECRETS_READS_PER_SECOND", "1000", 1000.0),
+    ],
+)
+def test_the_paces_of_writes_and_bulk_reads_are_configurable(variable, text, pace):
+    environ = {} if text is None else {variable: text}
+    assert calls_per_second(environ, variable) == pace
 
 
+@pytest.mark.parametrize("variable", ["SECRETS_WRITES_PER_SECOND", "SECRETS_READS_PER_SECOND"])
 @pytest.mark.parametrize("text", ["0", "-3", "fast", "100000"])
-def test_a_write_pace_that_is_not_a_rate_is_refused(text):
-    with pytest.raises(InvalidEvent, match="SECRETS_WRITES_PER_SECOND"):
-        writes_per_second({"SECRETS_WRITES_PER_SECOND": text})
+def test_a_pace_that_is_not_a_rate_is_refused(variable, text):
+    with pytest.raises(InvalidEvent, match=variable):
+        calls_per_second({variable: text}, variable)
 
 
 def test_the_rate_limiter_lets_a_burst_through_then_spaces_the_calls(monkeypatch):

@@ -92,7 +92,7 @@ variable "log_kms_key_arn" {
 }
 
 variable "environment" {
-  description = "More environment variables: DB_SSL_MODE, DB_CONNECT_TIMEOUT, DB_LOCK_TIMEOUT, LOG_LEVEL (see the README's Configuration)."
+  description = "More environment variables: DB_SSL_MODE, DB_CONNECT_TIMEOUT, DB_LOCK_TIMEOUT, LOG_LEVEL, SECRETS_WRITES_PER_SECOND, SECRETS_READS_PER_SECOND (see the README's Configuration)."
   type        = map(string)
   default     = {}
 }
