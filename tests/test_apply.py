@@ -203,6 +203,50 @@ def test_delete_reassigns_what_the_user_owns_to_its_grantor(rds):
     assert owner == [("owner",)]
 
 
+def test_a_grantor_chain_deleted_together_hands_each_ones_objects_up_the_chain(rds, capsys):
+    """top <- middle <- leaf, and two grantees of top besides: each role's tables go to its
+    grantor before that grantor goes, the last to the master; one REASSIGN per grantor and
+    round, one DROP OWNED and one DROP ROLE per round, not three statements a role."""
+    chain = [
+        user("top", grant_ddl=True),
+        user("middle", grant_ddl=True, grantor="top", grant_privileges="SELECT"),
+        user("leaf", grant_ddl=True, grantor="middle", grant_privileges="SELECT"),
+        user("side1", grant_ddl=True, grantor="top", grant_privileges="SELECT"),
+        user("side2", grant_ddl=True, grantor="top", grant_privileges="SELECT"),
+    ]
+    rds.invoke(rds.event(chain))
+    for name in ("middle", "leaf", "side1"):
+        with rds.login(f"secret-{name}") as connection:
+            rds.run_sql(connection, f"CREATE TABLE made_by_{name} (id int)")
+
+    leaving = [{**entry, "action": "delete"} for entry in chain]
+    _, statements = rds.invoke_at_debug(rds.event(leaving, secret_recovery_days=0), capsys)
+
+    with rds.superuser() as connection:
+        owners = dict(
+            rds.run_sql(
+                connection,
+                "SELECT tablename, tableowner FROM pg_tables WHERE tablename LIKE 'made_by_%'",
+            )
+        )
+    assert owners == {
+        "made_by_middle": rds.master,
+        "made_by_leaf": rds.master,
+        "made_by_side1": rds.master,
+    }
+    assert not {"top", "middle", "leaf", "side1", "side2"} & rds.roles()
+    verbs = [
+        " ".join(s.split()[:2])
+        for s in statements
+        if s.startswith(("REASSIGN OWNED", "DROP OWNED", "DROP ROLE"))
+    ]
+    assert verbs == [
+        *("REASSIGN OWNED", "REASSIGN OWNED", "DROP OWNED", "DROP ROLE"),  # leaf, side1, side2
+        *("REASSIGN OWNED", "DROP OWNED", "DROP ROLE"),  # middle
+        *("REASSIGN OWNED", "DROP OWNED", "DROP ROLE"),  # top
+    ]
+
+
 def test_a_role_with_privileges_in_another_database_is_not_deleted(rds):
     rds.invoke(rds.seed_event())
     with rds.as_master("postgres") as connection:
