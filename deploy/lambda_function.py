@@ -3032,7 +3032,11 @@ class Postgres:
         return []
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
-        return frozenset(PG_TABLE_PRIVILEGES) if user.all_privileges else user.privileges
+        """ALL as PostgreSQL's table privileges. One it does not have (DROP, say) is left out:
+        engine_problems refused it, and the planner must still read the rest of the state."""
+        if user.all_privileges:
+            return frozenset(PG_TABLE_PRIVILEGES)
+        return user.privileges & frozenset(PG_TABLE_PRIVILEGES)
 
     def connect_args(
         self, target: Target, user: str, password: str, database: str | None = None
@@ -4373,11 +4377,12 @@ class MySql:
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
         """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
-        made sure DROP is granted anyway)."""
+        made sure DROP is granted anyway). One MySQL does not have (MAINTAIN, say) is left
+        out: engine_problems refused it, and the planner must still read the rest."""
         privileges = set(MY_TABLE_PRIVILEGES) if user.all_privileges else set(user.privileges)
         if "TRUNCATE" in privileges:
             privileges = (privileges - {"TRUNCATE"}) | {"DROP"}
-        return frozenset(privileges)
+        return frozenset(privileges) & frozenset(MY_TABLE_PRIVILEGES)
 
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
