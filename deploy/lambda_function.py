@@ -865,9 +865,9 @@ def event_path(path: EventPath | None) -> str:
     where = "" if parent is None else event_path(parent)
     if how == "index":
         return f"{where}[{at}]"
-    name = at if isinstance(at, str) and at.isprintable() else repr(at)
     if how == "key":
         return f"a key of {where or 'the event'}"
+    name = at if isinstance(at, str) and at.isprintable() else repr(at)
     return f"{where}.{name}" if where else name
 
 

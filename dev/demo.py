@@ -31,7 +31,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
 import psycopg2
 import pymysql
 from psycopg2 import errors, sql
@@ -41,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.servers import (  # noqa: E402
     RDS_MARIADB_MASTER_PRIVILEGES,
+    moto_client,
     start_mariadb,
     start_moto,
     start_postgres,
@@ -94,16 +94,6 @@ def aws_environment(moto_url: str) -> dict[str, str]:
     )
     env.setdefault("LOG_LEVEL", "WARNING")
     return env
-
-
-def secrets_client(moto_url: str):
-    return boto3.client(
-        "secretsmanager",
-        endpoint_url=moto_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-    )
 
 
 def read_secret(sm, name: str) -> dict:
@@ -610,7 +600,7 @@ def run_demo(engine: Engine, workdir: Path) -> None:
             f"{version} on {engine.server.host}:{engine.server.port}, moto on {moto_url}"
             f" ({time.monotonic() - started:.1f} s)"
         )
-        sm = secrets_client(moto_url)
+        sm = moto_client("secretsmanager", moto_url, REGION)
         env = aws_environment(moto_url)
 
         heading("2. Creating an RDS-like master user, the database and the master secret")

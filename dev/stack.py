@@ -37,6 +37,7 @@ from tests.servers import (  # noqa: E402
     PostgresServer,
     create_moto_functions,
     free_port,
+    moto_client,
     pg_bindir,
     start_mariadb,
     start_postgres,
@@ -238,18 +239,6 @@ def start_moto_daemon(name: str) -> dict:
     return {"url": url, "pid": process.pid}
 
 
-def aws_client(service: str, url: str):
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-    )
-
-
 def create_rotation_functions(url: str, engines: list[str]) -> dict[str, str]:
     """moto Lambda functions standing in for the rotation functions the examples need."""
     keys = [*engines, "CUSTOM"]
@@ -258,7 +247,9 @@ def create_rotation_functions(url: str, engines: list[str]) -> dict[str, str]:
 
 
 def create_secret(url: str, name: str, value: dict) -> None:
-    aws_client("secretsmanager", url).create_secret(Name=name, SecretString=json.dumps(value))
+    moto_client("secretsmanager", url, REGION).create_secret(
+        Name=name, SecretString=json.dumps(value)
+    )
 
 
 # --------------------------------------------------------------------------- PostgreSQL

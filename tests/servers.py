@@ -538,21 +538,23 @@ def start_moto(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
     return server, url
 
 
+def moto_client(service: str, url: str, region: str = "us-east-1") -> Any:
+    """A boto3 client of moto at `url`, whatever credentials the environment holds."""
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
+    )
+
+
 def create_moto_functions(url: str, names: list[str], region: str = "us-east-1") -> list[str]:
     """Lambda functions in moto at `url`, standing in for rotation functions: moto's
     RotateSecret refuses a function that does not exist, as AWS does, and with Docker off it
     never runs them. Returns their ARNs, in the order of `names`."""
-    import boto3
-
-    def client(service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
-        )
-
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -563,13 +565,13 @@ def create_moto_functions(url: str, names: list[str], region: str = "us-east-1")
             }
         ],
     }
-    role = client("iam").create_role(
+    role = moto_client("iam", url, region).create_role(
         RoleName="rotation", AssumeRolePolicyDocument=json.dumps(trust)
     )
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("rotate.py", "def handler(event, context):\n    return None\n")
-    functions = client("lambda")
+    functions = moto_client("lambda", url, region)
     return [
         functions.create_function(
             FunctionName=name,
