@@ -2846,14 +2846,29 @@ class Settings:
 # messages, and MySQL's error numbers as PyMySQL prints them).
 CONNECT_FAILURES = (
     (
+        # libpq's words when pg_hba.conf turns away a session without TLS (RDS for PostgreSQL
+        # 15 and later, whose rds.force_ssl is on by default); MySQL's error 3159. First: the
+        # PostgreSQL message also names the database, which the entry below looks for.
+        ("no encryption", "(3159,"),
+        "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl; "
+        "MySQL or MariaDB with require_secure_transport): use ssl_mode require or verify-full",
+    ),
+    (
         ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
         "the host name does not resolve: check rds_host (or the master secret's host) and the "
         "DNS of the function's VPC",
     ),
     (
-        ("password authentication failed", "(1045,", "authentication failed"),
+        ("password authentication failed", "authentication failed"),
         "authentication failed: the master secret's username and password do not log in "
         "(changed outside the secret, or the wrong secret?)",
+    ),
+    (
+        ("(1045,",),
+        "authentication failed: the master secret's username and password do not log in "
+        "(changed outside the secret, or the wrong secret?), or the server requires TLS "
+        "(require_secure_transport: MariaDB refuses a session without it the same way) and "
+        "ssl_mode is disable",
     ),
     (
         ('database "', "(1049,"),

@@ -137,6 +137,35 @@ def test_disable_means_no_tls_even_where_the_server_offers_it(db, ssl_mode, encr
     assert bool(cipher) is encrypted
 
 
+@pytest.fixture
+def tls_required(db):
+    """The server refuses connections without TLS, as RDS for PostgreSQL 15 and later does by
+    default (rds.force_ssl = 1: pg_hba.conf rejects hostnossl) and RDS for MariaDB or MySQL
+    with require_secure_transport = ON in its parameter group. Put back afterwards; the
+    superuser's own session, opened before, stays."""
+    with db.superuser() as admin:
+        if db.ENGINE == "postgres":
+            hba = db.server.datadir / "pg_hba.conf"
+            before = hba.read_text()
+            hba.write_text("hostnossl all all all reject\n" + before)
+            db.run_sql(admin, "SELECT pg_reload_conf()")
+            yield
+            hba.write_text(before)
+            db.run_sql(admin, "SELECT pg_reload_conf()")
+        else:
+            db.run_sql(admin, "SET GLOBAL require_secure_transport = ON")
+            yield
+            db.run_sql(admin, "SET GLOBAL require_secure_transport = OFF")
+
+
+def test_a_server_that_requires_tls_refuses_disable_naming_ssl_mode(db, tls_required):
+    with pytest.raises(tool.ApplyError, match="ssl_mode") as refused:
+        db.invoke(event(db, ssl_mode="disable"))
+
+    assert "Nothing was changed" in str(refused.value)
+    assert db.invoke(event(db, ssl_mode="require", rds_host=OTHER_HOST))["status"] == "success"
+
+
 def test_a_bundled_ca_makes_verify_full_the_default(db, pki, monkeypatch):
     monkeypatch.setattr(tool, "BUNDLED_CA", str(pki["ca"]))
     raw = event(db, rds_host=HOST)
