@@ -113,6 +113,13 @@ def unexpected_error_message(error: BaseException) -> str:
     bug), scrubbed, with what it means for the run: each write is made in an order that keeps
     every working password (see section 7), so whatever was done is kept and a re-run
     converges."""
+    throttled = throttled_text(error)
+    if throttled:
+        return (
+            f"{throttled}. Statements applied and secrets written before it are listed in the "
+            "log ('applied', 'aws'), each keeping a working password; the database changes of "
+            "an unfinished PostgreSQL transaction are rolled back; a re-run converges."
+        )
     text = REDACT(f"{type(error).__name__}: {error}".strip())
     if isinstance(error, RecursionError):
         text = "the input is nested too deeply to be read"
@@ -120,6 +127,31 @@ def unexpected_error_message(error: BaseException) -> str:
         f"unexpected error: {text}. Statements applied and secrets written before it are "
         "listed in the log ('applied', 'aws'); the database changes of an unfinished "
         "PostgreSQL transaction are rolled back; a re-run converges."
+    )
+
+
+def throttled_text(error: BaseException) -> str | None:
+    """What a run stopped by Secrets Manager's throttling says (None for any other error): that
+    it was throttled, how far the retries went, and what to change if it happens again."""
+    if isinstance(error, Throttled):
+        what = str(error)
+    elif (
+        isinstance(error, botocore.exceptions.ClientError)
+        and error.response.get("Error", {}).get("Code") in THROTTLING_CODES
+    ):
+        tries = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        what = (
+            f"Secrets Manager answered {error.response['Error']['Code']} to "
+            f"{error.operation_name} {tries} time(s), the retries (with backoff and jitter) "
+            "used up"
+        )
+    else:
+        return None
+    return (
+        f"throttled: {what}. The account's Secrets Manager quotas (50 writes a second for each "
+        "group of write calls, 100 bulk reads a second; per account and Region, shared by "
+        "every caller) were exceeded: if it happens again, lower secrets_writes_per_second "
+        "(SECRETS_WRITES_PER_SECOND) or run fewer invocations at a time (docs/fleets.md)"
     )
 
 
@@ -132,7 +164,13 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
     settings = Settings.read(os.environ)
     if settings.problems:  # before any call: a bad environment is invalid input, like the event
         raise InvalidEvent([*settings.problems, *problems])
-    aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
+    deadline = Deadline(context)
+    aws = SecretsManager(
+        event.region or os.environ.get("AWS_REGION"),
+        writes_per_second=event.secrets_writes_per_second,
+        reads_per_second=event.secrets_reads_per_second,
+        deadline=deadline,
+    )
     target, problems = locate(event, aws, problems)
     event = bind_engine(event, target.dialect)
     info(
@@ -142,7 +180,6 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
         users=len(event.users),
         dry_run=event.dry_run,
     )
-    deadline = Deadline(context)
     with database_session(target, deadline, problems) as connection:
         facts = gather(connection, event, target, aws, deadline)
         passwords = aws.random_passwords if not event.dry_run else local_passwords
@@ -160,7 +197,7 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
         duration_ms=result["duration_ms"],
         stats=result["stats"],
     )
-    return result
+    return fit_report(result)
 
 
 def locate(event: Event, aws: SecretsManager, problems: list[str]) -> tuple[Target, list[str]]:
@@ -359,6 +396,10 @@ class Event:
     ssl_mode: SslMode = "require"
     verify_logins: bool = False
     move_secrets: bool = False  # secrets describing this database at another endpoint follow it
+    # This invocation's share of a fleet's Secrets Manager paces (docs/fleets.md); None: the
+    # function's SECRETS_WRITES_PER_SECOND / SECRETS_READS_PER_SECOND.
+    secrets_writes_per_second: float | None = None
+    secrets_reads_per_second: float | None = None
 
     def user(self, name: str) -> UserSpec | None:
         """The user of that name (the first one, if declared twice), in constant time."""
@@ -708,6 +749,8 @@ TOP_KEYS = {
     "ssl_mode",
     "verify_logins",
     "move_secrets",
+    "secrets_writes_per_second",
+    "secrets_reads_per_second",
     "$schema",  # the JSON Schema an editor checks the event against: accepted and ignored
 }
 
@@ -799,6 +842,10 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         problems += found
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
+    paces = {}
+    for key in ("secrets_writes_per_second", "secrets_reads_per_second"):
+        paces[key], found = parse_pace(raw.get(key), key)
+        problems += found
     users, found = parse_users(raw.get("users"), rotation)
     problems += found
     event = Event(
@@ -818,6 +865,8 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         ssl_mode=ssl_mode,
         verify_logins=flags["verify_logins"],
         move_secrets=flags["move_secrets"],
+        secrets_writes_per_second=paces["secrets_writes_per_second"],
+        secrets_reads_per_second=paces["secrets_reads_per_second"],
     )
     problems += relationship_problems(event)
     if engine:
@@ -910,6 +959,20 @@ def parse_port(value: Any) -> tuple[int | None, list[str]]:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
+
+
+def parse_pace(value: Any, key: str) -> tuple[float | None, list[str]]:
+    """A pace of Secrets Manager calls for this invocation, in calls per second, within the
+    range the environment variable takes (SECRETS_PACE_MAX); null or absent: the variable's."""
+    if value is None:
+        return None, []
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not 0 < number <= SECRETS_PACE_MAX:
+        return None, [
+            f"{key} must be a number of calls per second above 0 and at most "
+            f"{SECRETS_PACE_MAX:,}, not {value!r}"
+        ]
+    return float(number), []
 
 
 def parse_schemas(raw: dict) -> tuple[tuple[str, ...], list[str]]:
@@ -1568,6 +1631,19 @@ class RateLimiter:
 # 5,000 (300 bulk reads) takes at least 2.75 s at the default pace.
 SECRETS_PACES = {"SECRETS_WRITES_PER_SECOND": 40.0, "SECRETS_READS_PER_SECOND": 80.0}
 
+SECRETS_PACE_MAX = 10_000  # calls per second: the most a pace may be, variable or event key
+
+# The error codes of a throttled call, as botocore's retry modes know them (Secrets Manager
+# answers ThrottlingException, HTTP 400, in its JSON protocol).
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+
+
+class Throttled(Exception):
+    """Secrets Manager throttled a call, and no retry is left: botocore's attempts are used
+    up, or the invocation's remaining time could not wait for the next one."""
+
 
 def calls_per_second(environ: Mapping[str, str], variable: str) -> float:
     """The pace a variable of SECRETS_PACES sets, else its default."""
@@ -1576,7 +1652,7 @@ def calls_per_second(environ: Mapping[str, str], variable: str) -> float:
         pace = float(text) if text else SECRETS_PACES[variable]
     except ValueError:
         pace = 0.0
-    if not 0 < pace <= 10_000:
+    if not 0 < pace <= SECRETS_PACE_MAX:
         raise InvalidEvent([f"{variable} must be a number of calls per second, not {text!r}"])
     return pace
 
@@ -1604,18 +1680,37 @@ def freeze_what_lives_on() -> None:
 
 
 class SecretsManager:
-    """The Secrets Manager calls the tool makes, counted, retried by botocore, run concurrently."""
+    """The Secrets Manager calls the tool makes, counted, paced, retried by botocore, run
+    concurrently.
+
+    Retries are botocore's standard mode: a throttled call (ThrottlingException) or a
+    transient failure is tried again, up to ATTEMPTS times in all, after a wait drawn at random
+    (jitter) from an exponentially growing range, at most RETRY_MAX_WAIT_S. Each invocation's
+    client also keeps botocore's retry quota (a throttled retry costs 5 of 500 tokens, a
+    success gives one back): a client throttled call after call stops retrying sooner. A retry
+    is only waited for while the invocation has the time for the wait and the attempt after
+    it (_within_time); otherwise the run stops with Throttled, which says so."""
 
     WORKERS = 16
     BATCH = 20  # BatchGetSecretValue's SecretIdList holds at most 20
     LIST_PAGE = 100  # ListSecrets' MaxResults is at most 100
     LIST_PAGES = 3  # pages a ListSecrets chain may take before its names are described instead
+    ATTEMPTS = 8  # a call's attempts in all, the first one included
+    RETRY_MAX_WAIT_S = 20  # botocore's longest wait between two attempts
+    CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 30
 
-    def __init__(self, region: str | None):
+    def __init__(
+        self,
+        region: str | None,
+        *,
+        writes_per_second: float | None = None,
+        reads_per_second: float | None = None,
+        deadline: Deadline | None = None,
+    ):
         config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": 8},
-            connect_timeout=5,
-            read_timeout=30,
+            retries={"mode": "standard", "total_max_attempts": self.ATTEMPTS},
+            connect_timeout=self.CONNECT_TIMEOUT_S,
+            read_timeout=self.READ_TIMEOUT_S,
             max_pool_connections=self.WORKERS,
         )
         self.client = aws_session().create_client(
@@ -1623,13 +1718,42 @@ class SecretsManager:
         )
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
+        self.throttled: dict[str, int] = defaultdict(int)
+        self._counting = threading.Lock()
+        self._deadline = deadline
         self.client.meta.events.register("before-call.secrets-manager", self._count)
-        self._writes = RateLimiter(calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND"))
-        reads = calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
+        # Registered first: it must run before botocore's own handler decides on a retry and
+        # sleeps before it.
+        self.client.meta.events.register_first("needs-retry.secrets-manager", self._within_time)
+        writes = writes_per_second or calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND")
+        reads = reads_per_second or calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
+        self.paces = {"writes_per_second": writes, "reads_per_second": reads}
+        self._writes = RateLimiter(writes)
         self._bulk_reads = RateLimiter(reads, burst=int(reads))
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
+
+    def _within_time(self, response: Any, operation: Any, attempts: int, **_: Any) -> None:
+        """Before botocore decides on a retry: count a throttled answer, and when it is not
+        the last attempt but the invocation's remaining time is shorter than the longest wait
+        before the next attempt plus that attempt's timeouts, stop with Throttled (a run
+        killed by Lambda's timeout would say nothing of why)."""
+        error = response[1].get("Error", {}) if response else {}
+        if error.get("Code") not in THROTTLING_CODES:
+            return
+        with self._counting:
+            self.throttled[operation.name] += 1
+        left_ms = self._deadline.remaining_ms() if self._deadline else None
+        wait_s = min(2 ** (attempts - 1), self.RETRY_MAX_WAIT_S)
+        needed_s = wait_s + self.CONNECT_TIMEOUT_S + self.READ_TIMEOUT_S
+        if attempts < self.ATTEMPTS and left_ms is not None and left_ms < needed_s * 1000:
+            raise Throttled(
+                f"Secrets Manager answered {error.get('Code')} to {operation.name} "
+                f"{attempts} time(s), and the invocation's remaining time "
+                f"({max(left_ms, 0) / 1000:.0f} s) is shorter than another attempt may take "
+                f"({needed_s} s)"
+            )
 
     def map(self, function: Callable, items: Iterable) -> list:
         """function(item) for each item, WORKERS at a time, in order. The items go in runs of
@@ -2455,9 +2579,10 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         aws.map(after, staying)
         doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
-    except (ApplyError, botocore.exceptions.ClientError) as error:
+    except (ApplyError, Throttled, botocore.exceptions.ClientError) as error:
         raise ApplyError(
-            f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
+            f"{throttled_text(error) or REDACT(str(error))}. The database changes are "
+            f"committed ({len(plan.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
 
@@ -2635,11 +2760,60 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
             "sql_ms": plan.counter["sql_ms"],
             "catalog_queries": plan.state.catalog_queries,
             "aws_calls": dict(sorted(aws.calls.items())),
+            "aws_throttled": dict(sorted(aws.throttled.items())),
+            "secrets_paces": aws.paces,
         },
     }
     if event.dry_run:
         result["sql"] = [step.display(connection) for step in plan.steps]
     return result
+
+
+# A synchronous Lambda response is at most 6 MB (6,291,556 bytes): a report larger than this
+# is compacted (fit_report), with room left for what the runtime wraps around it.
+REPORT_LIMIT_BYTES = 4_000_000
+
+SQL_LOG_LINE = 100  # statements a 'sql' log line holds: CloudWatch takes 256 KB a line
+
+
+def fit_report(result: dict, limit: int | None = None) -> dict:
+    """The report as it is when its JSON fits `limit` bytes (REPORT_LIMIT_BYTES). Otherwise
+    the details go to the log (one 'user' line per user, the dry run's SQL in 'sql' lines of
+    SQL_LOG_LINE statements), and the report keeps each user's name, action and result, the
+    counts by result, and as much of the SQL as fits, saying what it left out."""
+    limit = REPORT_LIMIT_BYTES if limit is None else limit
+    size = len(json.dumps(result))
+    if size <= limit:
+        return result
+    users, sql = result["users"], result.get("sql") or []
+    for user in users:
+        info("user", **user)
+    for start in range(0, len(sql), SQL_LOG_LINE):
+        info("sql", first=start + 1, statements=sql[start : start + SQL_LOG_LINE])
+    compact = {
+        **result,
+        "users": [{key: user[key] for key in ("db_user", "action", "result")} for user in users],
+        "user_results": dict(sorted(Counter(user["result"] for user in users).items())),
+        "warnings": [
+            *result["warnings"],
+            f"the report ({size:,} bytes) is larger than {limit:,} bytes: each user's changes "
+            "and secret, and the SQL, are in the function's log ('user' and 'sql' lines)",
+        ],
+        "compacted": {"full_bytes": size, "limit_bytes": limit},
+    }
+    if "sql" in result:
+        compact["sql"] = []
+        room = limit - len(json.dumps(compact)) - 64  # 64: the "sql_omitted" key and number
+        kept = 0
+        for statement in sql:
+            room -= len(json.dumps(statement)) + 2
+            if room < 0:
+                break
+            kept += 1
+        compact["sql"], compact["sql_omitted"] = sql[:kept], len(sql) - kept
+    if len(json.dumps(compact)) > limit:  # even a line per user is too much: counts only
+        compact["users"], compact["users_omitted"] = [], len(users)
+    return compact
 
 
 def user_report(user: UserSpec, plan: Plan) -> dict:
