@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from types import SimpleNamespace
@@ -64,7 +65,6 @@ from tests.servers import RDS_MARIADB_MASTER_PRIVILEGES, moto_client, start_mari
 
 INVOKE = ROOT / "deploy" / "invoke.sh"
 PLOT_PYTHON = ROOT / "benchmarks" / ".venv" / "bin" / "python"
-SECRETS = {"postgres": "fleet-postgres-master", "mariadb": "fleet-mariadb-master"}
 BULK_READS = {"BatchGetSecretValue", "ListSecrets"}
 
 # The stand-in for `aws lambda invoke ... --payload fileb://P ... OUT`: it hands the event to
@@ -185,130 +185,157 @@ def fleet_users(database: str, count: int) -> list[dict]:
     return entries
 
 
-def databases(count: int) -> dict[str, list[str]]:
-    """The fleet's databases by engine: half PostgreSQL, half MariaDB."""
-    names = [f"fleet{i:02}" for i in range(count)]
-    return {"postgres": names[: (count + 1) // 2], "mariadb": names[(count + 1) // 2 :]}
+@dataclass
+class Server:
+    """One local server of the fleet, its master secret, and the fleet's databases on it."""
+
+    engine: str
+    server: Any
+    secret: str
+    databases: list[str] = field(default_factory=list)
 
 
 class Fleet:
-    """The servers, their databases and masters, moto and the proxy."""
+    """The servers (`--servers` of each engine), their databases and masters, moto and the
+    proxy. Database i goes to PostgreSQL when i is even and to MariaDB when it is odd, on the
+    engine's servers in turn."""
 
     def __init__(self, args: argparse.Namespace, workdir: Path):
         self.args, self.workdir = args, workdir
-        self.by_engine = databases(args.databases)
         self.moto, self.moto_url = common.start_moto_process()
         self.proxy = QuotaProxy(self.moto_url, Quotas()).start()
-        self.pg = start_postgres(args.major, workdir / "pg")
-        self.maria = start_mariadb(workdir / "maria")
-        self.servers = {"postgres": self.pg, "mariadb": self.maria}
-        self.make_masters()
-        self.make_databases()
+        self.servers: list[Server] = []
+        try:
+            self.start_servers()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_servers(self) -> None:
+        args, workdir = self.args, self.workdir
+        for k in range(args.servers):
+            pg = start_postgres(args.major, workdir / f"pg{k}")
+            self.servers.append(Server("postgres", pg, f"fleet-postgres{k}-master"))
+            maria = start_mariadb(workdir / f"maria{k}")
+            self.servers.append(Server("mariadb", maria, f"fleet-mariadb{k}-master"))
+        for i in range(args.databases):
+            engine_servers = [s for s in self.servers if s.engine == ("postgres", "mariadb")[i % 2]]
+            engine_servers[(i // 2) % args.servers].databases.append(f"fleet{i:02}")
+        for server in self.servers:
+            self.make_master(server)
+            self.make_databases(server)
+        self.store_master_secrets()
 
     def stop(self) -> None:
-        for server in (self.pg, self.maria):
-            server.stop()
+        for server in self.servers:
+            server.server.stop()
         self.proxy.stop()
         self.moto.terminate()
         self.moto.wait()
 
-    def pg_admin(self, database: str = "postgres") -> Any:
-        connection = psycopg2.connect(**self.pg.dsn(dbname=database))
+    @staticmethod
+    def pg_connect(server: Any, database: str = "postgres", **login: Any) -> Any:
+        connection = psycopg2.connect(**server.dsn(dbname=database, **login))
         connection.autocommit = True
         return connection
 
-    def maria_root(self) -> Any:
-        return pymysql.connect(
-            **self.maria.connect_args(user=self.maria.root_user, password=self.maria.root_password),
-            autocommit=True,
-        )
+    @staticmethod
+    def maria_connect(server: Any, **login: Any) -> Any:
+        login = login or {"user": server.root_user, "password": server.root_password}
+        return pymysql.connect(**server.connect_args(**login), autocommit=True)
 
-    def make_masters(self) -> None:
-        with self.pg_admin() as admin, admin.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
-                    sql.Identifier(MASTER), sql.Literal(MASTER_PASSWORD)
+    def make_master(self, fleet_server: Server) -> None:
+        server = fleet_server.server
+        if fleet_server.engine == "postgres":
+            with contextlib.closing(self.pg_connect(server)) as admin, admin.cursor() as cursor:
+                cursor.execute(
+                    sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB PASSWORD {}").format(
+                        sql.Identifier(MASTER), sql.Literal(MASTER_PASSWORD)
+                    )
                 )
-            )
-        with self.maria_root() as root, root.cursor() as cursor:
+            return
+        with self.maria_connect(server) as root, root.cursor() as cursor:
             cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (MASTER, MASTER_PASSWORD))
             cursor.execute(
                 f"GRANT {RDS_MARIADB_MASTER_PRIVILEGES} ON *.* TO %s@'%%' WITH GRANT OPTION",
                 (MASTER,),
             )
-        self.store_master_secrets()
 
     def store_master_secrets(self) -> None:
         client = moto_client("secretsmanager", self.moto_url, REGION)
-        for engine, server in self.servers.items():
+        for fleet_server in self.servers:
+            server = fleet_server.server
             value = {
-                "engine": engine,
+                "engine": fleet_server.engine,
                 "host": server.host,
                 "port": server.port,
                 "username": MASTER,
                 "password": MASTER_PASSWORD,
             }
-            client.create_secret(Name=SECRETS[engine], SecretString=json.dumps(value))
+            client.create_secret(Name=fleet_server.secret, SecretString=json.dumps(value))
 
-    def make_databases(self) -> None:
+    def make_databases(self, fleet_server: Server) -> None:
         tables = [f"CREATE TABLE t{i} (id serial, x int)" for i in range(self.args.tables)]
-        for database in self.by_engine["postgres"]:
-            master = psycopg2.connect(
-                **self.pg.dsn(user=MASTER, password=MASTER_PASSWORD, dbname="postgres")
-            )
-            master.autocommit = True
-            master.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-            master.close()
-            inside = psycopg2.connect(
-                **self.pg.dsn(user=MASTER, password=MASTER_PASSWORD, dbname=database)
-            )
-            inside.autocommit = True
-            for statement in tables:
-                inside.cursor().execute(statement)
-            inside.close()
-        connection = pymysql.connect(
-            **self.maria.connect_args(user=MASTER, password=MASTER_PASSWORD), autocommit=True
-        )
-        with connection, connection.cursor() as cursor:
-            for database in self.by_engine["mariadb"]:
+        server, master = fleet_server.server, {"user": MASTER, "password": MASTER_PASSWORD}
+        if fleet_server.engine == "postgres":
+            for database in fleet_server.databases:
+                with contextlib.closing(self.pg_connect(server, **master)) as connection:
+                    connection.cursor().execute(
+                        sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database))
+                    )
+                with contextlib.closing(self.pg_connect(server, database, **master)) as connection:
+                    for statement in tables:
+                        connection.cursor().execute(statement)
+            return
+        with self.maria_connect(server, **master) as connection, connection.cursor() as cursor:
+            for database in fleet_server.databases:
                 cursor.execute(f"CREATE DATABASE `{database}`")
                 for statement in tables:
                     cursor.execute(statement.replace("TABLE ", f"TABLE `{database}`."))
 
     def reset(self) -> None:
         """No users, no secrets: ready for the next first run (not timed)."""
-        for database in self.by_engine["postgres"]:
-            with self.pg_admin(database) as admin, admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{database}\\_%",)
-                )
-                # One role at a time, the grantor (the owner) last: PostgreSQL fails to drop
-                # a default ACL that several of the roles dropped at once appear in.
-                names = sorted((n for (n,) in cursor.fetchall()), key=lambda n: n.endswith("owner"))
-                roles = [sql.Identifier(name) for name in names]
-                for role in roles:
-                    cursor.execute(sql.SQL("DROP OWNED BY {}").format(role))
-                if roles:
-                    cursor.execute(sql.SQL("DROP ROLE {}").format(sql.SQL(", ").join(roles)))
-        with self.maria_root() as root, root.cursor() as cursor:
-            cursor.execute("SELECT User FROM mysql.user WHERE User LIKE %s", ("fleet%",))
-            accounts = ", ".join(f"'{name}'@'%'" for (name,) in cursor.fetchall())
-            if accounts:
-                cursor.execute(f"DROP USER {accounts}")
+        for fleet_server in self.servers:
+            server = fleet_server.server
+            if fleet_server.engine == "mariadb":
+                with self.maria_connect(server) as root, root.cursor() as cursor:
+                    cursor.execute("SELECT User FROM mysql.user WHERE User LIKE %s", ("fleet%",))
+                    accounts = ", ".join(f"'{name}'@'%'" for (name,) in cursor.fetchall())
+                    if accounts:
+                        cursor.execute(f"DROP USER {accounts}")
+                continue
+            for database in fleet_server.databases:
+                with (
+                    contextlib.closing(self.pg_connect(server, database)) as admin,
+                    admin.cursor() as cursor,
+                ):
+                    cursor.execute(
+                        "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"{database}\\_%",)
+                    )
+                    # One role at a time, the grantor (the owner) last: PostgreSQL fails to
+                    # drop a default ACL that several of the roles dropped at once appear in.
+                    names = sorted(
+                        (n for (n,) in cursor.fetchall()), key=lambda n: n.endswith("owner")
+                    )
+                    roles = [sql.Identifier(name) for name in names]
+                    for role in roles:
+                        cursor.execute(sql.SQL("DROP OWNED BY {}").format(role))
+                    if roles:
+                        cursor.execute(sql.SQL("DROP ROLE {}").format(sql.SQL(", ").join(roles)))
         requests.post(f"{self.moto_url}/moto-api/reset", timeout=30)
         self.store_master_secrets()
 
     def write_events(self, users: int) -> Path:
         folder = Path(tempfile.mkdtemp(prefix=f"events-{users}-", dir=self.workdir))
-        for engine, names in self.by_engine.items():
-            server = self.servers[engine]
-            for database in names:
+        for fleet_server in self.servers:
+            server = fleet_server.server
+            for database in fleet_server.databases:
                 event = {
-                    "secret_name": SECRETS[engine],
+                    "secret_name": fleet_server.secret,
                     "database_name": database,
                     "rds_host": server.host,
                     "rds_port": server.port,
-                    "db_engine": engine,
+                    "db_engine": fleet_server.engine,
                     "ssl_mode": "disable",
                     "region": REGION,
                     "users": fleet_users(database, users),
@@ -366,6 +393,7 @@ def run_fleet(fleet: Fleet, local: LocalLambda, events: Path, jobs: int) -> dict
             sum((r.get("stats") or {}).get("aws_throttled", {}).values()) for r in reports
         ),
         "changed": sum(bool(r.get("changed")) for r in reports),
+        "invocation_seconds": sorted(r.get("duration_ms", 0) / 1000 for r in reports),
     }
 
 
@@ -381,14 +409,21 @@ def floor(counts: dict) -> float:
 
 def measure(fleet: Fleet, local: LocalLambda, users: int, jobs: int) -> dict:
     events = fleet.write_events(users)
-    result: dict[str, Any] = {"users": users, "jobs": jobs, "databases": fleet.args.databases}
+    result: dict[str, Any] = {
+        "users": users,
+        "jobs": jobs,
+        "databases": fleet.args.databases,
+        "servers": len(fleet.servers),
+    }
     for run in ("first run", "no-op"):
         result[run] = run_fleet(fleet, local, events, jobs)
         r = result[run]
         print(
             f"{fleet.args.databases} x {users} users, J = {jobs}, {run}: {r['seconds']:.1f} s "
             f"(floor {r['floor']:.1f} s, {r['seconds'] / max(r['floor'], 1e-9):.2f}x), "
-            f"{r['writes']} writes, throttled {r['throttled'] or 0}, failures {r['failures']}",
+            f"{r['writes']} writes, throttled {r['throttled'] or 0}, failures {r['failures']}; "
+            f"invocations {sum(r['invocation_seconds']):.1f} s in all, the longest "
+            f"{max(r['invocation_seconds'], default=0):.1f} s",
             flush=True,
         )
     fleet.reset()
@@ -437,6 +472,7 @@ def main() -> None:
     parser.add_argument("--users", default="25,50,100", help="users a database, comma-separated")
     parser.add_argument("--jobs", default="1,4,8", help="invoke.sh -j values, comma-separated")
     parser.add_argument("--tables", type=int, default=10)
+    parser.add_argument("--servers", type=int, default=1, help="servers of each engine (default 1)")
     parser.add_argument("--major", type=int, default=16)
     parser.add_argument("--fleet-writes-per-second", type=float, default=50)
     parser.add_argument("--fleet-reads-per-second", type=float, default=100)
