@@ -216,8 +216,8 @@ def store_master_secret(server, engine: str) -> None:
     secrets.create_secret(Name=MASTER_SECRET, SecretString=json.dumps(value))
 
 
-def invoke(server, engine: str, entries: list[dict]) -> tuple[float, dict]:
-    event = event_for(server, engine, entries)
+def invoke(server, engine: str, entries: list[dict], **extra: Any) -> tuple[float, dict]:
+    event = {**event_for(server, engine, entries), **extra}
     context = SimpleNamespace(aws_request_id="bench", get_remaining_time_in_millis=lambda: 900_000)
     started = time.perf_counter()
     report = tool.lambda_handler(event, context)
@@ -322,8 +322,12 @@ def measure_one(
 
 
 def measure_runs(server, engine: str, size: int, shape: str) -> dict:
-    """The four runs, each measured; the floor beside the no-op."""
-    measured: dict[str, Any] = {"runs": {}}
+    """The four runs, each measured; the floor beside the no-op. Before them, a dry run of
+    the first, whose report (with its SQL) is the largest: the size of each report's JSON
+    against Lambda's 6 MB response limit."""
+    measured: dict[str, Any] = {"runs": {}, "report_bytes": {}}
+    dry = invoke(server, engine, runs(size, shape)[0][1], dry_run=True)[1]
+    measured["report_bytes"]["dry run"] = len(json.dumps(dry))
     for name, entries in runs(size, shape):
         gc.collect()
         COUNTS.clear()
@@ -338,6 +342,7 @@ def measure_runs(server, engine: str, size: int, shape: str) -> dict:
                 seconds = min(seconds, invoke(server, engine, entries)[0])
             measured["floor"] = min(floors)
         stats = report["stats"]
+        measured["report_bytes"][name] = len(json.dumps(report))
         measured["runs"][name] = {
             "seconds": seconds,
             "statements": stats["sql_statements"],
@@ -422,6 +427,10 @@ def tables(everything: list[dict]) -> str:
             f"\nGrowth exponent from 500 to {fitted[-1]['users']:,} users (least-squares "
             f"log-log slope over {len(fitted)} sizes): {slopes}; floor {floor_slope:.2f}."
         )
+    for r in results:
+        if "report_bytes" in r:
+            sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in r["report_bytes"].items())
+            lines.append(f"\n{r['users']:,} users, the report's JSON: {sizes}.")
     for r in everything:
         if "refused" in r:
             refused = r["refused"]

@@ -7,6 +7,10 @@ not depend on the engine runs on PostgreSQL and on MariaDB."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -15,8 +19,10 @@ from types import SimpleNamespace
 import botocore.exceptions
 import invoke
 import pytest
-from conftest import tool, user
+from conftest import ROOT, tool, user
 from quota_proxy import EveryNth, From, QuotaProxy, Quotas
+
+INVOKE = ROOT / "deploy" / "invoke.sh"
 
 
 @pytest.fixture
@@ -288,3 +294,49 @@ def test_an_events_own_lower_pace_is_kept():
     invoke.run_fleet(events, jobs=4, writes=40, reads=80, invoke_one=record)
     assert record.runs[0][2]["secrets_writes_per_second"] == 2
     assert record.runs[0][2]["secrets_reads_per_second"] == 80
+
+
+RECORDING_AWS = """#!{python}
+# Stand-in for `aws lambda invoke`: keeps the payload, answers a report.
+import json, os, sys, uuid
+payload = next(a for a in sys.argv if a.startswith("fileb://"))[len("fileb://"):]
+event = json.load(open(payload))
+json.dump(event, open(os.path.join(os.environ["RECORD"], uuid.uuid4().hex + ".json"), "w"))
+json.dump({{"status": "success", "changed": False, "users": []}}, open(sys.argv[-1], "w"))
+print(json.dumps({{"StatusCode": 200}}))
+"""
+
+
+def test_invoke_sh_puts_each_events_share_in_its_payload(tmp_path):
+    bin_dir, record, events = tmp_path / "bin", tmp_path / "record", tmp_path / "events"
+    for folder in (bin_dir, record, events):
+        folder.mkdir()
+    (bin_dir / "aws").write_text(RECORDING_AWS.format(python=sys.executable))
+    (bin_dir / "aws").chmod(0o755)
+    for host in ("db1.example.com", "db2.example.com", "db3.example.com"):
+        event = {"secret_name": "m", "database_name": "d", "rds_host": host, "users": []}
+        (events / f"{host}.json").write_text(json.dumps(event))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record)}
+    command = [str(INVOKE), "-j", "2", "--secrets-writes-per-second", "30", "f", str(events)]
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 cluster(s), apply, 2 at a time" in done.stdout
+    paces = sorted(
+        (e["secrets_writes_per_second"], e["secrets_reads_per_second"])
+        for e in (json.loads(p.read_text()) for p in record.glob("*.json"))
+    )
+    assert paces[:2] == [(15.0, 40.0), (15.0, 40.0)]  # 2 at a time of 30 and 80 a second
+    assert paces[2] in ((15.0, 40.0), (30.0, 80.0))  # the last alone, if the others are done
+
+
+@pytest.mark.parametrize("pace", ["0", "-5", "nan", "10001"])
+def test_invoke_sh_refuses_a_pace_out_of_range_and_invokes_nothing(tmp_path, pace):
+    event = tmp_path / "e.json"
+    event.write_text(json.dumps({"secret_name": "m", "database_name": "d", "users": []}))
+    command = [str(INVOKE), "--secrets-writes-per-second", pace, "f", str(event)]
+
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert done.returncode == 2 and "--secrets-writes-per-second needs a number" in done.stderr
