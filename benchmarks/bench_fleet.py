@@ -1,35 +1,35 @@
 """Benchmark: a fleet of databases run through deploy/invoke.sh against Secrets Manager's quotas.
 
     .venv/bin/python benchmarks/bench_fleet.py [--databases 20] [--users 25,50,100]
-        [--jobs 1,4,8] [--tables 10] [--major 16]
+        [--jobs 1,4,8] [--servers 1] [--tables 10] [--major 16]
         [--fleet-writes-per-second 50] [--fleet-reads-per-second 100] [--plot FILE.png]
 
 N databases of M users each (W(M) as bench_postgres.py has it, the names prefixed by the
-database: roles and accounts are server-wide), half in one PostgreSQL cluster and half in one
-MariaDB server, each event naming its server's master secret. `deploy/invoke.sh -j J` invokes
-them with a stand-in `aws` on PATH that hands each payload to a local Lambda: warm worker
-processes, each one execution environment running lambda_handler one invocation at a time, as
-Lambda keeps them (the first invocations start them cold). Secrets Manager is moto (a process
-of its own, secrets found by id: common.index_moto_secrets) behind tests/quota_proxy.py, which
-enforces AWS's published quotas per second (writes 50 for each group of write calls,
-BatchGetSecretValue and ListSecrets 100, GetSecretValue and DescribeSecret 10,000) and answers
-ThrottlingException above them.
+database: roles and accounts are server-wide), half on PostgreSQL and half on MariaDB, on
+`--servers` local servers of each engine (default one cluster and one server, each holding
+several databases), each event naming its server's master secret. `deploy/invoke.sh -j J`
+invokes them with a stand-in `aws` on PATH that hands each payload to a local Lambda: warm
+worker processes, each one execution environment running lambda_handler one invocation at a
+time, as Lambda keeps them (started cold when every one is busy, and kept from run to run).
+Secrets Manager is moto (a process of its own, secrets found by id: common.index_moto_secrets)
+behind tests/quota_proxy.py, which enforces AWS's published quotas per second (writes 50 for
+each group of write calls, BatchGetSecretValue and ListSecrets 100, GetSecretValue and
+DescribeSecret 10,000) with token buckets and answers ThrottlingException above them.
 
-For each J (at the largest M) and for each M (at the largest J): a first run (every user
+For each J (at the largest M) and for each other M (at the largest J): a first run (every user
 created) and a no-op (the same events again); then the servers' users and moto's secrets are
-removed for the next first run. Each run: the wall time of invoke.sh, the floor the quotas set
-(each group's calls that went through divided by its quota; the largest), the calls and the
-throttled calls by kind as the proxy counted them, and the failed invocations. A table, the
-figures as JSON, and a plot (drawn with matplotlib from a separate venv, benchmarks/.venv:
-`python3 -m venv benchmarks/.venv && benchmarks/.venv/bin/pip install -r
+removed for the next first run (not timed). Each run: the wall time of invoke.sh, the floor the
+quotas set (the calls of each quota's group that went through divided by its quota; the
+largest), the calls and the throttled calls by kind as the proxy counted them, the failed
+invocations. Then a table, the figures as JSON, and a plot drawn with matplotlib from a venv of
+its own (`python3 -m venv benchmarks/.venv && benchmarks/.venv/bin/pip install -r
 benchmarks/requirements-plot.txt`; without it, no plot).
 
-The quota is the account's, and invocations on one server run one after the other (the
-function's cluster lock: invoke.sh queues them itself), so with one server per engine at most
-two invocations run at once whatever J is: J counts when the fleet spans more servers than J.
-The fleet is given the account's whole quota (--fleet-writes-per-second 50): the benchmark's
-account has no other caller; a real fleet leaves room for the others (invoke.sh's default is
-40)."""
+invoke.sh runs the events of one server one after the other (the function holds a cluster
+lock for its whole run), so at most min(J, servers) invocations run at once: with one server
+per engine, two, whatever J is. The fleet is given the account's whole quota
+(--fleet-writes-per-second 50, --fleet-reads-per-second 100): the benchmark's account has no
+other caller, where a real fleet leaves room for them (invoke.sh's defaults are 40 and 80)."""
 
 from __future__ import annotations
 

@@ -120,11 +120,14 @@ class Quotas:
 
 class QuotaProxy:
     """The proxy, on 127.0.0.1 at `url` once started; `calls` and `throttled` count by
-    operation. `rule` may be replaced while it runs."""
+    operation. `rule` may be replaced while it runs, and `status`, the HTTP status of a
+    throttled answer: 400 as Secrets Manager sends it, or 429 (Too Many Requests) as some
+    AWS front ends do."""
 
     def __init__(self, upstream: str, rule: Rule | None = None):
         self.upstream = urlsplit(upstream)
         self.rule: Rule = rule or (lambda _operation: False)
+        self.status = 400
         self.calls: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -180,7 +183,8 @@ class QuotaProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
                 if proxy._decide(operation):
-                    self.answer(400, THROTTLED_BODY.encode(), "application/x-amz-json-1.1")
+                    body = THROTTLED_BODY.encode()
+                    self.answer(proxy.status, body, "application/x-amz-json-1.1")
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 for attempt in (1, 2):  # a kept-alive connection moto closed: once more

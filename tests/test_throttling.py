@@ -137,6 +137,15 @@ def no_password_is_lost_whichever_write_is_throttled(db, proxy, monkeypatch):
         assert all(logs_in(db, secret) for secret in secrets), passed
 
 
+def throttled_with_http_429_the_run_converges_too(db, proxy, monkeypatch):
+    proxy.rule, proxy.status = EveryNth(2), 429
+
+    report = db.invoke(db.event(users(4)))
+
+    assert report["stats"]["aws_throttled"]["CreateSecret"] >= 2
+    assert all(logs_in(db, f"app{i}-secret") for i in range(4))
+
+
 def a_throttled_call_is_not_retried_past_the_invocations_time(db, proxy, monkeypatch):
     proxy.rule = From(0)
     # 40 s left, 30 s once the margin is kept: less than the first retry may take (1 s of
@@ -180,6 +189,7 @@ BOTH_ENGINES = [
     every_third_write_throttled_the_run_converges,
     throttled_at_every_write_the_run_fails_saying_so_and_keeps_every_password,
     no_password_is_lost_whichever_write_is_throttled,
+    throttled_with_http_429_the_run_converges_too,
     a_throttled_call_is_not_retried_past_the_invocations_time,
     the_events_pace_is_the_invocations_pace,
     within_aws_quotas_nothing_is_throttled,
