@@ -1687,7 +1687,8 @@ class SecretsManager:
     transient failure is tried again, up to ATTEMPTS times in all, after a wait drawn at random
     (jitter) from an exponentially growing range, at most RETRY_MAX_WAIT_S. Each invocation's
     client also keeps botocore's retry quota (a throttled retry costs 5 of 500 tokens, a
-    success gives one back): a client throttled call after call stops retrying sooner. A retry
+    success gives one back): a client whose calls are throttled again and again stops retrying
+    sooner. A retry
     is only waited for while the invocation has the time for the wait and the attempt after
     it (_within_time); otherwise the run stops with Throttled, which says so."""
 
@@ -2581,9 +2582,8 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, Throttled, botocore.exceptions.ClientError) as error:
         raise ApplyError(
-            f"{throttled_text(error) or REDACT(str(error))}. The database changes are "
-            f"committed ({len(plan.steps)} "
-            "statements); some secrets are not yet final. A re-run converges."
+            f"{throttled_text(error) or REDACT(str(error))}. The database changes are committed "
+            f"({len(plan.steps)} statements); some secrets are not yet final. A re-run converges."
         ) from None
 
 
