@@ -682,6 +682,7 @@ BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bu
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}\Z")  # what CreateSecret accepts
 SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The tags that say whose secret it is and for which database: a delete that names no secret
 # finds it by them, and so does the check that an account has one secret per server.
 USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
@@ -1330,9 +1331,10 @@ def host_problems(host: Any) -> list[str]:
 def secret_id_problems(secret_id: str, what: str) -> list[str]:
     """A secret the tool only reads (the master's): any name or ARN Secrets Manager takes as a
     SecretId, RDS's own `rds!db-...` and `rds!cluster-...` included."""
-    if len(secret_id) > SECRET_ID_LIMIT or not secret_id.isprintable():
+    if len(secret_id) > SECRET_ID_LIMIT or CONTROL_CHARACTER.search(secret_id):
         return [
-            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} printable characters"
+            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} characters, "
+            "none of them a control character"
         ]
     return []
 

@@ -524,6 +524,51 @@ def test_an_arn_is_a_valid_secret_name():
     assert parse_event(with_users({"db_user": "u", "user_secret_name": arn})).users[0].secret_name
 
 
+def tags(count: int) -> dict[str, str]:
+    return {f"team-{i}": "x" for i in range(count)}
+
+
+def test_secret_tags_leave_room_for_the_tools_own_four_under_awss_fifty():
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags=tags(46))
+    assert len(parse_event(raw).secret_tags) == 46
+    raw["secret_tags"] = tags(47)
+    assert problems_of(raw) == [
+        "secret_tags: at most 46 tags, not 47: AWS allows 50 per secret, and the tool sets 4 "
+        "(managed-by, rds-initializer:user, rds-initializer:server, rds-initializer:database)"
+    ]
+
+
+def test_a_secret_carries_at_most_fifty_tags_the_tools_included():
+    event = parse_event(with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags=tags(46)))
+    target = tool.Target("postgres", "h", 5432, "app", "master", "pw", "arn", "require")
+    wanted = tool.wanted_tags(event, target, "u")
+    assert len(wanted) == 50 and set(tool.TOOL_TAG_KEYS) <= set(wanted)
+
+
+@pytest.mark.parametrize(
+    "key", ["rds-initializer:user", "rds-initializer:server", "rds-initializer:anything"]
+)
+def test_secret_tags_may_not_set_the_tools_identity_tags(key):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={key: "someone"})
+    assert problems_of(raw) == [
+        f"secret_tags: {key!r} is the tool's own tag: managed-by and rds-initializer:* are set "
+        "by it"
+    ]
+
+
+@pytest.mark.parametrize("key", ["aws:team", "AWS:team", "Aws:x"])
+def test_secret_tags_may_not_use_aws_keys(key):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={key: "x"})
+    [problem] = problems_of(raw)
+    assert problem.startswith(f"secret_tags: {key!r}") and "not starting with aws:" in problem
+
+
+@pytest.mark.parametrize("value", [5, None, ["x"], {"a": 1}])
+def test_schema_must_be_a_string_when_given(value):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, **{"$schema": value})
+    assert problems_of(raw) == ["$schema must be a string: the address of the event's JSON Schema"]
+
+
 def test_secret_tags_may_not_take_over_managed_by():
     raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={"managed-by": "me"})
     assert problems_of(raw) == [
