@@ -301,6 +301,30 @@ def test_a_privilege_mariadb_lacks_is_invalid_input_even_with_other_problems(mar
     a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(maria, "MAINTAIN")
 
 
+def a_grantor_with_its_own_problem_is_the_only_problem(db):
+    """The issue's case: an unknown privilege in the grantor's entry made each of its 300
+    grantees say the grantor does not exist."""
+    users = [user("airflow-rw-ddl", grant_ddl=True, grant_privileges="SELECT,SELEC")]
+    users += [user(f"reader-{i}", grantor="airflow-rw-ddl") for i in range(300)]
+
+    with pytest.raises(InvalidEvent) as caught:
+        db.invoke(db.event(users))
+
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "user 'airflow-rw-ddl': grant_privileges: unknown privilege SELEC (did you mean 'SELECT'?)"
+    )
+    assert len(db.sm.list_secrets()["SecretList"]) == 1  # the master's alone
+
+
+def test_a_grantor_with_its_own_problem_is_the_only_problem_on_postgresql(rds):
+    a_grantor_with_its_own_problem_is_the_only_problem(rds)
+
+
+def test_a_grantor_with_its_own_problem_is_the_only_problem_on_mariadb(maria):
+    a_grantor_with_its_own_problem_is_the_only_problem(maria)
+
+
 @pytest.mark.parametrize(
     ("code", "meaning"),
     [
