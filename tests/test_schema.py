@@ -342,8 +342,8 @@ HANDLER_ONLY = {
     r"|is reserved|ends with a blank|Basic Multilingual Plane|is not a valid .* database name",
     "TRUNCATE on MySQL/MariaDB needs DROP": r"has no TRUNCATE privilege",
     "the needs of the engine's AWS rotation function": r"rotation through the AWS rotation",
-    "a cron() schedule's hours": r"AWS rotates at most every|hours are 0 to 23"
-    r"|is longer than the interval|runs past midnight",
+    "a cron() schedule's hours": r"schedule cron\(.*: (AWS rotates at most|hours are 0 to 23)",
+    "a window that fits its schedule": r"duration .* (is longer than the interval|runs past mid)",
     "text that is not Unicode (a lone surrogate)": r"lone surrogate",
 }
 
@@ -439,6 +439,9 @@ HANDLER_ONLY_EXAMPLES = {
         e["users"][1].update(host="10.0.%"),
     ),
     "a cron() schedule's hours": lambda e: e.update(rotation={"schedule": "cron(0 */2 * * ? *)"}),
+    "a window that fits its schedule": lambda e: e.update(
+        rotation={"schedule": "rate(4 hours)", "duration": "5h"}
+    ),
     "text that is not Unicode (a lone surrogate)": lambda e: e.update(kms_key_id="\ud800"),
 }
 
