@@ -1051,7 +1051,7 @@ def refused_names(raw_users: Any, users: tuple[UserSpec, ...]) -> frozenset[str]
 
 def missing_grantor_problem(event: Event, user: UserSpec) -> str:
     """The grantor is neither on the server nor declared: the nearest user of the event."""
-    names = {u.name for u in event.users} | event.refused_users
+    names = ({u.name for u in event.users} | event.refused_users) - {user.name}
     return f"grantor {user.grantor!r} does not exist{did_you_mean(str(user.grantor), names)}"
 
 
