@@ -260,7 +260,7 @@ class Recorder:
         self.seconds, self.runs = seconds, []
         self._lock = threading.Lock()
 
-    def __call__(self, path, event):
+    def __call__(self, index, path, event):
         started = time.monotonic()
         time.sleep(self.seconds)
         with self._lock:
@@ -307,8 +307,12 @@ def test_an_events_own_lower_pace_is_kept():
 
 
 RECORDING_AWS = """#!{python}
-# Stand-in for `aws lambda invoke`: keeps the payload, answers a report.
+# Stand-in for `aws lambda invoke` (and the credentials check before it): keeps the
+# payload, answers a report.
 import json, os, sys, uuid
+if sys.argv[1:3] == ["sts", "get-caller-identity"]:
+    print(json.dumps({{"Account": "123456789012"}}))
+    sys.exit(0)
 payload = next(a for a in sys.argv if a.startswith("fileb://"))[len("fileb://"):]
 event = json.load(open(payload))
 json.dump(event, open(os.path.join(os.environ["RECORD"], uuid.uuid4().hex + ".json"), "w"))
@@ -326,7 +330,12 @@ def test_invoke_sh_puts_each_events_share_in_its_payload(tmp_path):
     for host in ("db1.example.com", "db2.example.com", "db3.example.com"):
         event = {"secret_name": "m", "database_name": "d", "rds_host": host, "users": []}
         (events / f"{host}.json").write_text(json.dumps(event))
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record)}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RECORD": str(record),
+        "AWS_REGION": "us-east-1",
+    }
     command = [str(INVOKE), "-j", "2", "--secrets-writes-per-second", "30", "f", str(events)]
 
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
