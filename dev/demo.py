@@ -38,7 +38,7 @@ from psycopg2 import errors, sql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import (  # noqa: E402
+from dev.servers import (  # noqa: E402
     RDS_MARIADB_MASTER_PRIVILEGES,
     moto_client,
     start_mariadb,

@@ -144,7 +144,7 @@ if [ "$pg_majors" != none ]; then
 import sys
 import time
 
-from tests.servers import PG_VERSIONS, pg_bindir
+from dev.servers import PG_VERSIONS, pg_bindir
 
 wanted = sys.argv[1]
 try:

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import (  # noqa: E402
+from dev.servers import (  # noqa: E402
     PG_VERSIONS,
     RDS_MARIADB_MASTER_PRIVILEGES,
     PostgresServer,
@@ -197,7 +197,7 @@ def rotate_as_aws_does() -> None:
 
 def serve_moto(port: int) -> None:
     """The moto daemon (started by start_moto_daemon): serve until SIGTERM."""
-    from tests.servers import start_moto
+    from dev.servers import start_moto
 
     rotate_as_aws_does()
     start_moto(port)

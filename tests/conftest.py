@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import lambda_function as tool  # noqa: E402
 
-from tests.servers import (  # noqa: E402
+from dev.servers import (  # noqa: E402
     PG_VERSIONS,
     RDS_MARIADB_MASTER_PRIVILEGES,
     create_moto_functions,
@@ -107,7 +107,7 @@ def secretsmanager(moto_url):
 def rotation_function(secretsmanager, moto_url) -> str:
     """The ARN of a Lambda function in moto's Lambda service, where moto's RotateSecret looks
     up the function it is given (it refuses one that does not exist, as AWS does). moto runs
-    no rotation function without Docker (tests/servers.py turns Docker off): RotateSecret
+    no rotation function without Docker (dev/servers.py turns Docker off): RotateSecret
     stores the settings and never moves a staging label of its own."""
     (arn,) = create_moto_functions(moto_url, ["rotate-db-users"], REGION)
     return arn

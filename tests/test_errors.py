@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, tool, user
 from lambda_function import InvalidEvent, parse_event
 
-from tests.servers import free_port
+from dev.servers import free_port
 
 CLI = [sys.executable, str(ROOT / "deploy" / "lambda_function.py")]
 

@@ -13,7 +13,7 @@ import pymysql
 import pytest
 from conftest import PG_MAJORS, open_session, tool, user
 
-from tests.servers import start_mariadb, start_postgres
+from dev.servers import start_mariadb, start_postgres
 
 # Passwords an existing secret may hold, which the tool adopts: SASLprep leaves the first as
 # it is, maps or normalizes the second and third, refuses the next two (unassigned in Unicode

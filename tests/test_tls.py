@@ -17,8 +17,8 @@ import zipfile
 import pytest
 from conftest import PG_MAJORS, tool, user
 
+from dev.servers import start_mariadb, start_postgres
 from tests.lambda_runtime import build_zip, lambda_pythons, link_runtime
-from tests.servers import start_mariadb, start_postgres
 from tests.tls import make_ca, make_server_cert
 
 HOST = "localhost"  # the name in the servers' certificate
