@@ -136,10 +136,11 @@ def test_a_numeric_password_in_a_user_secret_is_invalid_input_and_nothing_change
     assert len(rds.sm.list_secrets()["SecretList"]) == 2  # the master's and this one
 
 
-def a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db, privilege):
+def test_a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db):
     """Found by the generated events: with a problem the engine check alone sees, the run went
     on to plan against the state (to report every problem at once), and the planner met a
     privilege it has no order for on a table: an unexpected error, not exit 2."""
+    privilege = db.OTHER_ENGINES_PRIVILEGE
     with db.as_master() as connection:
         db.run_sql(connection, "CREATE TABLE t (id int)")
     event = db.event([user("app", grant_privileges=["SELECT", privilege])], rds_port="５")
@@ -151,14 +152,6 @@ def a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db, p
     assert "rds_port must be a port number, not '５'" in caught.value.problems
     with pytest.raises(db.sm.exceptions.ResourceNotFoundException):
         db.sm.describe_secret(SecretId="secret-app")
-
-
-def test_a_privilege_postgresql_lacks_is_invalid_input_even_with_other_problems(rds):
-    a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(rds, "DROP")
-
-
-def test_a_privilege_mariadb_lacks_is_invalid_input_even_with_other_problems(maria):
-    a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(maria, "MAINTAIN")
 
 
 @pytest.mark.parametrize(
