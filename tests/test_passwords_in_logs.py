@@ -38,7 +38,7 @@ def pg_server(request, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["mariadb"])  # one param: the ids say mariadb
 def mariadb_server(tmp_path_factory):
     """This module's own MariaDB, with its general log on (overrides conftest's)."""
     workdir = tmp_path_factory.mktemp("mariadblog")
