@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+setup_began=$EPOCHREALTIME
 if [ $# -eq 0 ]; then
     # Fetch only the PostgreSQL majors the tests will run on.
     SETUP_PG_MAJORS=${SETUP_PG_MAJORS:-${PG_MAJORS:-all}} bash dev/setup.sh
@@ -21,6 +22,7 @@ else
         SETUP_PG_MAJORS=${SETUP_PG_MAJORS:-${PG_MAJORS:-all}} bash dev/setup.sh ${needs[@]+"${needs[@]}"}
     fi
 fi
+echo "test: setup took $(awk -v a="$setup_began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')"
 
 echo "test: ruff check"
 .venv/bin/ruff check .
