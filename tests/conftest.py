@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import inspect
 import itertools
 import json
@@ -19,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any, ClassVar
 
 import boto3
@@ -176,19 +175,20 @@ def pytest_pycollect_makeitem(
 
 
 def _on_engine(test: Any, fixture: str) -> Any:
-    """`test` as pytest should collect it to run on `fixture`'s engine: its marks and a
-    `usefixtures(fixture)`, which puts that fixture (and its server) among its fixtures."""
-
-    @functools.wraps(test)
-    def on_engine(*args: Any, **kwargs: Any) -> Any:
-        return test(*args, **kwargs)
-
-    on_engine.engine_fixture = fixture  # type: ignore[attr-defined]
-    on_engine.pytestmark = [  # type: ignore[attr-defined]
+    """A clone of `test` with a `usefixtures(fixture)` mark, which puts that fixture (and its
+    server) among the test's fixtures. pytest takes the items' fixtures and parameters from the
+    clone, and then runs `test` itself, found by its name."""
+    clone = FunctionType(
+        test.__code__, test.__globals__, test.__name__, test.__defaults__, test.__closure__
+    )
+    clone.__dict__.update(test.__dict__)
+    clone.__qualname__, clone.__module__ = test.__qualname__, test.__module__
+    clone.engine_fixture = fixture  # type: ignore[attr-defined]
+    clone.pytestmark = [  # type: ignore[attr-defined]
         *getattr(test, "pytestmark", []),
         pytest.mark.usefixtures(fixture),
     ]
-    return on_engine
+    return clone
 
 
 @pytest.fixture
