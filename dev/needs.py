@@ -1,7 +1,7 @@
 """What the tests that pytest's arguments select need from dev/setup.sh, printed as its options:
 `python dev/needs.py -m mariadb` prints `--pg none --no-checkov`.
 
-pytest collects with the arguments (`--collect-only`, nothing runs) and tests/collection_report.py
+pytest collects with the arguments (`--collect-only`, nothing runs) and dev/collection_report.py
 says what each selected test is marked and uses:
 - PostgreSQL majors: those in the ids of the tests marked postgres (pg14..pg18, which
   PG_MAJORS chooses); a test marked postgres whose id names none (tests/test_stack.py) needs
@@ -30,7 +30,7 @@ def selected(arguments: list[str]) -> list[dict] | None:
         report = Path(directory) / "selected.json"
         done = subprocess.run(  # noqa: S603 - this interpreter's pytest, the user's arguments
             [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-            + ["-p", "tests.collection_report", *arguments],
+            + ["-p", "dev.collection_report", *arguments],
             cwd=ROOT,
             env={**os.environ, "COLLECTION_REPORT": str(report)},
             capture_output=True,

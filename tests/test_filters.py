@@ -1,5 +1,5 @@
 """The commands that run part of the suite select what they say they do: `pytest --collect-only`
-with each filter, read through tests/collection_report.py (each selected test's id, marks and
+with each filter, read through dev/collection_report.py (each selected test's id, marks and
 fixtures), compared with the whole suite. A server a test reaches only while it runs would
 escape every filter here, as it escapes the markers: hence the check that no fixture looks
 another up at run time but `db`, whose engine fixture is among the test's own."""
@@ -39,7 +39,7 @@ def collect(environment: dict[str, str], arguments: list[str], report: Path) -> 
     env = {k: v for k, v in os.environ.items() if k != "PG_MAJORS"}
     command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
     result = subprocess.run(
-        [*command, "-p", "tests.collection_report", *arguments],
+        [*command, "-p", "dev.collection_report", *arguments],
         cwd=ROOT,
         env={**env, **environment, "COLLECTION_REPORT": str(report)},
         capture_output=True,

@@ -1,4 +1,4 @@
-"""A pytest plugin for tests/test_filters.py: with `-p tests.collection_report` and
+"""A pytest plugin for dev/needs.py and tests/test_filters.py: with `-p dev.collection_report` and
 COLLECTION_REPORT=FILE, the session writes to FILE, as JSON, each selected test's id, marks
 and fixtures (those it uses, directly or through other fixtures)."""
 
