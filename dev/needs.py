@@ -1,11 +1,11 @@
 """What the tests that pytest's arguments select need from dev/setup.sh, printed as its options:
-`python dev/needs.py -m mariadb` prints `--pg none --no-checkov`.
+`python dev/needs.py tests/test_event.py` prints `--pg none --no-mariadb --no-checkov`.
 
 pytest collects with the arguments (`--collect-only`, nothing runs) and dev/collection_report.py
 says what each selected test is marked and uses:
 - PostgreSQL majors: those in the ids of the tests marked postgres (pg14..pg18, which
-  PG_MAJORS chooses); a test marked postgres whose id names none (tests/test_stack.py) needs
-  PG_MAJORS, or every major;
+  PG_MAJORS chooses); a test marked postgres whose id names no major needs PG_MAJORS, or
+  every major;
 - MariaDB: a test marked mariadb;
 - checkov: a test of tests/test_terraform.py.
 When the collection fails, everything is set up, so that the run itself shows the error."""
