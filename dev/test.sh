@@ -33,7 +33,11 @@ echo "test: ruff format --check"
 echo "test: mypy (the Dialect Protocol, checked against both engines)"
 .venv/bin/mypy
 
-echo "test: pytest on PostgreSQL ${PG_MAJORS:-14,15,16,17,18} and MariaDB" \
-    "(a line shows each server as it starts; -v lists every test)"
+if [ $# -eq 0 ]; then
+    echo "test: pytest on PostgreSQL ${PG_MAJORS:-14,15,16,17,18} and MariaDB" \
+        "(a line shows each server as it starts; -v lists every test)"
+else
+    echo "test: pytest $*"
+fi
 # exec keeps pytest's exit code (5 = no tests collected is a failure too).
 exec .venv/bin/python -m pytest "$@"
