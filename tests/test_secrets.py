@@ -372,7 +372,7 @@ def test_one_problem_names_every_user_that_needs_the_aws_function():
 
 
 def test_moving_awscurrent_changes_what_a_read_without_a_stage_returns(secretsmanager):
-    """As on AWS; moto 5.2.5 needs tests/servers.py's correction for it."""
+    """As on AWS; moto 5.2.5 needs dev/servers.py's correction for it."""
     secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
     first = secretsmanager.describe_secret(SecretId="s")["VersionIdsToStages"]
     (old,) = first

@@ -69,7 +69,7 @@ def test_the_command_line_exits_2_for_a_bad_connect_timeout_and_a_bad_log_level(
     assert [s["Name"] for s in rds.sm.list_secrets()["SecretList"]] == [SEED["secret_name"]]
 
 
-def decimal_timeouts_are_seconds(db, monkeypatch):
+def test_decimal_timeouts_are_seconds(db, monkeypatch):
     """DB_CONNECT_TIMEOUT=2.5 and DB_LOCK_TIMEOUT=0.5 are valid: PostgreSQL's libpq counts
     whole seconds (2.5 becomes 3), the rest takes them as they are."""
     monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2.5")
@@ -79,14 +79,6 @@ def decimal_timeouts_are_seconds(db, monkeypatch):
 
     assert [u["result"] for u in report["users"]] == ["created"] * 3
     assert db.invoke(db.seed_event())["changed"] is False
-
-
-def test_decimal_timeouts_are_seconds_on_postgresql(rds, monkeypatch):
-    decimal_timeouts_are_seconds(rds, monkeypatch)
-
-
-def test_decimal_timeouts_are_seconds_on_mariadb(maria, monkeypatch):
-    decimal_timeouts_are_seconds(maria, monkeypatch)
 
 
 def test_libpq_gets_whole_seconds_and_at_least_two():
