@@ -123,17 +123,17 @@ def unexpected_error_message(error: BaseException) -> str:
     )
 
 
-def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
-    """One invocation. Every problem with the event or with the state it meets is raised once,
-    together, before anything is written; then the plan is applied (or only rehearsed)."""
+def run(
+    raw: Any, context: Any = None, *, dry_run: bool = False, settings: Settings | None = None
+) -> dict:
+    """One invocation. Every problem with the environment, the event, the master secret or the
+    state it meets is raised once, together, before anything is written; then the plan is
+    applied (or only rehearsed)."""
     started = time.monotonic()
     REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
-    event, problems = read_event(raw, dry_run=dry_run)
-    settings = Settings.read(os.environ)
-    if settings.problems:  # before any call: a bad environment is invalid input, like the event
-        raise InvalidEvent([*settings.problems, *problems])
-    aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
-    target, problems = locate(event, aws, problems)
+    settings = settings or Settings.read(os.environ)
+    event, problems = read_event(raw, dry_run=dry_run, settings=settings)
+    aws, target, problems = locate(event, settings, [*settings.problems, *problems])
     event = bind_engine(event, target.dialect)
     info(
         "start",
@@ -143,10 +143,10 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
         dry_run=event.dry_run,
     )
     deadline = Deadline(context)
-    with database_session(target, deadline, problems) as connection:
+    with database_session(target, event, deadline, problems) as connection:
         facts = gather(connection, event, target, aws, deadline)
         passwords = aws.random_passwords if not event.dry_run else local_passwords
-        plan = make_plan(event, target, facts, passwords, problems, os.environ)
+        plan = make_plan(event, target, facts, passwords, problems)
         if event.dry_run:
             target.dialect.rehearse(connection, plan.steps, plan.counter)
         else:
@@ -163,23 +163,49 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
     return result
 
 
-def locate(event: Event, aws: SecretsManager, problems: list[str]) -> tuple[Target, list[str]]:
-    """The target, from the event and the master secret, and the problems so far with the
-    checks that need the target. Without a target there is no state to check against: raise."""
+def locate(
+    event: Event, settings: Settings, problems: list[str]
+) -> tuple[SecretsManager, Target, list[str]]:
+    """Secrets Manager, the target (from the event and the master secret), and the problems so
+    far with the checks that need the target. Without a target there is no state to check
+    against: raise every problem found, the master secret's with the event's."""
     if not event.secret_name or not event.database:
-        raise InvalidEvent(problems)
-    master, master_arn = aws.master_secret(event.secret_name)
-    target, target_problems = resolve_target(event, master, master_arn)
+        raise InvalidEvent(problems + unchecked_grantors(event, "the event names no database"))
+    try:
+        aws = SecretsManager(event.region or settings.region, settings)
+        master, master_arn = aws.master_secret(event.secret_name)
+    except InvalidEvent as invalid:  # the master secret is missing, unreadable or malformed
+        unchecked = unchecked_grantors(event, "the master secret could not be used")
+        raise InvalidEvent([*problems, *invalid.problems, *unchecked]) from None
+    except (ApplyError, botocore.exceptions.BotoCoreError) as error:  # no credentials, no region
+        if problems:  # the event's problems are the user's to fix first, with or without AWS
+            raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
+        raise
+    target, target_problems = resolve_target(event, master, master_arn, settings)
     problems = problems + target_problems
     if target is None:
-        raise InvalidEvent(problems)
-    problems += rotation_problems(event, target.dialect, os.environ)
+        why = "the master secret does not say where or as whom to connect"
+        raise InvalidEvent(problems + unchecked_grantors(event, why))
+    problems += rotation_function_problems(event, target.dialect, settings)
     problems += rotation_host_problems(event, target, master)
-    return target, problems
+    return aws, target, problems
+
+
+def unchecked_grantors(event: Event, why: str) -> list[str]:
+    """The grantors the event names but does not declare: only the server can say whether they
+    exist, and it was not asked."""
+    return [
+        f"user {user.name!r}: grantor {user.grantor!r} is not declared in the event and was not "
+        f"looked up on the server ({why}): it must exist there"
+        for user in event.users
+        if user.grantor and not user.deleting and event.user(user.grantor) is None
+    ]
 
 
 @contextmanager
-def database_session(target: Target, deadline: Deadline, problems: list[str]) -> Iterator[Any]:
+def database_session(
+    target: Target, event: Event, deadline: Deadline, problems: list[str]
+) -> Iterator[Any]:
     """The master's connection, under the cluster-wide lock. When the database cannot be
     reached, the problems found so far are what the user hears about."""
     with ExitStack() as stack:
@@ -188,7 +214,10 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
             connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
-                raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
+                unchecked = unchecked_grantors(event, "the database could not be reached")
+                raise InvalidEvent(
+                    [*problems, *unchecked, f"(nothing else was checked: {error})"]
+                ) from None
             raise
         stack.callback(close_quietly, connection)
         yield connection
@@ -384,6 +413,8 @@ class Target:
     master_password: str = field(repr=False)
     master_arn: str
     ssl_mode: SslMode
+    # the deployment's: timeouts and the CA bundle of every connection to the target
+    settings: Settings = field(default_factory=lambda: Settings(), repr=False, compare=False)
 
     @property
     def dialect(self) -> Dialect:
@@ -646,11 +677,6 @@ log.propagate = False
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-# An unknown LOG_LEVEL must not break the import: INFO then, and run() reports it (Settings).
-log.setLevel(
-    next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").strip().upper()), "INFO")
-)
-
 
 def info(message: str, **fields: Any) -> None:
     log.info(message, extra={"fields": fields})
@@ -763,9 +789,13 @@ def parse_event(raw: Any) -> Event:
     return bind_engine(event, DIALECTS[event.engine]) if event.engine else event
 
 
-def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
+def read_event(
+    raw: Any, *, dry_run: bool = False, settings: Settings | None = None
+) -> tuple[Event, list[str]]:
     """The event and every problem with it. A user entry with problems is left out of the
-    event, so that the rest can still be checked against the database's state."""
+    event, so that the rest can still be checked against the database's state. `settings`:
+    the deployment's defaults (none given: the defaults of an empty environment)."""
+    settings = settings or Settings.read({})
     if not isinstance(raw, dict):
         raise InvalidEvent(["the event must be a JSON object"])
     unreadable = unreadable_values(raw)
@@ -791,7 +821,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     problems += found
     recovery, found = parse_recovery_days(raw.get("secret_recovery_days", 7))
     problems += found
-    ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"))
+    ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"), settings.ssl_mode)
     problems += found
     flags = {}
     for key in ("dry_run", "verify_logins", "move_secrets"):
@@ -821,7 +851,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     )
     problems += relationship_problems(event)
     if engine:
-        problems += engine_problems(event, DIALECTS[engine])
+        problems += engine_problems(event, DIALECTS[engine], settings)
     return event, problems
 
 
@@ -948,24 +978,14 @@ def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
     return value, []
 
 
-def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
+def parse_ssl_mode(value: Any, default: SslMode) -> tuple[SslMode, list[str]]:
+    """The event's ssl_mode, else the deployment's (Settings.ssl_mode)."""
     if not is_none(value) and not isinstance(value, str):
         return "require", ["ssl_mode must be a string"]
-    mode = None if is_none(value) else value.strip()
-    mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
+    mode = (None if is_none(value) else value.strip()) or default
     if mode not in SSL_MODES:
         return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]
-    return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
-
-
-def ca_bundle() -> str | None:
-    """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
-    return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
-
-
-def default_ssl_mode() -> str:
-    """verify-full when there is a CA bundle to verify against, else require."""
-    return "verify-full" if ca_bundle() else "require"
+    return cast(SslMode, mode), []  # checked against SSL_MODES just above
 
 
 def parse_users(
@@ -982,13 +1002,12 @@ def parse_users(
         name = raw.get("db_user")
         if isinstance(name, str) and name:
             where = f"user {name!r}"
-        found = [f"unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS)]
-        found += role_name_problems(name, "db_user")
+        unknown = [f"unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS)]
+        found = role_name_problems(name, "db_user")
         user, user_problems = parse_user(raw, name, default_rotation)
         found += user_problems
-        if found:
-            problems += [f"{where}: {p}" for p in found]
-        else:
+        problems += [f"{where}: {p}" for p in unknown + found]
+        if not found:  # a typo'd key leaves the entry readable: its relations are checked too
             users.append(user)
     return tuple(users), problems
 
@@ -1305,7 +1324,7 @@ def relationship_problems(event: Event) -> list[str]:
     return problems
 
 
-def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
+def engine_problems(event: Event, dialect: Dialect[Any], settings: Settings) -> list[str]:
     """What the event asks that the engine does not have. Run once the engine is known: from
     the event, or else from the master secret."""
     problems = dialect.event_problems(event)
@@ -1328,7 +1347,7 @@ def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
                 f"{where}: grant_privileges: {', '.join(unknown)} is not a {dialect.label} "
                 f"table privilege (allowed: {', '.join(allowed)}, ALL)"
             )
-        problems += [f"{where}: {p}" for p in dialect.user_problems(user)]
+        problems += [f"{where}: {p}" for p in dialect.user_problems(user, settings)]
     return problems
 
 
@@ -1409,7 +1428,9 @@ def gather(
             or (
                 u.rotation is not None
                 and rotation_change(
-                    u.rotation, secret, rotation_function(u.rotation, target.dialect, os.environ)
+                    u.rotation,
+                    secret,
+                    rotation_function(u.rotation, target.dialect, target.settings),
                 )
                 is not None
             )
@@ -1431,7 +1452,7 @@ def gather(
 
     with ThreadPoolExecutor(1) as pool:
         reading = pool.submit(read_secrets)
-        state = target.dialect.read_state(connection, event, deadline)
+        state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
     # An account that exists and is to get a secret it never had gets a new password: any
     # other secret of the tool's for it (one per database on this server) would stop working.
@@ -1453,7 +1474,7 @@ def gather(
 
 
 def resolve_target(
-    event: Event, master_secret: dict, master_arn: str
+    event: Event, master_secret: dict, master_arn: str, settings: Settings
 ) -> tuple[Target | None, list[str]]:
     """Fill in what the event left out from the master secret. The problems found; no target
     when where or as whom to connect is missing."""
@@ -1468,8 +1489,8 @@ def resolve_target(
     if not engine:
         problems.append("db_engine is required (the master secret names no engine it knows)")
     elif not event.engine:
-        problems += engine_problems(event, DIALECTS[engine])
-    if event.ssl_mode == "verify-full" and not ca_bundle():
+        problems += engine_problems(event, DIALECTS[engine], settings)
+    if event.ssl_mode == "verify-full" and not settings.ca_bundle:
         problems.append(
             "ssl_mode verify-full needs a CA bundle to verify against: DB_SSL_CA, or one built "
             "into the zip (build.sh --ca-bundle)"
@@ -1491,18 +1512,19 @@ def resolve_target(
         master_password=password,
         master_arn=master_arn,
         ssl_mode=event.ssl_mode,
+        settings=settings,
     )
     return target, problems
 
 
-def rotation_function(
-    rotation: Rotation, dialect: Dialect[Any], environ: Mapping[str, str]
-) -> str | None:
+def rotation_function(rotation: Rotation, dialect: Dialect[Any], settings: Settings) -> str | None:
     """The function that rotates the secret: the event's own, else the engine's AWS one."""
-    return rotation.lambda_arn or environ.get(dialect.rotation_variable, "").strip() or None
+    return rotation.lambda_arn or settings.rotation_functions.get(dialect.rotation_variable)
 
 
-def rotation_problems(event: Event, dialect: Dialect[Any], environ: Mapping[str, str]) -> list[str]:
+def rotation_function_problems(
+    event: Event, dialect: Dialect[Any], settings: Settings
+) -> list[str]:
     """Rotation without a function of the event's own needs the engine's AWS function, which
     only the deployment can name; checked once the engine is known, before anything changes.
     The AWS function is deployed from the Serverless Application Repository template the
@@ -1511,11 +1533,8 @@ def rotation_problems(event: Event, dialect: Dialect[Any], environ: Mapping[str,
         u.name for u in event.users if u.rotation and u.rotating and not u.rotation.lambda_arn
     ]
     variable, template = dialect.rotation_variable, dialect.rotation_template
-    function = environ.get(variable, "").strip()
-    if not relying or LAMBDA_ARN.match(function):
-        return []
-    if function:
-        return [f"{variable} must be a Lambda function ARN, not {function!r}"]
+    if not relying or variable in settings.rotation_functions or variable in settings.rejected:
+        return []  # a variable that is not an ARN is one of the settings' problems
     return [
         f"rotation of {', '.join(map(repr, relying))} needs a rotation function: give "
         f"rotation.lambda_arn, or deploy the AWS template {template} and set {variable} to "
@@ -1569,16 +1588,17 @@ class RateLimiter:
 SECRETS_PACES = {"SECRETS_WRITES_PER_SECOND": 40.0, "SECRETS_READS_PER_SECOND": 80.0}
 
 
-def calls_per_second(environ: Mapping[str, str], variable: str) -> float:
-    """The pace a variable of SECRETS_PACES sets, else its default."""
+def calls_per_second(environ: Mapping[str, str], variable: str) -> tuple[float, str | None]:
+    """The pace a variable of SECRETS_PACES sets, else its default; and what is wrong with it
+    (Settings.read reports it)."""
     text = environ.get(variable, "").strip()
     try:
         pace = float(text) if text else SECRETS_PACES[variable]
     except ValueError:
         pace = 0.0
     if not 0 < pace <= 10_000:
-        raise InvalidEvent([f"{variable} must be a number of calls per second, not {text!r}"])
-    return pace
+        return SECRETS_PACES[variable], f"must be a number of calls per second, not {text!r}"
+    return pace, None
 
 
 @cache
@@ -1611,7 +1631,8 @@ class SecretsManager:
     LIST_PAGE = 100  # ListSecrets' MaxResults is at most 100
     LIST_PAGES = 3  # pages a ListSecrets chain may take before its names are described instead
 
-    def __init__(self, region: str | None):
+    def __init__(self, region: str | None, settings: Settings | None = None):
+        settings = settings or Settings()
         config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 8},
             connect_timeout=5,
@@ -1624,8 +1645,9 @@ class SecretsManager:
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
-        self._writes = RateLimiter(calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND"))
-        reads = calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
+        self.list_reads = settings.secrets_list_reads
+        self._writes = RateLimiter(settings.secrets_writes_per_second)
+        reads = settings.secrets_reads_per_second
         self._bulk_reads = RateLimiter(reads, burst=int(reads))
 
     def _count(self, model: Any, **_: Any) -> None:
@@ -1746,8 +1768,7 @@ class SecretsManager:
         """The state of each named secret: listed and batch-read in bulk, described where the
         two disagree or say nothing, then the values the description found unread."""
         names = list(dict.fromkeys(names))
-        use_list = os.environ.get("SECRETS_LIST_READS", "").strip().lower() not in FALSE_WORDS
-        chains = name_prefix_chains(names) if use_list and names else []
+        chains = name_prefix_chains(names) if self.list_reads and names else []
         batches = [names[i : i + self.BATCH] for i in range(0, len(names), self.BATCH)]
         tasks = [("list", chain) for chain in chains] + [("batch", b) for b in batches]
         listed: dict[str, dict] = {}
@@ -2081,7 +2102,6 @@ def make_plan(
     facts: Facts,
     passwords: PasswordSource,
     problems: list[str],
-    environ: Mapping[str, str],
 ) -> Plan:
     """The event and what was read -> the plan. Every problem (the event's, given, and those
     found here against the state and the secrets) is raised at once, before any password is
@@ -2109,7 +2129,7 @@ def make_plan(
         )
         problems += credential_problems(credential, secret)
         decided.append(credential)
-    rotations = rotation_calls(staying, secrets, dialect, environ)
+    rotations = rotation_calls(staying, secrets, dialect, target.settings)
     problems += rotation_call_problems(staying, rotations, secrets)
     if problems:
         raise InvalidEvent(problems)
@@ -2320,13 +2340,13 @@ def rotation_calls(
     users: list[UserSpec],
     secrets: dict[str, SecretState],
     dialect: Dialect[Any],
-    environ: Mapping[str, str],
+    settings: Settings,
 ) -> dict[str, RotationCall]:
     """By user: the call its secret's rotation needs, for the users whose rotation differs."""
     calls = {}
     for user in users:
         if user.rotation:
-            function = rotation_function(user.rotation, dialect, environ)
+            function = rotation_function(user.rotation, dialect, settings)
             change = rotation_change(user.rotation, secrets[user.secret_name or ""], function)
             if change:
                 calls[user.name] = RotationCall(change, user.rotation, function)
@@ -2718,12 +2738,14 @@ class Dialect(Protocol[StateT]):
 
     def name_problems(self, name: str, what: str) -> list[str]: ...
     def event_problems(self, event: Event) -> list[str]: ...
-    def user_problems(self, user: UserSpec) -> list[str]: ...
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]: ...
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
     def identified_by(self, password: str, state: StateT) -> str: ...
@@ -2772,73 +2794,111 @@ MYSQL_NAME_LIMIT = 32
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's environment, read and checked at the start of every run (run()): a bad
-    value is invalid input naming the variable, found before anything is touched. Where a value
-    is bad, its default stands in, so the helpers below never fail on it."""
+    """The function's environment, read and checked once, at the start of every run (run()),
+    and passed where it is needed: nothing else reads the environment. A bad value is invalid
+    input naming the variable, reported with the event's other problems; its default stands
+    in meanwhile, so what reads a setting never fails on it."""
 
     connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
     lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
     log_level: str = "INFO"
+    ssl_mode: SslMode = "require"  # DB_SSL_MODE; else verify-full when there is a CA bundle
+    ca_bundle: str | None = None  # DB_SSL_CA, else the one build.sh --ca-bundle put in the zip
+    rotation_functions: Mapping[str, str] = field(default_factory=dict)  # by variable: an ARN
     mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
+    secrets_writes_per_second: float = SECRETS_PACES["SECRETS_WRITES_PER_SECOND"]
+    secrets_reads_per_second: float = SECRETS_PACES["SECRETS_READS_PER_SECOND"]
+    secrets_list_reads: bool = True  # SECRETS_LIST_READS=false describes every secret
+    region: str | None = None  # AWS_REGION: where the secrets are when the event names none
     problems: tuple[str, ...] = ()
+    rejected: frozenset[str] = frozenset()  # the variables whose values were refused
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Settings:
         problems: list[str] = []
+        rejected: set[str] = set()
 
         def given(name: str) -> str:
             return environ.get(name, "").strip()
+
+        def refuse(name: str, problem: str) -> None:
+            """`problem`: what follows the variable's name ("must be...", ": ...")."""
+            problems.append(f"environment variable {name}{problem}")
+            rejected.add(name)
 
         def seconds(name: str, default: float) -> float:
             text = given(name)
             if not text:
                 return default
             if not SECONDS.match(text) or not 0 < float(text) <= TIMEOUT_MAX_S:
-                problems.append(
-                    f"environment variable {name} must be a number of seconds above 0 and at "
-                    f"most {TIMEOUT_MAX_S}, such as 10 or 2.5, not {environ[name]!r}"
+                refuse(
+                    name,
+                    f" must be a number of seconds above 0 and at most {TIMEOUT_MAX_S}, such as "
+                    f"10 or 2.5, not {environ[name]!r}",
                 )
                 return default
             return float(text)
+
+        def pace(name: str) -> float:
+            value, problem = calls_per_second(environ, name)
+            if problem:
+                refuse(name, f" {problem}")
+            return value
 
         connect = seconds("DB_CONNECT_TIMEOUT", cls.connect_timeout)
         lock = seconds("DB_LOCK_TIMEOUT", cls.lock_timeout)
         level = given("LOG_LEVEL").upper()
         if level and level not in LOG_LEVELS:
-            problems.append(
-                f"environment variable LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
-                f"{environ['LOG_LEVEL']!r}"
-            )
-        mode = given("DB_SSL_MODE")
-        if mode and mode not in SSL_MODES:
-            problems.append(
-                f"environment variable DB_SSL_MODE must be one of {', '.join(SSL_MODES)}, not "
-                f"{environ['DB_SSL_MODE']!r}"
+            refuse(
+                "LOG_LEVEL",
+                f" must be one of {', '.join(LOG_LEVELS)}, not {environ['LOG_LEVEL']!r}",
             )
         ca = given("DB_SSL_CA")
         if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
-            problems.append(f"environment variable DB_SSL_CA: {ca!r} is not a readable file")
+            refuse("DB_SSL_CA", f": {ca!r} is not a readable file")
+            ca = ""
+        bundle = ca or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+        mode = given("DB_SSL_MODE")
+        if mode and mode not in SSL_MODES:
+            refuse(
+                "DB_SSL_MODE",
+                f" must be one of {', '.join(SSL_MODES)}, not {environ['DB_SSL_MODE']!r}",
+            )
+            mode = ""
+        functions = {}
         for dialect in DIALECTS.values():
             arn = given(dialect.rotation_variable)
             if arn and not LAMBDA_ARN.match(arn):
-                problems.append(
-                    f"environment variable {dialect.rotation_variable} must be a Lambda function "
-                    f"ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), not {arn!r}"
+                refuse(
+                    dialect.rotation_variable,
+                    f" must be a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME),"
+                    f" not {arn!r}",
                 )
+            elif arn:
+                functions[dialect.rotation_variable] = arn
         limit = given(MYSQL_CLONE_LIMIT_VARIABLE)
         whole = limit.isascii() and limit.isdigit() and 0 < int(limit) <= MYSQL_NAME_LIMIT
         if limit and not whole:
-            problems.append(
-                f"environment variable {MYSQL_CLONE_LIMIT_VARIABLE} must be a whole number of "
-                f"characters from 1 to {MYSQL_NAME_LIMIT} (the USERNAME_CHARACTER_LIMIT of the "
-                f"AWS MySQL rotation function), not {environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}"
+            refuse(
+                MYSQL_CLONE_LIMIT_VARIABLE,
+                f" must be a whole number of characters from 1 to {MYSQL_NAME_LIMIT} (the "
+                "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function), not "
+                f"{environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}",
             )
         return cls(
             connect_timeout=connect,
             lock_timeout=lock,
             log_level=level if level in LOG_LEVELS else cls.log_level,
+            ssl_mode=cast(SslMode, mode or ("verify-full" if bundle else "require")),
+            ca_bundle=bundle,
+            rotation_functions=functions,
             mysql_clone_limit=int(limit) if limit and whole else cls.mysql_clone_limit,
+            secrets_writes_per_second=pace("SECRETS_WRITES_PER_SECOND"),
+            secrets_reads_per_second=pace("SECRETS_READS_PER_SECOND"),
+            secrets_list_reads=given("SECRETS_LIST_READS").lower() not in FALSE_WORDS,
+            region=given("AWS_REGION") or None,
             problems=tuple(problems),
+            rejected=frozenset(rejected),
         )
 
 
@@ -2901,19 +2961,12 @@ def connect_failure(where: str, error: str) -> str:
     return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
 
 
-def lock_timeout_seconds() -> float:
-    return Settings.read(os.environ).lock_timeout
-
-
-def connect_timeout() -> float:
-    return Settings.read(os.environ).connect_timeout
-
-
-def no_answer(error: str) -> str:
+def no_answer(error: str, settings: Settings) -> str:
     """What a driver's timeout while connecting means, in the tool's terms."""
     if "timed out" in error or "timeout expired" in error:
         return (
-            f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
+            f" (no answer within DB_CONNECT_TIMEOUT, {settings.connect_timeout:g} s: check the "
+            "host, "
             "the port, and that the database's security group lets this function in)"
         )
     return ""
@@ -2943,11 +2996,11 @@ class HeldLock:
             )
 
 
-def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
+def tls_context(target: Target) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against the CA bundle (ca_bundle)."""
-    if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=ca_bundle())
+    certificate and the host name checked against the CA bundle (Settings.ca_bundle)."""
+    if target.ssl_mode == "verify-full":
+        return ssl.create_default_context(cafile=target.settings.ca_bundle)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -3041,7 +3094,7 @@ class Postgres:
             return [f"database_name {event.database!r} is longer than {PG_NAME_LIMIT} bytes"]
         return []
 
-    def user_problems(self, user: UserSpec) -> list[str]:
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         if user.host is not None:
             return ["host applies only to MySQL/MariaDB users"]
         return []
@@ -3065,7 +3118,7 @@ class Postgres:
             "sslmode": target.ssl_mode,
             # libpq counts whole seconds, 2 at least; it bounds the whole connection attempt
             # (TCP, TLS, the server's answers to the startup and the authentication).
-            "connect_timeout": max(2, int(-(-connect_timeout() // 1))),
+            "connect_timeout": max(2, int(-(-target.settings.connect_timeout // 1))),
             "application_name": TOOL,
             # A peer that vanished (no FIN, no RST) is noticed while a session waits idle.
             "keepalives": 1,
@@ -3073,8 +3126,8 @@ class Postgres:
             "keepalives_interval": PG_KEEPALIVE_S,
             "keepalives_count": 3,
         }
-        if target.ssl_mode == "verify-full" and ca_bundle():
-            args["sslrootcert"] = ca_bundle()
+        if target.ssl_mode == "verify-full" and target.settings.ca_bundle:
+            args["sslrootcert"] = target.settings.ca_bundle
         return args
 
     def connect(
@@ -3088,7 +3141,8 @@ class Postgres:
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
+            failure = connect_failure(where, said) + no_answer(said, target.settings)
+            raise ApplyError(failure) from None
         connection.cluster_lock = lock
         return connection
 
@@ -3120,7 +3174,7 @@ class Postgres:
         master role or the parameter group sets), and apply checks it still holds the lock
         just before committing."""
         wait_ms = deadline.lock_wait_ms()
-        connect_ms = round(connect_timeout() * 1000)
+        connect_ms = round(target.settings.connect_timeout * 1000)
         connection = self.connect(target, database=LOCK_DATABASE)
         try:
             connection.autocommit = True
@@ -3147,13 +3201,15 @@ class Postgres:
         finally:
             connection.close()
 
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> PgState:
         """Every statement of the run's session is bounded: a wait for an application's lock
         by DB_LOCK_TIMEOUT, any statement by the Lambda's remaining time; the transaction may
         stay idle while the secrets are written, as long as the Lambda runs."""
         with connection.cursor() as cursor:
             remaining = deadline.remaining_ms()
-            bounds = {"lock_timeout": round(lock_timeout_seconds() * 1000)}
+            bounds = {"lock_timeout": round(target.settings.lock_timeout * 1000)}
             if remaining:
                 bounds["statement_timeout"] = max(remaining, 1000)
             # 0 (off) for the command line, which has no time limit
@@ -4342,7 +4398,7 @@ class MySql:
             )
         return problems
 
-    def user_problems(self, user: UserSpec) -> list[str]:
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         problems = []
         if "TRUNCATE" in user.privileges and not (
             user.ddl or user.all_privileges or "DROP" in user.privileges
@@ -4353,9 +4409,9 @@ class MySql:
             )
         if user.reassign_to:
             problems.append("reassign_to applies only to PostgreSQL")
-        return problems + self.rotation_problems(user)
+        return problems + self.aws_rotation_problems(user, settings)
 
-    def rotation_problems(self, user: UserSpec) -> list[str]:
+    def aws_rotation_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         """What the engine's AWS multi-user rotation function would fail on, for a user that
         relies on it (no rotation.lambda_arn of its own): it runs SHOW GRANTS FOR 'U', which
         means 'U'@'%', so an account at another host fails at its first rotation; and the
@@ -4372,7 +4428,7 @@ class MySql:
                 f"{name!r}, which means {name!r}@'%', and fails for {name!r}@{host!r}. Give "
                 "the user host '%', or rotation.lambda_arn of a rotation function of your own"
             )
-        limit = self.aws_clone_limit()
+        limit = self.aws_clone_limit(settings)
         if limit < self.name_limit and len(user.clone) > limit:
             problems.append(
                 f"rotation through {function}: the clone name {user.clone!r} is longer than "
@@ -4383,12 +4439,12 @@ class MySql:
             )
         return problems
 
-    def aws_clone_limit(self) -> int:
+    def aws_clone_limit(self, settings: Settings) -> int:
         """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
         USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
         is 80, the server's own limit."""
         if self.engine == "mysql":
-            return Settings.read(os.environ).mysql_clone_limit
+            return settings.mysql_clone_limit
         return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
@@ -4412,8 +4468,8 @@ class MySql:
         reads the server's greeting under its read timeout, so the whole handshake is bounded
         by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout` (default:
         DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
-        tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
-        timeout = connect_timeout()
+        tls = None if target.ssl_mode == "disable" else tls_context(target)
+        timeout = target.settings.connect_timeout
         try:
             connection: Any = pymysql.connect(
                 host=target.host,
@@ -4448,7 +4504,8 @@ class MySql:
         DB_LOCK_TIMEOUT and DB_CONNECT_TIMEOUT together (read_state bounds the statements on
         the server too). MySQL has no transaction to guard with the lock: each statement is
         final as it runs, and a re-run converges from whatever a lost lock let happen."""
-        return self.connect_as_master(target, connect_timeout() + lock_timeout_seconds())
+        settings = target.settings
+        return self.connect_as_master(target, settings.connect_timeout + settings.lock_timeout)
 
     def connect_as_master(self, target: Target, read_timeout: float) -> Any:
         try:
@@ -4456,7 +4513,8 @@ class MySql:
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
+            failure = connect_failure(where, said) + no_answer(said, target.settings)
+            raise ApplyError(failure) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -4478,10 +4536,11 @@ class MySql:
         server must not end that session while it waits idle (wait_timeout)."""
         wait_ms = deadline.lock_wait_ms()
         wait_s = max(wait_ms // 1000, 1)
-        connection = self.connect_as_master(target, wait_s + connect_timeout())
+        read_timeout = wait_s + target.settings.connect_timeout
+        connection = self.connect_as_master(target, read_timeout)
         try:
             with connection.cursor() as cursor:
-                self.bound_session(cursor, wait_s + connect_timeout())
+                self.bound_session(cursor, read_timeout)
                 cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, wait_s))
                 if cursor.fetchone()[0] != 1:
                     raise another_invocation(wait_ms)
@@ -4495,13 +4554,15 @@ class MySql:
         finally:
             connection.close()
 
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> MyState:
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> MyState:
         """Every statement of the run is bounded by DB_LOCK_TIMEOUT (and the Lambda's time
         left): lock_wait_timeout for metadata locks, and on MariaDB max_statement_time for any
         wait, behind FLUSH TABLES WITH READ LOCK too. MySQL 8 has max_execution_time for
         SELECT only; its other statements are bounded by the client's read timeout."""
-        bound = deadline.bound_s(lock_timeout_seconds())
-        connection._read_timeout = bound + connect_timeout()
+        bound = deadline.bound_s(target.settings.lock_timeout)
+        connection._read_timeout = bound + target.settings.connect_timeout
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION lock_wait_timeout = %s", (max(round(bound), 1),))
             self.bound_session(cursor, bound)
@@ -4865,6 +4926,10 @@ DIALECTS: dict[str, Dialect[Any]] = {"postgres": POSTGRES, "mysql": MYSQL, "mari
 
 # What grant_privileges may name before the engine is known: any engine's table privileges.
 KNOWN_PRIVILEGES = frozenset(p for d in DIALECTS.values() for p in d.table_privileges)
+
+# The logger is set up once a process, at import (a warm Lambda keeps it). An unknown LOG_LEVEL
+# must not break the import: INFO then, and run() reports it with the other settings.
+log.setLevel(Settings.read(os.environ).log_level)
 
 
 if __name__ == "__main__":
