@@ -38,8 +38,8 @@ import time
 import unicodedata
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import cache, cached_property
@@ -145,13 +145,26 @@ def run(
     deadline = Deadline(context)
     with database_session(target, event, deadline, problems) as connection:
         facts = gather(connection, event, target, aws, deadline)
-        passwords = aws.random_passwords if not event.dry_run else local_passwords
-        plan = make_plan(event, target, facts, passwords, problems)
+        plan = make_plan(event, target, facts, problems)
+        for warning in plan.warnings:
+            log.warning(warning)
+        draw = local_passwords if event.dry_run else aws.random_passwords
+        plan = plan.with_passwords(draw(plan.passwords_wanted) if plan.passwords_wanted else [])
         if event.dry_run:
-            target.dialect.rehearse(connection, plan.steps, plan.counter)
+            plan = planned(plan)
+            applied = Applied(target.dialect.rehearse(connection, plan.steps))
         else:
-            apply(connection, plan, aws, deadline)
-        result = report(plan, aws, connection)
+            # The secret writes, paced by Secrets Manager's quota, need only the credentials:
+            # a first run's password hashing, and the SQL plan after it, go on meanwhile.
+            planner = ThreadPoolExecutor(1)
+            try:
+                planning = planner.submit(planned, plan)
+                first = write_secrets_first(plan, aws, deadline)
+                plan = planning.result()
+            finally:
+                planner.shutdown(wait=False)
+            applied = apply_plan(connection, plan, first, aws, deadline)
+        result = report(plan, applied, aws, connection)
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
     info(
         "done",
@@ -161,6 +174,18 @@ def run(
         stats=result["stats"],
     )
     return result
+
+
+def planned(plan: Plan) -> Plan:
+    """The plan with its SQL steps: the new passwords hashed first, one thread a CPU (PBKDF2
+    releases the GIL)."""
+    dialect, hashed = plan.target.dialect, plan.hashed
+    with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
+        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), hashed)
+        identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
+    plan = with_steps(plan, identified_by)
+    info("planned", users=len(plan.event.users), steps=len(plan.steps), dry_run=plan.event.dry_run)
+    return plan
 
 
 def locate(
@@ -534,25 +559,22 @@ class Facts:
 PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """The whole of what a run does, decided before anything is written: the SQL steps, each
-    user's credential (which says how its secret is written), the rotation calls, and what
-    the report says of each secret. A dry run is this plan, not applied."""
+    """The whole of what a run does, decided before anything is written: each user's
+    credential (which says how its secret is written), what happens to each secret, the
+    rotation calls, and the SQL steps. A dry run is this plan, not applied. Built in stages
+    (make_plan, with_passwords, with_steps), each a new value."""
 
     event: Event
     target: Target
     state: EngineState
-    secrets: dict[str, SecretState]  # by secret name
-    credentials: dict[str, Credential]  # by user, for the users that stay
-    steps: list[Step]
-    secret_results: dict[str, str]  # by user: what happens to its secret
-    rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
-    warnings: list[str] = field(default_factory=list)  # what the tool cannot change, said
-    counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # The steps while they are still being planned (a first run's password hashing overlaps
-    # its secret writes: see make_plan); apply waits for them before the database.
-    planning: Future[list[Step]] | None = None
+    secrets: Mapping[str, SecretState]  # by secret name, as read
+    credentials: Mapping[str, Credential]  # by user, for the users that stay
+    secret_results: Mapping[str, str]  # by user: what happens to its secret
+    rotations: Mapping[str, RotationCall]  # by user, for the users whose rotation changes
+    warnings: tuple[str, ...] = ()  # what the tool cannot change, said
+    steps: tuple[Step, ...] = ()
 
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
@@ -561,6 +583,46 @@ class Plan:
         """Whether applying writes anything to the user's secret: an unchanged secret is one
         no write touches (secret_result), and a rotation call is a write of its own."""
         return self.secret_results.get(user.name) != "unchanged" or user.name in self.rotations
+
+    @property
+    def passwords_wanted(self) -> int:
+        """How many new passwords the plan needs drawn."""
+        return sum(c.password is None for c in self.credentials.values())
+
+    def with_passwords(self, passwords: Sequence[str]) -> Plan:
+        """The plan with each credential that needs one given a new password, in order."""
+        if len(passwords) != self.passwords_wanted:
+            raise ValueError(f"{len(passwords)} passwords for {self.passwords_wanted} wanted")
+        drawn = iter(passwords)
+        credentials = {
+            user: replace(c, password=next(drawn)) if c.password is None else c
+            for user, c in self.credentials.items()
+        }
+        return replace(self, credentials=credentials)
+
+    @property
+    def hashed(self) -> list[Credential]:
+        """The credentials whose password the database is given now: to hash before planning
+        the SQL."""
+        return [c for c in self.credentials.values() if c.set_in_database and c.password]
+
+
+@dataclass(frozen=True)
+class SqlStats:
+    """What running the steps cost: statements sent (role switches too) and their time."""
+
+    statements: int = 0
+    sql_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying (or rehearsing) a plan did: the SQL run, and each user's secret as the
+    writes left it (a created secret's ARN, its new versions), by user."""
+
+    sql: SqlStats = SqlStats()
+    secrets: Mapping[str, SecretState] = field(default_factory=dict)
+    rotated: tuple[str, ...] = ()  # the users whose rotation call was made
 
 
 class Deadline:
@@ -1474,10 +1536,12 @@ def gather(
 
 
 def resolve_target(
-    event: Event, master_secret: dict, master_arn: str, settings: Settings
+    event: Event, master_secret: dict, master_arn: str, settings: Settings | None = None
 ) -> tuple[Target | None, list[str]]:
     """Fill in what the event left out from the master secret. The problems found; no target
-    when where or as whom to connect is missing."""
+    when where or as whom to connect is missing. `settings`: the deployment's (none given:
+    the defaults)."""
+    settings = settings or Settings()
     problems = []
     username, password = master_secret.get("username"), master_secret.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
@@ -2096,19 +2160,16 @@ def probe_logins(
 # ---------------------------------------------------------------------------------------------
 
 
-def make_plan(
-    event: Event,
-    target: Target,
-    facts: Facts,
-    passwords: PasswordSource,
-    problems: list[str],
-) -> Plan:
-    """The event and what was read -> the plan. Every problem (the event's, given, and those
-    found here against the state and the secrets) is raised at once, before any password is
-    drawn: a user fixes everything in one round."""
+def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str] = ()) -> Plan:
+    """The event and what was read -> every decision of the run: each user's credential (a
+    new password still to be drawn: None), what happens to each secret, the rotation calls,
+    the warnings. Every problem (the ones given, and those found here against the state and
+    the secrets) is raised at once: a user fixes everything in one round. Pure: no AWS call,
+    thread, log or clock; the SQL steps come once the new passwords are drawn and hashed
+    (with_steps)."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
     event, found_problems = with_found_secrets(event, facts.found)
-    problems = problems + found_problems + dialect.state_problems(event, state)
+    problems = [*problems, *found_problems, *dialect.state_problems(event, state)]
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secrets[user.secret_name], target, event)
@@ -2120,7 +2181,7 @@ def make_plan(
             for other in facts.elsewhere.get(user.name, [])
         ]
     staying = [u for u in event.users if not u.deleting]
-    decided = []
+    credentials = {}
     for user in staying:
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
@@ -2128,23 +2189,11 @@ def make_plan(
             user, login, secret, state.has_user(user), facts.probes[user.name], target
         )
         problems += credential_problems(credential, secret)
-        decided.append(credential)
+        credentials[user.name] = credential
     rotations = rotation_calls(staying, secrets, dialect, target.settings)
     problems += rotation_call_problems(staying, rotations, secrets)
     if problems:
         raise InvalidEvent(problems)
-    credentials = {c.user: c for c in with_new_passwords(decided, passwords)}
-    hashed = [c for c in credentials.values() if c.set_in_database and c.password]
-
-    def plan_steps() -> list[Step]:
-        """Hash the passwords (PBKDF2 releases the GIL: one thread a CPU), then plan."""
-        with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
-            verifiers = pool.map(lambda c: dialect.identified_by(c.password, state), hashed)
-            identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
-        steps = dialect.plan(event, state, identified_by)
-        info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-        return steps
-
     results = {
         u.name: secret_result(
             u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
@@ -2152,30 +2201,23 @@ def make_plan(
         for u in event.users
         if u.secret_name
     }
-    warnings = dialect.warnings(event, state)
-    for warning in warnings:
-        log.warning(warning)
-    if hashed and not event.dry_run:
-        # A first run: the secret writes, paced by Secrets Manager's quota, need only the
-        # credentials. The hashing and the SQL plan go on meanwhile; apply waits for them
-        # before the database (secrets first, as ever).
-        planner = ThreadPoolExecutor(1)
-        planning = planner.submit(plan_steps)
-        planner.shutdown(wait=False)
-        return Plan(
-            event,
-            target,
-            state,
-            secrets,
-            credentials,
-            [],
-            results,
-            rotations,
-            warnings,
-            planning=planning,
-        )
-    steps = plan_steps()
-    return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
+    return Plan(
+        event,
+        target,
+        state,
+        secrets,
+        credentials,
+        results,
+        rotations,
+        tuple(dialect.warnings(event, state)),
+    )
+
+
+def with_steps(plan: Plan, identified_by: Mapping[str, str]) -> Plan:
+    """The plan with its SQL steps, given what each login that gets a password now is
+    identified by (its SCRAM verifier, its hash: Dialect.identified_by). Pure."""
+    steps = plan.target.dialect.plan(plan.event, plan.state, dict(identified_by))
+    return replace(plan, steps=tuple(steps))
 
 
 def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
@@ -2423,14 +2465,6 @@ def secret_result(
     return "unchanged"
 
 
-def with_new_passwords(credentials: list[Credential], passwords: PasswordSource) -> list:
-    """Give every credential that needs one a new password, from one draw."""
-    needy = [c for c in credentials if c.password is None]
-    fresh = passwords(len(needy)) if needy else []
-    drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
-    return [replace(c, password=drawn[c.user]) if c.password is None else c for c in credentials]
-
-
 def local_passwords(count: int) -> list[str]:
     """A dry run's passwords: never stored, never set, so drawn here without an AWS call."""
     return [base64.b64encode(os.urandom(24)).decode() for _ in range(count)]
@@ -2445,34 +2479,46 @@ def local_passwords(count: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) -> None:
-    """Secrets first, then the database, then the secrets that wait for it."""
+def write_secrets_first(
+    plan: Plan, aws: SecretsManager, deadline: Deadline
+) -> dict[str, tuple[SecretState, str | None]]:
+    """What the database change needs in the secrets first (restored, created, a new
+    password stored or staged), by user: the secret as written, and the version id of a
+    staged AWSPENDING password."""
     deadline.check("writing the secrets")
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
     # thread of the pool to learn that there is nothing to write.
     staying = [u for u in plan.event.users if not u.deleting and plan.writes_secret_of(u)]
 
-    def before(user: UserSpec) -> str | None:
+    def before(user: UserSpec) -> tuple[SecretState, str | None]:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
-    staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
-    if plan.planning:
-        plan.steps, plan.planning = plan.planning.result(), None
-    deadline.check("changing the database")
-    plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
+    return dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
 
-    def after(user: UserSpec) -> None:
-        writer.after_database(
-            plan.credentials[user.name],
-            plan.secret_of(user),
-            staged[user.name],
-            plan.rotations.get(user.name),
-        )
+
+def apply_plan(
+    connection: Any,
+    plan: Plan,
+    first: dict[str, tuple[SecretState, str | None]],
+    aws: SecretsManager,
+    deadline: Deadline,
+) -> Applied:
+    """The database, then the secrets that wait for it (`first`: what write_secrets_first
+    wrote). Returns what was done."""
+    deadline.check("changing the database")
+    stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
+    writer = SecretWriter(aws, plan.event, plan.target)
+
+    def after(user: str) -> SecretState:
+        secret, staged = first[user]
+        rotation = plan.rotations.get(user)
+        writer.after_database(plan.credentials[user], secret, staged, rotation)
+        return secret
 
     try:
         deadline.check("promoting the new passwords")
-        aws.map(after, staying)
+        written = dict(zip(first, aws.map(after, list(first)), strict=True))
         doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, botocore.exceptions.ClientError) as error:
@@ -2480,10 +2526,13 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
             f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
+    return Applied(stats, written, tuple(u for u in first if u in plan.rotations))
 
 
 class SecretWriter:
-    """The secret writes of one run, before and after the database transaction."""
+    """The secret writes of one run, before and after the database transaction. They are made
+    on a copy of the secret's state (before_database makes it), which then says what was
+    written; the state read stays as it was."""
 
     def __init__(self, aws: SecretsManager, event: Event, target: Target):
         self.aws, self.event, self.target = aws, event, target
@@ -2539,10 +2588,13 @@ class SecretWriter:
             RemoveFromVersionId=version,
         )
 
-    def before_database(self, credential: Credential, secret: SecretState) -> str | None:
-        """Restore, create, or stage what the database change needs; returns the version id
-        of a staged AWSPENDING password."""
-        user = credential.user
+    def before_database(
+        self, credential: Credential, secret: SecretState
+    ) -> tuple[SecretState, str | None]:
+        """Restore, create, or stage what the database change needs; returns the secret as
+        written (a copy: the one read stays as it was) and the version id of a staged
+        AWSPENDING password."""
+        user, secret = credential.user, replace(secret)
         if secret.scheduled_for_deletion:
             self.aws.write("restore_secret", SecretId=secret.arn)
         if credential.undo_pending and secret.pending_version:
@@ -2555,8 +2607,8 @@ class SecretWriter:
         elif credential.mode == "change":
             if not secret.exists:
                 self.create(user, secret, None)
-            return self.put(secret, credential.final_value, pending=True)
-        return None
+            return secret, self.put(secret, credential.final_value, pending=True)
+        return secret, None
 
     def after_database(
         self,
@@ -2619,7 +2671,7 @@ def another_invocation(wait_ms: int) -> ApplyError:
     )
 
 
-def applied_so_far(steps: list[Step]) -> str:
+def applied_so_far(steps: Sequence[Step]) -> str:
     """What a failed MySQL run left applied, for the error message (first ones named)."""
     if not steps:
         return "Nothing was applied before it."
@@ -2633,9 +2685,9 @@ def applied_so_far(steps: list[Step]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
+def report(plan: Plan, applied: Applied, aws: SecretsManager, connection: Any) -> dict:
     event = plan.event
-    users = [user_report(user, plan) for user in event.users]
+    users = [user_report(user, plan, applied) for user in event.users]
     changed = (
         bool(plan.steps)
         or bool(plan.rotations)
@@ -2649,10 +2701,10 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
         "host": plan.target.host,
         "database": plan.target.database,
         "users": users,
-        "warnings": plan.warnings,
+        "warnings": list(plan.warnings),
         "stats": {
-            "sql_statements": plan.counter["statements"],
-            "sql_ms": plan.counter["sql_ms"],
+            "sql_statements": applied.sql.statements,
+            "sql_ms": applied.sql.sql_ms,
             "catalog_queries": plan.state.catalog_queries,
             "aws_calls": dict(sorted(aws.calls.items())),
         },
@@ -2662,7 +2714,7 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
     return result
 
 
-def user_report(user: UserSpec, plan: Plan) -> dict:
+def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
     credential = plan.credentials.get(user.name)
     changes = [step.summary for step in plan.steps if user.name in step.users]
     if credential and credential.mode == "finish":
@@ -2672,7 +2724,8 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
     secret: dict[str, Any] | None = None
     if user.secret_name:
         result = plan.secret_results[user.name]
-        secret = {"name": user.secret_name, "arn": plan.secret_of(user).arn, "result": result}
+        arn = applied.secrets.get(user.name, plan.secret_of(user)).arn
+        secret = {"name": user.secret_name, "arn": arn, "result": result}
         if user.secret_found:
             secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
@@ -2750,10 +2803,8 @@ class Dialect(Protocol[StateT]):
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
     def identified_by(self, password: str, state: StateT) -> str: ...
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None: ...
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats: ...
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -2767,7 +2818,7 @@ def step_applied(step: Step, target: Target) -> None:
     )
 
 
-def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) -> ApplyError:
+def step_failed(steps: Sequence[Step], number: int, error: Exception, outcome: str) -> ApplyError:
     """The error of a statement that failed: which step, why, and what that left (outcome:
     what the engine did with the steps before it)."""
     step = steps[number - 1]
@@ -3233,13 +3284,11 @@ class Postgres:
     def plan(self, event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
         return plan_postgres(event, state, identified_by)
 
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None:
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
         """The steps in one transaction, committed only while the run still holds the cluster
         lock; each gets its audit line once they are committed."""
         try:
-            self.execute(connection, steps, counter)
+            stats = self.execute(connection, steps)
             lock = getattr(connection, "cluster_lock", None)
             if lock:
                 lock.check("committing")
@@ -3265,10 +3314,11 @@ class Postgres:
             ) from None
         for step in steps:
             step_applied(step, target)
+        return stats
 
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         try:
-            self.execute(connection, steps, counter)
+            return self.execute(connection, steps)
         except StepFailedError as failed:
             raise step_failed(
                 steps, failed.number, failed.error, "This was a dry run: nothing was changed."
@@ -3276,10 +3326,10 @@ class Postgres:
         finally:
             rollback_quietly(connection)
 
-    def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def execute(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
         acting: str | None = None
-        started = time.monotonic()
+        started, statements = time.monotonic(), 0
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 if step.as_role != acting:
@@ -3288,18 +3338,18 @@ class Postgres:
                         if step.as_role
                         else sql.SQL("RESET ROLE")
                     )
-                    counter["statements"] += 1
+                    statements += 1
                     acting = step.as_role
                 try:
                     cursor.execute(step.statement)
                 except psycopg2.Error as error:
                     raise StepFailedError(number, error) from None
-                counter["statements"] += 1
+                statements += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
             if acting:
                 cursor.execute("RESET ROLE")
-        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+        return SqlStats(statements, round((time.monotonic() - started) * 1000))
 
 
 def rollback_quietly(connection: Any) -> None:
@@ -4598,11 +4648,9 @@ class MySql:
     def plan(self, event: Event, state: MyState, identified_by: dict[str, str]) -> list[Step]:
         return plan_mysql(event, state, identified_by)
 
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None:
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
         """Each step is final as it runs, so each gets its audit line at once."""
-        started = time.monotonic()
+        started, statements = time.monotonic(), 0
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 try:
@@ -4611,13 +4659,14 @@ class MySql:
                     done = applied_so_far(steps[: number - 1])
                     raise step_failed(steps, number, error, done) from None
                 step_applied(step, target)
-                counter["statements"] += 1
+                statements += 1
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
-        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+        return SqlStats(statements, round((time.monotonic() - started) * 1000))
 
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
+        return SqlStats()
 
 
 def native_password_hash(password: str) -> str:

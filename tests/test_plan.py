@@ -10,7 +10,9 @@ from lambda_function import (
     Credential,
     DefaultGrant,
     Event,
+    Facts,
     Held,
+    InvalidEvent,
     PgObject,
     PgRole,
     PgState,
@@ -20,8 +22,10 @@ from lambda_function import (
     Target,
     UserSpec,
     decide_credential,
+    make_plan,
     plan_postgres,
     state_problems,
+    with_steps,
 )
 from psycopg2 import sql
 
@@ -448,3 +452,72 @@ def test_on_16_a_clone_for_a_user_the_master_may_not_grant_is_refused_with_the_f
     problems = state_problems(event(spec("legacy", rotation=ROTATING)), state(roles=roles))
     assert len(problems) == 1
     assert 'GRANT "legacy" TO "master" WITH ADMIN OPTION' in problems[0]
+
+
+def facts_of(state: PgState, *users: UserSpec, secrets=()) -> Facts:
+    """What a run would have read: the state, each user's secret (absent unless given), and no
+    login tried."""
+    read = {u.secret_name: SecretState(u.secret_name) for u in users if u.secret_name}
+    read.update({s.name: s for s in secrets})
+    return Facts(state, read, {u.name: Probe() for u in users})
+
+
+def test_the_planning_function_decides_and_plans_from_values_alone():
+    """make_plan and with_steps: the event, the state and the secrets as values in, the
+    decisions and the SQL out; nothing read or written, and the values given stay as they were."""
+    ro_secret = SecretState(
+        "secret-ro", arn="arn:ro", exists=True, value={"username": "ro", "password": "kept-pw"}
+    )
+    users = (
+        spec("ddl", ddl=True, privileges="SELECT"),
+        spec("ro", grantor="ddl", privileges="SELECT"),
+    )
+    current = state(roles=[PgRole("ro")])
+    facts = facts_of(current, *users, secrets=[ro_secret])
+
+    plan = make_plan(event(*users), TARGET, facts)
+
+    assert {u: (c.mode, c.password) for u, c in plan.credentials.items()} == {
+        "ddl": ("new-user", None),
+        "ro": ("keep", "kept-pw"),
+    }
+    assert plan.secret_results == {"ddl": "created", "ro": "updated"}
+    assert plan.passwords_wanted == 1 and plan.steps == () and plan.rotations == {}
+
+    plan = with_steps(plan.with_passwords(["new-pw"]), {"ddl": "SCRAM-SHA-256$verifier"})
+
+    assert plan.credentials["ddl"].final_value == {
+        "engine": "postgres",
+        "host": "db.example",
+        "port": 5432,
+        "username": "ddl",
+        "dbname": "app",
+        "masterarn": "arn:master",
+        "password": "new-pw",
+    }
+    assert statements(plan.steps)[0] == (
+        'CREATE ROLE "ddl" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+        "PASSWORD 'SCRAM-SHA-256$verifier'"
+    )
+    assert any("GRANT SELECT ON TABLE" in s or "GRANT CONNECT" in s for s in statements(plan.steps))
+    with pytest.raises(AttributeError):
+        plan.steps = ()  # type: ignore[misc]  # an immutable value
+    assert ro_secret.value == {"username": "ro", "password": "kept-pw"}  # read, never written
+    assert (
+        make_plan(event(*users), TARGET, facts).credentials
+        == make_plan(event(*users), TARGET, facts).credentials
+    )
+
+
+def test_the_planning_function_raises_every_problem_at_once():
+    users = (spec("app", grantor="nobody"), spec("su"))
+    current = state(roles=[PgRole("su", superuser=True)])
+
+    with pytest.raises(InvalidEvent) as invalid:
+        make_plan(event(*users), TARGET, facts_of(current, *users), ["a problem found before"])
+
+    assert invalid.value.problems == [
+        "a problem found before",
+        "user 'app': grantor 'nobody' does not exist",
+        "user 'su' is a superuser: never managed",
+    ]
