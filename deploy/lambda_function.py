@@ -79,15 +79,6 @@ class ApplyError(Exception):
     """Applying failed part-way; the message says what was applied and that a re-run converges."""
 
 
-class StepFailedError(Exception):
-    """A statement the server refused, on its way to becoming an ApplyError that says what the
-    engine did with the statements before it."""
-
-    def __init__(self, number: int, error: Exception):
-        super().__init__(number, error)
-        self.number, self.error = number, error
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. The run: event -> gather -> plan -> apply -> report. The rest of the file, in this order,
 #    is the parts these functions put together.
@@ -164,7 +155,7 @@ def run(
             finally:
                 planner.shutdown(wait=False)
             applied = apply_plan(connection, plan, first, aws, deadline)
-        result = report(plan, applied, aws, connection)
+        result = report(plan, applied, aws)
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
     info(
         "done",
@@ -512,25 +503,18 @@ class RotationCall:
 
 @dataclass(frozen=True)
 class Step:
-    """One SQL statement of the plan, and whose changes it makes."""
+    """One SQL statement of the plan, and whose changes it makes. The statement is in the
+    engine's own form (what its driver executes); Dialect.render shows it as text."""
 
-    statement: sql.Composable | str  # MySQL statements are text, quoted by the planner
+    statement: Any
     summary: str
     users: tuple[str, ...]
     as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
-    shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+    shown: Any = None  # the statement as shown: its password blanked
 
     @property
     def who(self) -> str:
         return ", ".join(self.users) or "the master"
-
-    def display(self, context: Any) -> str:
-        """The statement as a person reads it, passwords blanked, with the role it runs as."""
-        text = self.shown or self.statement
-        text = text if isinstance(text, str) else text.as_string(context)
-        if self.as_role:
-            return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
-        return text
 
 
 class EngineState(Protocol):
@@ -1670,8 +1654,7 @@ def aws_session() -> botocore.session.Session:
     """One botocore session a process, as boto3's default one (a warm Lambda keeps it: loading
     the service's model costs more than a call). It leaves timestamps as AWS sends them: the
     tool only asks whether a date is there (DeletedDate), and turning the three dates of each
-    listed secret into datetimes was half the time spent parsing a re-run's responses (1,500
-    dates for 500 secrets)."""
+    listed secret into datetimes is most of the work of parsing a re-run's responses."""
     session = botocore.session.get_session()
     parsers = session.get_component("response_parser_factory")
     parsers.set_parser_defaults(timestamp_parser=lambda value: value)
@@ -1681,9 +1664,9 @@ def aws_session() -> botocore.session.Session:
 @cache
 def freeze_what_lives_on() -> None:
     """Once a process, after its first client: the modules and botocore's service model (about
-    100,000 objects) live as long as the process, and each full collection of the garbage
-    collector walked them all again, 60 to 90 ms, once or twice in a run of 500 to 2,000
-    users. Frozen, they are left out of its walks (what a run allocates is collected as ever)."""
+    100,000 objects) live as long as the process, yet each full collection of the garbage
+    collector would walk them all again. Frozen, they are left out of its walks (what a run
+    allocates is collected as ever)."""
     gc.freeze()
 
 
@@ -1718,17 +1701,17 @@ class SecretsManager:
         self.calls[model.name] += 1
 
     def map(self, function: Callable, items: Iterable) -> list:
-        """function(item) for each item, WORKERS at a time, in order. The items go in runs of
-        a few (four runs a worker): most of a re-run's items need no call at all, and a task
+        """function(item) for each item, WORKERS at a time, in order. The items go in chunks of
+        a few (four chunks a worker): most of a re-run's items need no call at all, and a task
         per item would cost more than the items."""
         items = list(items)
         if len(items) <= 1:
             return [function(item) for item in items]
         size = -(-len(items) // (self.WORKERS * 4))
-        runs = [items[i : i + size] for i in range(0, len(items), size)]
-        with ThreadPoolExecutor(min(self.WORKERS, len(runs))) as pool:
-            done = pool.map(lambda run: [function(item) for item in run], runs)
-            return [result for run in done for result in run]
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        with ThreadPoolExecutor(min(self.WORKERS, len(chunks))) as pool:
+            done = pool.map(lambda chunk: [function(item) for item in chunk], chunks)
+            return [result for chunk in done for result in chunk]
 
     def write(self, operation: str, **kwargs: Any) -> dict:
         self._writes.wait()
@@ -1821,7 +1804,7 @@ class SecretsManager:
     #   the same change and stages again, superseding it; a run of another event within those
     #   minutes keeps the AWSCURRENT password this once, and the next run, the list caught up,
     #   finishes or undoes the change (the staged password stays in AWSPENDING, never lost).
-    #   SECRETS_LIST_READS=false describes every secret, as before, for no such window at all.
+    #   SECRETS_LIST_READS=false describes every secret, for no such window at all.
     # Tags and rotation settings may lag in the list the same way: a listed secret for which
     # `recheck` says a write would rest on them (gather: a tag to add, a rotation to change)
     # is described too, so no write is decided from the list alone.
@@ -2671,21 +2654,12 @@ def another_invocation(wait_ms: int) -> ApplyError:
     )
 
 
-def applied_so_far(steps: Sequence[Step]) -> str:
-    """What a failed MySQL run left applied, for the error message (first ones named)."""
-    if not steps:
-        return "Nothing was applied before it."
-    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
-    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
-    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
-
-
 # ---------------------------------------------------------------------------------------------
 # 8. The report.
 # ---------------------------------------------------------------------------------------------
 
 
-def report(plan: Plan, applied: Applied, aws: SecretsManager, connection: Any) -> dict:
+def report(plan: Plan, applied: Applied, aws: SecretsManager) -> dict:
     event = plan.event
     users = [user_report(user, plan, applied) for user in event.users]
     changed = (
@@ -2710,7 +2684,7 @@ def report(plan: Plan, applied: Applied, aws: SecretsManager, connection: Any) -
         },
     }
     if event.dry_run:
-        result["sql"] = [step.display(connection) for step in plan.steps]
+        result["sql"] = [plan.target.dialect.render(step) for step in plan.steps]
     return result
 
 
@@ -2805,6 +2779,7 @@ class Dialect(Protocol[StateT]):
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
     def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats: ...
     def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats: ...
+    def render(self, step: Step) -> str: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -2834,14 +2809,6 @@ SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal
 
 TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
 
-# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
-# the variable a deployment that raised it in the function's environment declares it in.
-AWS_MYSQL_CLONE_LIMIT = 16
-
-MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
-
-MYSQL_NAME_LIMIT = 32
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -2856,7 +2823,7 @@ class Settings:
     ssl_mode: SslMode = "require"  # DB_SSL_MODE; else verify-full when there is a CA bundle
     ca_bundle: str | None = None  # DB_SSL_CA, else the one build.sh --ca-bundle put in the zip
     rotation_functions: Mapping[str, str] = field(default_factory=dict)  # by variable: an ARN
-    mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
+    mysql_clone_limit: int | None = None  # declared: see MYSQL_CLONE_LIMIT_VARIABLE
     secrets_writes_per_second: float = SECRETS_PACES["SECRETS_WRITES_PER_SECOND"]
     secrets_reads_per_second: float = SECRETS_PACES["SECRETS_READS_PER_SECOND"]
     secrets_list_reads: bool = True  # SECRETS_LIST_READS=false describes every secret
@@ -2943,7 +2910,7 @@ class Settings:
             ssl_mode=cast(SslMode, mode or ("verify-full" if bundle else "require")),
             ca_bundle=bundle,
             rotation_functions=functions,
-            mysql_clone_limit=int(limit) if limit and whole else cls.mysql_clone_limit,
+            mysql_clone_limit=int(limit) if limit and whole else None,
             secrets_writes_per_second=pace("SECRETS_WRITES_PER_SECOND"),
             secrets_reads_per_second=pace("SECRETS_READS_PER_SECOND"),
             secrets_list_reads=given("SECRETS_LIST_READS").lower() not in FALSE_WORDS,
@@ -2953,60 +2920,31 @@ class Settings:
         )
 
 
-# What a driver's connection error means to the user, by the words of the error (libpq's
-# messages, and MySQL's error numbers as PyMySQL prints them).
-CONNECT_FAILURES = (
-    (
-        # libpq's words when pg_hba.conf turns away a session without TLS (RDS for PostgreSQL
-        # 15 and later, whose rds.force_ssl is on by default); MySQL's error 3159. First: the
-        # PostgreSQL message also names the database, which the entry below looks for.
-        ("no encryption", "(3159,"),
-        "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl; "
-        "MySQL or MariaDB with require_secure_transport): use ssl_mode require or verify-full",
-    ),
-    (
-        ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
-        "the host name does not resolve: check rds_host (or the master secret's host) and the "
-        "DNS of the function's VPC",
-    ),
-    (
-        ("password authentication failed", "authentication failed"),
-        "authentication failed: the master secret's username and password do not log in "
-        "(changed outside the secret, or the wrong secret?)",
-    ),
-    (
-        ("(1045,",),
-        "authentication failed: the master secret's username and password do not log in "
-        "(changed outside the secret, or the wrong secret?), or the server requires TLS "
-        "(require_secure_transport: MariaDB refuses a session without it the same way) and "
-        "ssl_mode is disable",
-    ),
-    (
-        ('database "', "(1049,"),
-        "the database does not exist on this server: check database_name",
-    ),
-    (
-        ("permission denied", "not permitted to log in", "no pg_hba.conf entry", "(1044,"),
-        "permission denied: the master may not connect to this database (its CONNECT "
-        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
-    ),
-    (
-        ("server does not support SSL", "SSL", "certificate"),
-        "the TLS connection failed: check ssl_mode and DB_SSL_CA",
-    ),
-    (
-        ("Connection refused", "timeout expired", "timed out", "No route to host", "(2003,"),
-        "the host is unreachable: check rds_host and rds_port, that the function runs in the "
-        "database's VPC, and that the security groups let it in",
-    ),
+# What a driver's connection error means to the user: (words of the error, meaning), the first
+# match wins. Each engine has its table (PG_CONNECT_FAILURES, MY_CONNECT_FAILURES).
+ConnectFailures = tuple[tuple[tuple[str, ...], str], ...]
+
+AUTHENTICATION_FAILED = (
+    "authentication failed: the master secret's username and password do not log in "
+    "(changed outside the secret, or the wrong secret?)"
 )
 
+HOST_UNKNOWN = (
+    "the host name does not resolve: check rds_host (or the master secret's host) and the DNS "
+    "of the function's VPC"
+)
 
-def connect_failure(where: str, error: str) -> str:
+HOST_UNREACHABLE = (
+    "the host is unreachable: check rds_host and rds_port, that the function runs in the "
+    "database's VPC, and that the security groups let it in"
+)
+
+TLS_FAILED = "the TLS connection failed: check ssl_mode and DB_SSL_CA"
+
+
+def connect_failure(where: str, error: str, failures: ConnectFailures) -> str:
     """A connection error as what the user can do about it, the driver's own words attached."""
-    meaning = next(
-        (text for needles, text in CONNECT_FAILURES if any(n in error for n in needles)), None
-    )
+    meaning = next((text for needles, text in failures if any(n in error for n in needles)), None)
     if meaning is None:
         return f"cannot connect to {where}: {error}. Nothing was changed."
     return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
@@ -3045,17 +2983,6 @@ class HeldLock:
                 "passwords already stored in their secrets are reused by the next run: a "
                 "re-run converges."
             )
-
-
-def tls_context(target: Target) -> ssl.SSLContext:
-    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against the CA bundle (Settings.ca_bundle)."""
-    if target.ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=target.settings.ca_bundle)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3097,6 +3024,37 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_b
 """
 
 PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
+
+# libpq's words for what went wrong while connecting (see connect_failure).
+PG_CONNECT_FAILURES: ConnectFailures = (
+    (
+        # pg_hba.conf turning away a session without TLS (RDS for PostgreSQL 15 and later,
+        # whose rds.force_ssl is on by default). First: the message also names the database,
+        # which the entry for a missing database looks for.
+        ("no encryption",),
+        "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl): "
+        "use ssl_mode require or verify-full",
+    ),
+    (("could not translate host name", "Name or service not known"), HOST_UNKNOWN),
+    (("password authentication failed", "authentication failed"), AUTHENTICATION_FAILED),
+    (('database "',), "the database does not exist on this server: check database_name"),
+    (
+        ("permission denied", "not permitted to log in", "no pg_hba.conf entry"),
+        "permission denied: the master may not connect to this database (its CONNECT "
+        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
+    ),
+    (("server does not support SSL", "SSL", "certificate"), TLS_FAILED),
+    (("Connection refused", "timeout expired", "timed out", "No route to host"), HOST_UNREACHABLE),
+)
+
+
+class StepFailedError(Exception):
+    """A statement the server refused, on its way to becoming an ApplyError that says what the
+    transaction's rollback means for the statements before it."""
+
+    def __init__(self, number: int, error: Exception):
+        super().__init__(number, error)
+        self.number, self.error = number, error
 
 
 class PgConnection(psycopg2.extensions.connection):
@@ -3192,8 +3150,8 @@ class Postgres:
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said) + no_answer(said, target.settings)
-            raise ApplyError(failure) from None
+            failure = connect_failure(where, said, PG_CONNECT_FAILURES)
+            raise ApplyError(failure + no_answer(said, target.settings)) from None
         connection.cluster_lock = lock
         return connection
 
@@ -3269,7 +3227,7 @@ class Postgres:
             return read_pg_state(cursor, event)
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
-        return state_problems(event, state)
+        return pg_state_problems(event, state)
 
     def warnings(self, event: Event, state: PgState) -> list[str]:
         return public_warnings(event, state)
@@ -3316,6 +3274,13 @@ class Postgres:
             step_applied(step, target)
         return stats
 
+    def render(self, step: Step) -> str:
+        """The statement as a person reads it, passwords blanked, with the role it runs as."""
+        text = pg_text(step.shown or step.statement)
+        if step.as_role:
+            return f"SET ROLE {pg_text(sql.Identifier(step.as_role))}; {text}"
+        return text
+
     def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         try:
             return self.execute(connection, steps)
@@ -3346,10 +3311,27 @@ class Postgres:
                     raise StepFailedError(number, error) from None
                 statements += 1
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+                    log.debug("executed", extra={"fields": {"sql": self.render(step)}})
             if acting:
                 cursor.execute("RESET ROLE")
         return SqlStats(statements, round((time.monotonic() - started) * 1000))
+
+
+def pg_text(statement: sql.Composable) -> str:
+    """A statement as text, with no connection (psycopg2's own rendering needs one): names
+    always quoted, as the driver quotes them, literals as the driver quotes them for a server
+    with standard_conforming_strings on (the default since 9.1, and RDS's). For showing only:
+    the driver quotes what is executed."""
+    if isinstance(statement, sql.Composed):
+        return "".join(pg_text(part) for part in statement)
+    if isinstance(statement, sql.Identifier):
+        return ".".join('"' + name.replace('"', '""') + '"' for name in statement.strings)
+    if isinstance(statement, sql.Literal):
+        value = statement.wrapped
+        return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+    if isinstance(statement, sql.SQL):
+        return statement.string
+    raise TypeError(f"cannot show {type(statement).__name__}")
 
 
 def rollback_quietly(connection: Any) -> None:
@@ -3477,7 +3459,7 @@ class PgState:
     catalog_queries: int = 4
     # 16+: for the roles the master may not grant, the roles that may (to name in a remedy)
     admins: dict[str, list[str]] = field(default_factory=dict)
-    # privilege_plan's answer for the event it was asked about (state_problems and the plan
+    # privilege_plan's answer for the event it was asked about (pg_state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
 
@@ -3516,15 +3498,14 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
 FROM pg_roles r
 """
 
-# Every managed object with the grants the managed users hold on it.
 # Every managed object, with the grants the managed users hold on it and what PUBLIC holds.
 # - pg_database_owner (15+: the owner of `public`, and so the grantor of what its owner grants
 #   there) stands for the database's owner, which is the role the master must act as.
 # - A NULL ACL means the defaults (acldefault): on a database, PUBLIC may CONNECT.
 # - The ACL is detoasted once (array_cat) and the managed roles read once (MATERIALIZED):
 #   otherwise PostgreSQL does both again for every object.
-# - The grants come as three parallel arrays (grantee, grantor, privilege): a JSON value
-#   built per grant cost four times as much, server and client (a no-op run at 2,000 users).
+# - The grants come as three parallel arrays (grantee, grantor, privilege): a JSON value per
+#   grant costs far more to build on the server and to parse here.
 OBJECTS_QUERY = """
 WITH managed AS MATERIALIZED (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
 stand_in AS MATERIALIZED (
@@ -3715,7 +3696,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     )
 
 
-def state_problems(event: Event, state: PgState) -> list[str]:
+def pg_state_problems(event: Event, state: PgState) -> list[str]:
     """What the event asks that this database cannot give; checked before anything changes."""
     problems = []
     present_schemas = {o.name for o in state.objects_of("schema")}
@@ -3868,7 +3849,7 @@ def reassign_target(user: UserSpec, state: PgState) -> str:
 def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
     """Every statement that brings the database to the event's state, in order.
     `identified_by` holds the SCRAM verifier of each login that gets a password now. What the
-    master cannot do was refused before, by state_problems (through privilege_plan)."""
+    master cannot do was refused before, by pg_state_problems (through privilege_plan)."""
     staying = [u for u in event.users if not u.deleting]
     leaving = [u for u in event.users if u.deleting]
     privileges = privilege_plan(event, state)
@@ -3987,7 +3968,7 @@ def sequence_privileges(table_privileges: frozenset[str]) -> set[str]:
     return wanted
 
 
-def table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
+def pg_table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
     if server_major < PG_MAINTAIN_SINCE:
         return user.privileges - {"MAINTAIN"}
     return user.privileges
@@ -4001,7 +3982,7 @@ def desired_privileges(user: UserSpec, kind: str, server_major: int) -> frozense
     if kind == "schema":
         return frozenset({"USAGE", "CREATE"} if user.ddl else {"USAGE"})
     if kind == "table":
-        return table_privileges(user, server_major)
+        return pg_table_privileges(user, server_major)
     return frozenset(sequence_privileges(user.privileges))
 
 
@@ -4055,7 +4036,9 @@ def default_privilege_changes(
         want: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         if user.grantor and not user.deleting:
             for schema in event.schemas:
-                want[(user.grantor, schema, "tables")] |= table_privileges(user, state.server_major)
+                want[(user.grantor, schema, "tables")] |= pg_table_privileges(
+                    user, state.server_major
+                )
                 want[(user.grantor, schema, "sequences")] |= sequence_privileges(user.privileges)
         have: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         for grant in defaults_by_grantee.get(user.name, ()):
@@ -4251,9 +4234,9 @@ def delete_steps(users: list[UserSpec], state: PgState) -> list[Step]:
     """Hand over what the roles own, drop their grants, drop them: a role's objects go to its
     target (reassign_to, its grantor, or the master) before that target is dropped itself, so
     the roles go in rounds, those that are nobody's target first. Each round is one REASSIGN
-    OWNED per target, one DROP OWNED and one DROP ROLE naming all its roles: a statement per
-    role made PostgreSQL work out the master's memberships again after each DROP ROLE, which
-    grew with the roles dropped (quadratic: 1.2 ms a role at 1,000)."""
+    OWNED per target, one DROP OWNED and one DROP ROLE naming all its roles: with a statement
+    per role, PostgreSQL works out the master's memberships again after each DROP ROLE, a cost
+    quadratic in the roles dropped."""
     doomed = {u.name: u for u in users if u.name in state.roles}
     feeding: dict[str, list[str]] = defaultdict(list)  # target -> the roles whose objects it gets
     for user in doomed.values():
@@ -4399,6 +4382,58 @@ MY_DDL_PRIVILEGES = (
 
 MY_DATABASE_LIMIT = 64
 
+MYSQL_NAME_LIMIT = 32
+
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
+# the variable a deployment that raised it in the function's environment declares it in.
+AWS_MYSQL_CLONE_LIMIT = 16
+
+MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
+
+# MySQL's error numbers, as PyMySQL prints them "(1045, ...)", and the system's words for what
+# went wrong while connecting (see connect_failure).
+MY_CONNECT_FAILURES: ConnectFailures = (
+    (
+        ("(3159,",),  # ER_SECURE_TRANSPORT_REQUIRED
+        "the server requires TLS (MySQL or MariaDB with require_secure_transport): use ssl_mode "
+        "require or verify-full",
+    ),
+    (("(2005,", "getaddrinfo", "Name or service not known"), HOST_UNKNOWN),
+    (
+        ("(1045,",),  # ER_ACCESS_DENIED_ERROR
+        f"{AUTHENTICATION_FAILED}, or the server requires TLS (require_secure_transport: "
+        "MariaDB refuses a session without it the same way) and ssl_mode is disable",
+    ),
+    (("(1049,",), "the database does not exist on this server: check database_name"),
+    (
+        ("(1044,",),  # ER_DBACCESS_DENIED_ERROR
+        "permission denied: the master may not use this database (its privileges on it)",
+    ),
+    (("SSL", "certificate"), TLS_FAILED),
+    (("Connection refused", "timed out", "No route to host", "(2003,"), HOST_UNREACHABLE),
+)
+
+
+def my_tls_context(target: Target) -> ssl.SSLContext:
+    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
+    certificate and the host name checked against the CA bundle (Settings.ca_bundle)."""
+    if target.ssl_mode == "verify-full":
+        return ssl.create_default_context(cafile=target.settings.ca_bundle)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def applied_so_far(steps: Sequence[Step]) -> str:
+    """What a failed MySQL run left applied, for the error message (first ones named): each
+    statement is final as it runs."""
+    if not steps:
+        return "Nothing was applied before it."
+    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
+    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
+    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
+
 
 class MySql:
     """MySQL 8 and MariaDB (told apart by the server's version). DDL commits by itself there:
@@ -4494,7 +4529,7 @@ class MySql:
         USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
         is 80, the server's own limit."""
         if self.engine == "mysql":
-            return settings.mysql_clone_limit
+            return settings.mysql_clone_limit or AWS_MYSQL_CLONE_LIMIT
         return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
@@ -4514,11 +4549,11 @@ class MySql:
     ) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
         ssl_mode disable is no TLS at all: left to itself PyMySQL would try TLS where the
-        server offers it (and build a CA context, 25 ms, for every connection). PyMySQL
+        server offers it (and build a CA context, which is slow, for every connection). PyMySQL
         reads the server's greeting under its read timeout, so the whole handshake is bounded
         by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout` (default:
         DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
-        tls = None if target.ssl_mode == "disable" else tls_context(target)
+        tls = None if target.ssl_mode == "disable" else my_tls_context(target)
         timeout = target.settings.connect_timeout
         try:
             connection: Any = pymysql.connect(
@@ -4563,8 +4598,8 @@ class MySql:
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said) + no_answer(said, target.settings)
-            raise ApplyError(failure) from None
+            failure = connect_failure(where, said, MY_CONNECT_FAILURES)
+            raise ApplyError(failure + no_answer(said, target.settings)) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -4661,12 +4696,16 @@ class MySql:
                 step_applied(step, target)
                 statements += 1
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+                    log.debug("executed", extra={"fields": {"sql": self.render(step)}})
         return SqlStats(statements, round((time.monotonic() - started) * 1000))
 
     def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
         return SqlStats()
+
+    def render(self, step: Step) -> str:
+        """The statement as the planner wrote it (quoted by it), its password blanked."""
+        return str(step.shown or step.statement)
 
 
 def native_password_hash(password: str) -> str:
@@ -4967,7 +5006,9 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
 # ---------------------------------------------------------------------------------------------
 
 POSTGRES: Dialect[PgState] = Postgres()
-MYSQL: Dialect[MyState] = MySql("mysql", "mysql", 32, "SecretsManagerRDSMySQLRotationMultiUser")
+MYSQL: Dialect[MyState] = MySql(
+    "mysql", "mysql", MYSQL_NAME_LIMIT, "SecretsManagerRDSMySQLRotationMultiUser"
+)
 MARIADB: Dialect[MyState] = MySql(
     "mariadb", "mariadb", 80, "SecretsManagerRDSMariaDBRotationMultiUser"
 )
