@@ -14,7 +14,8 @@ The file reads as the data flows:
    6. planning: the whole plan from event + state (pure)
    7. applying, with the never-lose-a-password protocol
    8. the report
-   9. the engines' interface (a Protocol), and what both engines share
+   9. the engines' interface (a Protocol), the settings (the only reader of the
+      environment), and what both engines share
   10. PostgreSQL, in one block: names, catalog state, plan, I/O
   11. MySQL and MariaDB, in one block: the same parts
   12. the engines by name
@@ -145,15 +146,7 @@ def run(
             plan = planned(plan)
             applied = Applied(target.dialect.rehearse(connection, plan.steps))
         else:
-            # The secret writes, paced by Secrets Manager's quota, need only the credentials:
-            # a first run's password hashing, and the SQL plan after it, go on meanwhile.
-            planner = ThreadPoolExecutor(1)
-            try:
-                planning = planner.submit(planned, plan)
-                first = write_secrets_first(plan, aws, deadline)
-                plan = planning.result()
-            finally:
-                planner.shutdown(wait=False)
+            plan, first = planned_while_writing(plan, aws, deadline)
             applied = apply_plan(connection, plan, first, aws, deadline)
         result = report(plan, applied, aws)
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
@@ -177,6 +170,25 @@ def planned(plan: Plan) -> Plan:
     plan = with_steps(plan, identified_by)
     info("planned", users=len(plan.event.users), steps=len(plan.steps), dry_run=plan.event.dry_run)
     return plan
+
+
+def planned_while_writing(
+    plan: Plan, aws: SecretsManager, deadline: Deadline
+) -> tuple[Plan, dict[str, tuple[SecretState, str | None]]]:
+    """The plan with its SQL steps, and the secret writes that come before the database. The
+    writes, paced by Secrets Manager's quota, need only the credentials: a first run's password
+    hashing, and the SQL plan after it, go on meanwhile. With nothing to hash, the plan comes
+    first."""
+    if not plan.hashed:
+        plan = planned(plan)
+        return plan, write_secrets_first(plan, aws, deadline)
+    planner = ThreadPoolExecutor(1)
+    try:
+        planning = planner.submit(planned, plan)
+        first = write_secrets_first(plan, aws, deadline)
+        return planning.result(), first
+    finally:
+        planner.shutdown(wait=False)  # a failed write is reported without waiting for hashes
 
 
 def locate(
@@ -538,9 +550,6 @@ class Facts:
     # account that is about to get a secret (and so a password) of this event's (by user).
     found: dict[str, list[str]] = field(default_factory=dict)
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
-
-
-PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
 
 
 @dataclass(frozen=True)
@@ -2139,7 +2148,7 @@ def probe_logins(
 
 # ---------------------------------------------------------------------------------------------
 # 6. Planning: event + state -> the whole plan (SQL steps, secret writes, rotation calls).
-#    Pure: no I/O; new passwords come from the source it is given.
+#    Pure: no AWS call, thread, log or clock; run() draws and hashes the new passwords.
 # ---------------------------------------------------------------------------------------------
 
 
