@@ -615,7 +615,6 @@ class Applied:
 
     sql: SqlStats = SqlStats()
     secrets: Mapping[str, SecretState] = field(default_factory=dict)
-    rotated: tuple[str, ...] = ()  # the users whose rotation call was made
 
 
 class Deadline:
@@ -2518,7 +2517,7 @@ def apply_plan(
             f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
-    return Applied(stats, written, tuple(u for u in first if u in plan.rotations))
+    return Applied(stats, written)
 
 
 class SecretWriter:
