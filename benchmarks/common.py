@@ -230,8 +230,8 @@ def refusal(server, engine: str, entries: list[dict]) -> dict:
     clients: list[Any] = []
     make = tool.SecretsManager.__init__
 
-    def keep(self: Any, region: str | None) -> None:
-        make(self, region)
+    def keep(self: Any, region: str | None, settings: Any = None) -> None:
+        make(self, region, settings)
         clients.append(self)
 
     tool.SecretsManager.__init__ = keep
@@ -264,7 +264,7 @@ def floor(server, engine: str, entries: list[dict]) -> float:
     connection = target.dialect.connect(target)
     try:
         target.dialect.read_state(
-            connection, tool.bind_engine(event, target.dialect), tool.Deadline(None)
+            connection, target, tool.bind_engine(event, target.dialect), tool.Deadline(None)
         )
     finally:
         connection.close()

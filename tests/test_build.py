@@ -112,7 +112,7 @@ print(json.dumps({{
     "psycopg2": psycopg2.__file__,
     "pymysql": pymysql.__file__,
     "cryptography": rsa,
-    "ssl_mode": lambda_function.default_ssl_mode(),
+    "ssl_mode": lambda_function.Settings.read(dict()).ssl_mode,
     "import_ms": round(elapsed * 1000),
 }}))
 """
@@ -146,7 +146,8 @@ def test_a_ca_bundle_goes_into_the_zip_and_makes_verify_full_the_default(
     script = (
         f"import sys; sys.path[:0] = [{str(tmp_path / 'task')!r}, {str(runtime_dir)!r}]\n"
         "import lambda_function as f\n"
-        "print(f.default_ssl_mode(), f.ca_bundle())\n"
+        "settings = f.Settings.read({})\n"
+        "print(settings.ssl_mode, settings.ca_bundle)\n"
     )
     done = subprocess.run(
         [PYTHONS_HERE[python], "-S", "-c", script],

@@ -5,6 +5,7 @@ status 1 saying what it means; the command line never prints a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -378,3 +379,72 @@ def test_mariadb_authentication_failure_is_named(maria):
     )
     with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
         maria.invoke(maria.event([user("app")]))
+
+
+def test_every_problem_at_once_environment_event_grantor_and_master_secret(rds, tmp_path):
+    """One event with a bad environment variable, an unknown key, a grantor it neither declares
+    nor lets the server be asked about (its master secret is missing), and that missing master
+    secret: one exit 2 naming all four, and nothing written."""
+    event = rds.event(
+        [user("app", grantor="owner"), user("ro", colour="blue")], secret_name="no-such-master"
+    )
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    done = subprocess.run(
+        [*CLI, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DB_CONNECT_TIMEOUT": "soon"},
+    )
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "invalid event:"
+    problems = [line.removeprefix("- ") for line in lines[1:]]
+    assert len(problems) == 4, problems
+    assert problems[0].startswith("environment variable DB_CONNECT_TIMEOUT must be a number")
+    assert "user 'ro': unknown key 'colour'" in problems
+    assert problems[2].startswith("master secret 'no-such-master' does not exist")
+    assert problems[3] == (
+        "user 'app': grantor 'owner' is not declared in the event and was not looked up on the "
+        "server (the master secret could not be used): it must exist there"
+    )
+    assert [s["Name"] for s in rds.sm.list_secrets()["SecretList"]] == [rds.secret_name]
+
+
+def test_a_typod_key_and_a_grantor_missing_on_the_server_are_reported_together(rds):
+    """A user entry with an unknown key still has its relations checked against the state."""
+    event = rds.event([user("app", grantor="nobody", colour="blue")])
+
+    with pytest.raises(InvalidEvent) as caught:
+        rds.invoke(event)
+
+    assert caught.value.problems == [
+        "user 'app': unknown key 'colour'",
+        "user 'app': grantor 'nobody' does not exist",
+    ]
+    assert "app" not in rds.roles()
+
+
+def test_the_events_problems_are_reported_without_aws_credentials(tmp_path):
+    """The event is checked before anything needs AWS: a typo'd engine is the answer, not the
+    missing credentials."""
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event_of(db_engine="postgress", rds_host="db.example")))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update(
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+
+    done = subprocess.run(
+        [*CLI, str(path)], capture_output=True, text=True, timeout=60, env=environment
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "db_engine 'postgress' is not one of" in done.stderr
+    assert "nothing else was checked" in done.stderr and "credentials" in done.stderr
+    assert "Traceback" not in done.stderr

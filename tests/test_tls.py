@@ -192,8 +192,8 @@ def test_without_a_bundle_the_default_stays_require(monkeypatch):
     raw = {"secret_name": "s", "database_name": "d", "users": [user("u")]}
 
     assert tool.parse_event(raw).ssl_mode == "require"
-    monkeypatch.setenv("DB_SSL_MODE", "disable")
-    assert tool.parse_event(raw).ssl_mode == "disable"
+    settings = tool.Settings.read({"DB_SSL_MODE": "disable"})
+    assert tool.read_event(raw, settings=settings)[0].ssl_mode == "disable"
 
 
 def test_without_tls_an_rsa_exchange_says_to_use_tls(monkeypatch):
