@@ -12,7 +12,7 @@ invokes them with a stand-in `aws` on PATH that hands each payload to a local La
 worker processes, each one execution environment running lambda_handler one invocation at a
 time, as Lambda keeps them (started cold when every one is busy, and kept from run to run).
 Secrets Manager is moto (a process of its own, secrets found by id: common.index_moto_secrets)
-behind tests/quota_proxy.py, which enforces AWS's published quotas per second (writes 50 for
+behind dev/quota_proxy.py, which enforces AWS's published quotas per second (writes 50 for
 each group of write calls, BatchGetSecretValue and ListSecrets 100, GetSecretValue and
 DescribeSecret 10,000) with token buckets and answers ThrottlingException above them.
 
@@ -60,8 +60,8 @@ import requests
 from common import MASTER, MASTER_PASSWORD, REGION, ROOT
 from psycopg2 import sql
 
-from tests.quota_proxy import QUOTA_GROUPS, WRITES, QuotaProxy, Quotas
-from tests.servers import RDS_MARIADB_MASTER_PRIVILEGES, moto_client, start_mariadb, start_postgres
+from dev.quota_proxy import QUOTA_GROUPS, WRITES, QuotaProxy, Quotas
+from dev.servers import RDS_MARIADB_MASTER_PRIVILEGES, moto_client, start_mariadb, start_postgres
 
 INVOKE = ROOT / "deploy" / "invoke.sh"
 PLOT_PYTHON = ROOT / "benchmarks" / ".venv" / "bin" / "python"

@@ -1,5 +1,5 @@
 """Secrets Manager's quotas: a fleet's shared pace, and throttling survived. The tool's calls go
-through a proxy in front of moto (tests/quota_proxy.py) that answers ThrottlingException as
+through a proxy in front of moto (dev/quota_proxy.py) that answers ThrottlingException as
 AWS does above a quota: botocore's standard retry mode retries them with backoff and jitter; a
 run whose retries run out fails saying it was throttled, and no password is lost at any
 throttled call. invoke.sh gives each invocation of a fleet its share of the paces. What does
@@ -20,7 +20,8 @@ import botocore.exceptions
 import invoke
 import pytest
 from conftest import ROOT, tool, user
-from quota_proxy import EveryNth, From, QuotaProxy, Quotas
+
+from dev.quota_proxy import EveryNth, From, QuotaProxy, Quotas
 
 INVOKE = ROOT / "deploy" / "invoke.sh"
 
