@@ -10,8 +10,9 @@ database: roles and accounts are server-wide), half on PostgreSQL and half on Ma
 each holding 2 or 3 of the 20 databases), each event naming its server's master secret.
 `deploy/invoke.sh -j J` invokes them with a stand-in `aws` on PATH that hands each payload to
 a local Lambda: warm worker processes, each one execution environment running lambda_handler
-one invocation at a time, as Lambda keeps them (started cold when every one is busy, and kept
-from run to run).
+one invocation at a time, as Lambda keeps them (as many as the largest J, started and loaded
+before anything is timed: on AWS each environment starts on a machine of its own, where here
+they would share two cores).
 Secrets Manager is moto (a process of its own, secrets found by id: common.index_moto_secrets)
 behind dev/quota_proxy.py, which enforces AWS's published quotas per second (writes 50 for
 each group of write calls, BatchGetSecretValue and ListSecrets 100, GetSecretValue and
@@ -110,6 +111,9 @@ def lambda_worker(connection: Connection, environ: dict[str, str]) -> None:
             event = connection.recv()
         except EOFError:
             return
+        if event is None:  # warm(): the handler is loaded
+            connection.send(None)
+            continue
         number += 1
         started = time.monotonic()
         ends = started + 900  # Lambda's longest run
@@ -167,6 +171,15 @@ class LocalLambda:
         process.start()
         self._processes.append(process)
         return ours
+
+    def warm(self, count: int) -> None:
+        """`count` environments started and loaded before anything is timed: on AWS each
+        starts on a machine of its own, where here they would share two cores."""
+        workers = [self._start_worker() for _ in range(count - self.environments)]
+        for worker in workers:
+            worker.send(None)
+            worker.recv()
+            self._idle.put(worker)
 
     @property
     def environments(self) -> int:
@@ -506,6 +519,7 @@ def main() -> None:
         }
         local = LocalLambda(workdir, environ)
         try:
+            local.warm(max(jobs))
             for j in jobs:
                 results.append(measure(fleet, local, max(sizes), j))
             for size in sorted(sizes)[:-1]:

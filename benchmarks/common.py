@@ -152,7 +152,9 @@ def index_moto_secrets() -> None:
         name = arns.get(key)
         if name is None or not dict.__contains__(store, name):
             arns.clear()
-            arns.update((secret.arn, secret.name) for secret in dict.values(store))
+            # A copy first (one step under the GIL): other threads of moto's server may add
+            # secrets meanwhile.
+            arns.update((secret.arn, secret.name) for secret in list(dict.values(store)))
             name = arns.get(key)
         if name is not None and dict.__getitem__(store, name).arn == key:
             return name
