@@ -139,30 +139,34 @@ def index_moto_secrets() -> None:
     """moto 5.2 finds a secret by scanning every secret it holds (SecretsStore compares each
     one's name and ARN), so each call costs O(secrets) and a run of N users O(N^2) in moto,
     not in the tool: at 2,000 users most of an "update all" run was moto scanning. AWS looks
-    a secret up by its id. Here a name is looked up directly and an ARN through an index,
-    with moto's own scan as the fallback: the same answers, in O(1)."""
+    a secret up by its id. Here a name is looked up directly, an ARN through an index, and
+    a partial ARN as moto reads one: the same answers, in O(1). Nothing iterates over the live
+    store (the index is rebuilt from a copy, taken in one step under the GIL), as moto's
+    server threads add secrets meanwhile: its own scan then failed with "dictionary changed
+    size during iteration", answered HTTP 500, and botocore tried again."""
     from moto.secretsmanager.models import SecretsStore
-
-    scan_get, scan_contains = SecretsStore.get, SecretsStore.__contains__
+    from moto.secretsmanager.utils import get_secret_name_from_partial_arn
 
     def name_of(store: Any, key: str) -> str | None:
         if dict.__contains__(store, key):
             return key
-        arns = store.__dict__.setdefault("arns", {})
-        name = arns.get(key)
-        if name is None or not dict.__contains__(store, name):
-            arns.clear()
-            # A copy first (one step under the GIL): other threads of moto's server may add
-            # secrets meanwhile.
-            arns.update((secret.arn, secret.name) for secret in list(dict.values(store)))
+        if key.startswith("arn:"):
+            arns = store.__dict__.setdefault("arns", {})
             name = arns.get(key)
-        if name is not None and dict.__getitem__(store, name).arn == key:
-            return name
-        return None
+            if name is None or not dict.__contains__(store, name):
+                snapshot = list(dict.values(store))
+                arns.clear()
+                arns.update((secret.arn, secret.name) for secret in snapshot)
+                name = arns.get(key)
+            found = dict.get(store, name) if name is not None else None
+            if found is not None and found.arn == key:
+                return name
+        partial = get_secret_name_from_partial_arn(key)
+        return partial if dict.__contains__(store, partial) else None
 
     def get(store: Any, key: str) -> Any:
         name = name_of(store, key)
-        return dict.__getitem__(store, name) if name is not None else scan_get(store, key)
+        return dict.get(store, name) if name is not None else None
 
     def getitem(store: Any, key: str) -> Any:
         found = get(store, key)
@@ -171,7 +175,7 @@ def index_moto_secrets() -> None:
         return found
 
     def contains(store: Any, key: str) -> bool:
-        return name_of(store, key) is not None or scan_contains(store, key)
+        return get(store, key) is not None
 
     SecretsStore.get, SecretsStore.__getitem__ = get, getitem
     SecretsStore.__contains__ = contains
