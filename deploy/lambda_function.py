@@ -164,10 +164,10 @@ def run(
 def planned(plan: Plan) -> Plan:
     """The plan with its SQL steps: the new passwords hashed first, one thread a CPU (PBKDF2
     releases the GIL)."""
-    dialect, hashed = plan.target.dialect, plan.hashed
+    dialect, to_hash = plan.target.dialect, plan.to_hash
     with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
-        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), hashed)
-        identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
+        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), to_hash)
+        identified_by = dict(zip([c.login for c in to_hash], verifiers, strict=True))
     plan = with_steps(plan, identified_by)
     info("planned", users=len(plan.event.users), steps=len(plan.steps), dry_run=plan.event.dry_run)
     return plan
@@ -180,7 +180,7 @@ def planned_while_writing(
     writes, paced by Secrets Manager's quota, need only the credentials: a first run's password
     hashing, and the SQL plan after it, go on meanwhile. With nothing to hash, the plan comes
     first."""
-    if not plan.hashed:
+    if not plan.to_hash:
         plan = planned(plan)
         return plan, write_secrets_first(plan, aws, deadline)
     planner = ThreadPoolExecutor(1)
@@ -199,12 +199,14 @@ def locate(
     far with the checks that need the target. Without a target there is no state to check
     against: raise every problem found, the master secret's with the event's."""
     if not event.secret_name or not event.database:
-        raise InvalidEvent(problems + unchecked_grantors(event, "the event names no database"))
+        raise InvalidEvent(
+            problems + unchecked_grantor_problems(event, "the event names no database")
+        )
     try:
         aws = SecretsManager(event.region or settings.region, settings)
         master, master_arn = aws.master_secret(event.secret_name)
     except InvalidEvent as invalid:  # the master secret is missing, unreadable or malformed
-        unchecked = unchecked_grantors(event, "the master secret could not be used")
+        unchecked = unchecked_grantor_problems(event, "the master secret could not be used")
         raise InvalidEvent([*problems, *invalid.problems, *unchecked]) from None
     except (ApplyError, botocore.exceptions.BotoCoreError) as error:  # no credentials, no region
         if problems:  # the event's problems are the user's to fix first, with or without AWS
@@ -214,13 +216,13 @@ def locate(
     problems = problems + target_problems
     if target is None:
         why = "the master secret does not say where or as whom to connect"
-        raise InvalidEvent(problems + unchecked_grantors(event, why))
+        raise InvalidEvent(problems + unchecked_grantor_problems(event, why))
     problems += rotation_function_problems(event, target.dialect, settings)
     problems += rotation_host_problems(event, target, master)
     return aws, target, problems
 
 
-def unchecked_grantors(event: Event, why: str) -> list[str]:
+def unchecked_grantor_problems(event: Event, why: str) -> list[str]:
     """The grantors the event names but does not declare: only the server can say whether they
     exist, and it was not asked."""
     return [
@@ -243,7 +245,7 @@ def database_session(
             connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
-                unchecked = unchecked_grantors(event, "the database could not be reached")
+                unchecked = unchecked_grantor_problems(event, "the database could not be reached")
                 raise InvalidEvent(
                     [*problems, *unchecked, f"(nothing else was checked: {error})"]
                 ) from None
@@ -253,8 +255,8 @@ def database_session(
 
 
 def close_quietly(connection: Any) -> None:
-    """Close a connection that may be gone already (a dropped connection must not hide the
-    error that says which step failed: PyMySQL refuses to close a closed connection)."""
+    """Close a connection that may be gone already: a driver may refuse to close a dropped
+    connection, and that must not hide the error that says which step failed."""
     try:
         connection.close()
     except Exception as error:  # noqa: BLE001 - closing is best effort; the run's error counts
@@ -590,7 +592,7 @@ class Plan:
         return replace(self, credentials=credentials)
 
     @property
-    def hashed(self) -> list[Credential]:
+    def to_hash(self) -> list[Credential]:
         """The credentials whose password the database is given now: to hash before planning
         the SQL."""
         return [c for c in self.credentials.values() if c.set_in_database and c.password]
@@ -2151,7 +2153,7 @@ def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
     )
 
 
-def probe(target: Target, login: str, secret: SecretState) -> Probe:
+def probe_login(target: Target, login: str, secret: SecretState) -> Probe:
     if secret.pending_is_ours:
         pending = (secret.pending_value or {}).get("password")
         if target.login_works(login, pending):
@@ -2178,7 +2180,7 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
-        return probe(target, login_of(user, secret, state), secret)
+        return probe_login(target, login_of(user, secret, state), secret)
 
     probed = [u for u in users if needed(u)]  # on a re-run, usually none
     found = dict(zip([u.name for u in probed], aws.map(one, probed), strict=True))
@@ -2246,7 +2248,7 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
 
 def with_steps(plan: Plan, identified_by: Mapping[str, str]) -> Plan:
     """The plan with its SQL steps, given what each login that gets a password now is
-    identified by (its SCRAM verifier, its hash: Dialect.identified_by). Pure."""
+    identified by (the form the engine stores: Dialect.identified_by). Pure."""
     steps = plan.target.dialect.plan(plan.event, plan.state, dict(identified_by))
     return replace(plan, steps=tuple(steps))
 
@@ -3055,9 +3057,8 @@ def no_answer(error: str, settings: Settings) -> str:
 
 class HeldLock:
     """The lock that keeps invocations apart, as the run holds it. `check` asks the server
-    whether it still holds it: the server may end the session that holds it (its
-    idle_session_timeout, an administrator's pg_terminate_backend), and another invocation
-    would then run beside this one."""
+    whether it still holds it: the server may end the session that holds it (an idle-session
+    timeout, an administrator), and another invocation would then run beside this one."""
 
     def __init__(self, what: str, held: Callable[[], bool]):
         self.what, self._held = what, held
