@@ -519,7 +519,7 @@ class Step:
     statement: Any
     summary: str
     users: tuple[str, ...]
-    as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
+    as_role: str | None = None  # the role it runs as: the owner whose objects it changes
     shown: Any = None  # the statement as shown: its password blanked
 
     @property
@@ -4481,15 +4481,11 @@ MY_DATABASE_LIMIT = 64
 
 MYSQL_NAME_LIMIT = 32
 
-# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
-# the variable a deployment that raised it in the function's environment declares it in.
-AWS_MYSQL_CLONE_LIMIT = 16
-
-MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
-
-MYSQL_CLONE_LIMIT = CloneLimit(
-    MYSQL_CLONE_LIMIT_VARIABLE,
-    AWS_MYSQL_CLONE_LIMIT,
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: the variable a
+# deployment that raised it in the function's environment declares it in, and its default.
+AWS_MYSQL_CLONE_LIMIT = CloneLimit(
+    "ROTATION_USERNAME_LIMIT_MYSQL",
+    16,
     MYSQL_NAME_LIMIT,
     "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function",
 )
@@ -4651,7 +4647,7 @@ class MySql:
             return []
         problems = []
         function = f"the AWS rotation function ({self.rotation_template})"
-        name, host = my_user_account(user)
+        name, host = my_user_account(self.for_engine(user))  # unbound: as the server stores it
         if host != "%":
             problems.append(
                 f"rotation through {function} needs host '%': it runs SHOW GRANTS FOR "
@@ -4665,7 +4661,7 @@ class MySql:
                 f"the {limit} characters it accepts (its USERNAME_CHARACTER_LIMIT). Shorten "
                 f"db_user to {max(limit - len(CLONE_SUFFIX), 0)} characters, or raise "
                 "USERNAME_CHARACTER_LIMIT in that function's environment and set "
-                f"{MYSQL_CLONE_LIMIT_VARIABLE} to the same value in this one's"
+                f"{AWS_MYSQL_CLONE_LIMIT.variable} to the same value in this one's"
             )
         return problems
 
@@ -5166,7 +5162,7 @@ MYSQL: Dialect[MyState] = MySql(
     "mysql",
     MYSQL_NAME_LIMIT,
     "SecretsManagerRDSMySQLRotationMultiUser",
-    MYSQL_CLONE_LIMIT,
+    AWS_MYSQL_CLONE_LIMIT,
 )
 MARIADB: Dialect[MyState] = MySql(
     "mariadb", "mariadb", 80, "SecretsManagerRDSMariaDBRotationMultiUser"
