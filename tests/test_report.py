@@ -161,14 +161,14 @@ def test_debug_logs_show_the_sql_with_passwords_blanked(rds, capsys):
         assert password not in logged
 
 
-def test_a_report_over_the_limit_is_compacted_and_its_details_are_logged(rds, capsys, monkeypatch):
-    event = rds.event([user(f"app{i}", grant_privileges="SELECT") for i in range(30)], dry_run=True)
-    full = rds.invoke(event)
+def test_a_report_over_the_limit_is_compacted_and_its_details_are_logged(db, capsys, monkeypatch):
+    event = db.event([user(f"app{i}", grant_privileges="SELECT") for i in range(30)], dry_run=True)
+    full = db.invoke(event)
     size = len(json.dumps(full))
     capsys.readouterr()
     monkeypatch.setattr(tool, "REPORT_LIMIT_BYTES", size // 3)  # the users fit, not the SQL
 
-    compact = rds.invoke(event)
+    compact = db.invoke(event)
 
     assert len(json.dumps(compact)) <= size // 3 < compact["compacted"]["full_bytes"]
     assert compact["users"][0] == {"db_user": "app0", "action": "create", "result": "created"}
