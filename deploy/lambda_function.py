@@ -481,6 +481,7 @@ class EngineState(Protocol):
     """What the engine-neutral stages ask of an engine's state (PgState, MyState)."""
 
     catalog_queries: int
+    read_only: str | None  # why the server refuses writes, in words; None: it accepts them
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
@@ -2088,7 +2089,8 @@ def make_plan(
     drawn: a user fixes everything in one round."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
     event, found_problems = with_found_secrets(event, facts.found)
-    problems = problems + found_problems + dialect.state_problems(event, state)
+    problems = read_only_problems(target, state) + problems + found_problems
+    problems += dialect.state_problems(event, state)
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secrets[user.secret_name], target, event)
@@ -2156,6 +2158,29 @@ def make_plan(
         )
     steps = plan_steps()
     return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
+
+
+def read_only_problems(target: Target, state: EngineState) -> list[str]:
+    """A server that refuses writes is refused before anything is written: every secret the
+    run would write would name an endpoint where its user can never be made, and each
+    statement would fail. First among the problems: it is likely the one that explains the
+    others (a reader's endpoint differs from the writer's, so existing secrets "describe
+    another database")."""
+    if state.read_only is None:
+        return []
+    reader = (
+        f" The host name {target.host!r} contains '-ro-': an Aurora cluster's reader endpoint "
+        "(cluster-ro-), which only ever reaches readers."
+        if "-ro-" in target.host.lower()
+        else ""
+    )
+    return [
+        f"the {target.dialect.label} server at {target.host}:{target.port} does not accept "
+        f"writes: {state.read_only}. Likely rds_host (or the master secret's host) names a "
+        "reader endpoint or a replica: use the writer (cluster) endpoint of the primary; for "
+        "an Aurora global database, the primary cluster's or the global writer endpoint; "
+        "during a failover, re-run once it is over." + reader + " Nothing was changed"
+    ]
 
 
 def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
@@ -2745,16 +2770,27 @@ def step_applied(step: Step, target: Target) -> None:
     )
 
 
-def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) -> ApplyError:
+def step_failed(
+    steps: list[Step], number: int, error: Exception, outcome: str, *, read_only: bool = False
+) -> ApplyError:
     """The error of a statement that failed: which step, why, and what that left (outcome:
-    what the engine did with the steps before it)."""
+    what the engine did with the steps before it). `read_only`: the server refused it for
+    being read-only, which it was not when the run began (read_only_problems): a failover or
+    a switchover, or an endpoint that now reaches a replica. A re-run converges only once the
+    endpoint reaches a writable primary again, and is refused before writing until then."""
     step = steps[number - 1]
-    return ApplyError(
-        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
-        f"{REDACT(str(error)).strip()}. {outcome} New users' passwords and staged (AWSPENDING) "
-        "passwords already stored in their secrets are reused by the next run: a re-run "
-        "converges."
-    )
+    said = f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
+    said += f"{REDACT(str(error)).strip()}. {outcome} New users' passwords and staged "
+    said += "(AWSPENDING) passwords already stored in their secrets are reused by the next run"
+    if read_only:
+        return ApplyError(
+            said + ". The server turned read-only during the run (a failover or a Blue/Green "
+            "switchover in progress, or the endpoint now reaches a replica): a re-run is "
+            "refused before it writes anything while the endpoint reaches a read-only server, "
+            "and converges once it reaches a writable primary again (a cluster's writer "
+            "endpoint does after the failover)."
+        )
+    return ApplyError(said + ": a re-run converges.")
 
 
 SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
@@ -3198,6 +3234,7 @@ class Postgres:
                 failed.number,
                 failed.error,
                 "The database transaction was rolled back: nothing changed in the database.",
+                read_only=self.read_only_error(failed.error),
             ) from None
         except psycopg2.Error as error:
             rollback_quietly(connection)
@@ -3215,10 +3252,19 @@ class Postgres:
             self.execute(connection, steps, counter)
         except StepFailedError as failed:
             raise step_failed(
-                steps, failed.number, failed.error, "This was a dry run: nothing was changed."
+                steps,
+                failed.number,
+                failed.error,
+                "This was a dry run: nothing was changed.",
+                read_only=self.read_only_error(failed.error),
             ) from None
         finally:
             rollback_quietly(connection)
+
+    @staticmethod
+    def read_only_error(error: Exception) -> bool:
+        """25006 read_only_sql_transaction: a hot standby, or read-only transactions."""
+        return getattr(error, "pgcode", None) == "25006"
 
     def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
@@ -3374,6 +3420,8 @@ class PgState:
     # privilege_plan's answer for the event it was asked about (state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
+    read_only: str | None = None  # why the server refuses writes (pg_read_only); None: it does not
+    self_grant: str = ""  # 16+: the master's createrole_self_grant ('' : none)
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
@@ -3393,8 +3441,14 @@ class PgState:
         return [o for o in self.objects if o.kind == kind]
 
 
+# The session: who the master is, the server's major, whether it accepts writes (a hot
+# standby: a read replica, an Aurora reader, a physical Blue/Green green; or transactions made
+# read-only by default_transaction_read_only), and (16+) what the master is granted of every
+# role it creates (createrole_self_grant).
 SESSION_QUERY = """
-SELECT current_user, current_setting('server_version_num')::int / 10000
+SELECT current_user, current_setting('server_version_num')::int / 10000,
+       pg_is_in_recovery(), current_setting('transaction_read_only') = 'on',
+       coalesce(current_setting('createrole_self_grant', true), '')
 """
 
 ROLES_QUERY = """
@@ -3518,7 +3572,7 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
-    master, major = cursor.fetchone()
+    master, major, in_recovery, read_only_transactions, self_grant = cursor.fetchone()
     cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
     roles = {
         row[0]: PgRole(
@@ -3605,8 +3659,33 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             admins[role].append(admin)
         queries += 1
     return PgState(
-        major, master, roles, objects, default_grants, dict(dependencies), queries, dict(admins)
+        major,
+        master,
+        roles,
+        objects,
+        default_grants,
+        dict(dependencies),
+        queries,
+        dict(admins),
+        read_only=pg_read_only(in_recovery, read_only_transactions),
+        self_grant=self_grant,
     )
+
+
+def pg_read_only(in_recovery: bool, read_only_transactions: bool) -> str | None:
+    """Why the server refuses writes, in words (None: it accepts them)."""
+    if in_recovery:
+        return (
+            "the server is a hot standby (pg_is_in_recovery() is true): a read replica, an "
+            "Aurora reader, or the green side of a Blue/Green deployment"
+        )
+    if read_only_transactions:
+        return (
+            "its transactions are read-only (transaction_read_only is on: "
+            "default_transaction_read_only set for the server, this database or the master, "
+            "as on an Aurora reader)"
+        )
+    return None
 
 
 def state_problems(event: Event, state: PgState) -> list[str]:
@@ -4548,7 +4627,8 @@ class MySql:
                     cursor.execute(step.statement)  # no parameters: '%' is never interpolated
                 except pymysql.Error as error:
                     done = applied_so_far(steps[: number - 1])
-                    raise step_failed(steps, number, error, done) from None
+                    read_only = self.read_only_error(error)
+                    raise step_failed(steps, number, error, done, read_only=read_only) from None
                 step_applied(step, target)
                 counter["statements"] += 1
                 if log.isEnabledFor(logging.DEBUG):
@@ -4557,6 +4637,14 @@ class MySql:
 
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
+
+    # ER_OPTION_PREVENTS_STATEMENT (1290) names the option: --read-only (or --super-read-only);
+    # ER_READ_ONLY_MODE (1836) is innodb_read_only's, an Aurora MySQL reader's.
+    @staticmethod
+    def read_only_error(error: Exception) -> bool:
+        code = error.args[0] if error.args else None
+        said = str(error).lower()
+        return code == 1836 or (code == 1290 and ("read-only" in said or "read_only" in said))
 
 
 def native_password_hash(password: str) -> str:
@@ -4581,7 +4669,8 @@ class MyState:
     accounts: dict[tuple[str, str], MyAccount]
     grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
-    catalog_queries: int = 3
+    catalog_queries: int = 4
+    read_only: str | None = None  # why the server refuses writes (my_read_only); None: it does not
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
@@ -4598,6 +4687,19 @@ class MyState:
             self._names = frozenset(user for user, _ in self.accounts)
         return name in self._names
 
+
+# Whether the server accepts writes, and (MySQL 8) whether partial_revokes makes _ and % in a
+# GRANT's database name literal. MySQL's super_read_only also stops the holders of SUPER;
+# innodb_read_only is how an Aurora MySQL reader refuses writes. MariaDB has no
+# super_read_only, and no partial_revokes (its GRANT names are always patterns).
+MYSQL_SERVER_QUERY = """
+SELECT @@GLOBAL.partial_revokes, @@GLOBAL.read_only, @@GLOBAL.super_read_only,
+       @@GLOBAL.innodb_read_only
+"""
+
+MARIADB_SERVER_QUERY = """
+SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only
+"""
 
 MY_SESSION_QUERY = """
 SELECT VERSION(), @@SESSION.sql_mode,
@@ -4650,12 +4752,10 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
     cursor.execute(MY_SESSION_QUERY, (event.database,))
     version, sql_mode, database_exists = cursor.fetchone()
     mariadb = "mariadb" in version.lower()
-    queries = 3
-    wildcards = True
-    if not mariadb:
-        cursor.execute("SELECT @@GLOBAL.partial_revokes")
-        wildcards = not cursor.fetchone()[0]
-        queries += 1
+    cursor.execute(MARIADB_SERVER_QUERY if mariadb else MYSQL_SERVER_QUERY)
+    partial_revokes, read_only, super_read_only, innodb_read_only = cursor.fetchone()
+    wildcards = not partial_revokes
+    queries = 4
     names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
     cursor.execute(
         MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE),
@@ -4693,6 +4793,31 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         grants={account: frozenset(held) for account, held in grants.items()},
         definers=dict(definers),
         catalog_queries=queries,
+        read_only=my_read_only(read_only, super_read_only, innodb_read_only),
+    )
+
+
+def my_read_only(read_only: Any, super_read_only: Any, innodb_read_only: Any) -> str | None:
+    """Why the server refuses writes, in words (None: it accepts them). MariaDB 11's read_only
+    may also be NO_LOCK or NO_LOCK_NO_ADMIN: anything but 0/OFF is read-only."""
+
+    def on(value: Any) -> bool:
+        return str(value).upper() not in ("0", "OFF", "NONE")
+
+    said = [
+        f"{name} is on"
+        for name, value in (
+            ("read_only", read_only),
+            ("super_read_only", super_read_only),
+            ("innodb_read_only", innodb_read_only),
+        )
+        if on(value)
+    ]
+    if not said:
+        return None
+    return (
+        f"the server is read-only ({', '.join(said)}): a read replica, an Aurora reader, or "
+        "the green side of a Blue/Green deployment"
     )
 
 

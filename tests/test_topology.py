@@ -1,0 +1,195 @@
+"""The endpoint as AWS serves it (issue 21): readers and replicas, servers that turn read-only
+mid-run, paused Aurora Serverless v2 instances, password policies, expired and locked
+accounts, createrole_self_grant, KMS keys, engine versions, proxies, notices and denied bulk
+reads. Replicas are played by a real hot standby (pg_basebackup -R), read-only transactions
+by default_transaction_read_only, a MariaDB replica by read_only set by the server's admin."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+from conftest import SEED, tool, user
+
+from tests.servers import catch_up, start_standby
+
+SEED_SECRETS = [u["user_secret_name"] for u in SEED["users"]]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def secrets_snapshot(sm) -> dict[str, dict]:
+    """Every secret with its versions and their labels, and whether it is scheduled for
+    deletion: what any Secrets Manager write would change."""
+    snapshot = {}
+    for entry in sm.list_secrets(IncludePlannedDeletion=True)["SecretList"]:
+        described = sm.describe_secret(SecretId=entry["ARN"])
+        snapshot[entry["Name"]] = {
+            "versions": described.get("VersionIdsToStages"),
+            "deleted": "DeletedDate" in described,
+            "tags": sorted((t["Key"], t["Value"]) for t in described.get("Tags", [])),
+        }
+    return snapshot
+
+
+def with_action(event: dict, action: str) -> dict:
+    event = copy.deepcopy(event)
+    for entry in event["users"]:
+        entry["action"] = action
+    return event
+
+
+def the_four_events(db, legacy: str, **where) -> dict[str, dict]:
+    """create (a new user), update (new passwords for the seed's users), adoption (an
+    existing account without a secret) and delete (the seed's users), all aimed at `where`."""
+    seed = db.seed_event(**where)
+    return {
+        "create": db.event([user("newcomer", grant_privileges="SELECT")], **where),
+        "update": with_action(seed, "update"),
+        "adoption": db.event([user(legacy, grant_privileges="SELECT")], **where),
+        "delete": with_action(seed, "delete"),
+    }
+
+
+def refused_as_read_only(db, events: dict[str, dict], cause: str) -> None:
+    """Each event, run and dry-run, is refused (InvalidEvent) naming the cause, and writes
+    nothing to Secrets Manager; the seed's secrets still log in."""
+    before = secrets_snapshot(db.sm)
+    users_before = db.user_names()
+    for name, event in events.items():
+        for dry_run in (False, True):
+            with pytest.raises(tool.InvalidEvent) as refused:
+                db.invoke({**event, "dry_run": dry_run})
+            message = str(refused.value)
+            assert "does not accept writes" in message, (name, dry_run, message)
+            assert cause in message, (name, dry_run, message)
+            assert "use the writer (cluster) endpoint" in message
+    assert secrets_snapshot(db.sm) == before
+    assert db.user_names() == users_before
+    for secret in SEED_SECRETS:
+        with db.login(secret) as connection:
+            assert db.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+# --- 1. a server that does not accept writes ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standby(pg_server, tmp_path_factory):
+    server = start_standby(pg_server, tmp_path_factory.mktemp(f"standby{pg_server.major}"))
+    yield server
+    server.stop()
+
+
+def test_a_hot_standby_is_refused_before_any_secret_is_written(rds, standby, tmp_path):
+    rds.invoke(rds.seed_event())
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE ROLE legacy LOGIN PASSWORD 'legacy-pw'")
+    catch_up(rds.server, standby)
+    on_standby = {"rds_host": standby.host, "rds_port": standby.port}
+
+    refused_as_read_only(rds, the_four_events(rds, "legacy", **on_standby), "hot standby")
+
+    done = rds.cli(rds.event([user("newcomer")], **on_standby))
+    assert done.returncode == 2, done.stderr
+    assert "pg_is_in_recovery() is true" in done.stderr
+
+
+def test_read_only_transactions_are_refused_before_any_secret_is_written(rds):
+    rds.invoke(rds.seed_event())
+    with rds.as_master() as connection:
+        rds.run_sql(connection, "CREATE ROLE legacy LOGIN PASSWORD 'legacy-pw'")
+    with rds.superuser() as connection:
+        rds.run_sql(
+            connection, f'ALTER DATABASE "{rds.database}" SET default_transaction_read_only = on'
+        )
+
+    refused_as_read_only(rds, the_four_events(rds, "legacy"), "transaction_read_only is on")
+
+
+def test_a_read_only_mariadb_is_refused_before_any_secret_is_written(maria):
+    maria.invoke(maria.seed_event())
+    with maria.root() as connection:
+        maria.run_sql(connection, "CREATE USER legacy@'%%' IDENTIFIED BY 'legacy-pw'")
+        maria.run_sql(connection, "SET GLOBAL read_only = ON")
+    try:
+        refused_as_read_only(maria, the_four_events(maria, "legacy"), "read_only is on")
+        done = maria.cli(maria.seed_event())
+        assert done.returncode == 2, done.stderr
+    finally:
+        with maria.root() as connection:
+            maria.run_sql(connection, "SET GLOBAL read_only = OFF")
+
+
+def test_a_mariadb_that_turns_read_only_mid_run_fails_with_the_truth(maria, monkeypatch):
+    """The secrets are written, then the server turns read-only (a failover): the run fails
+    saying so; a re-run is refused before writing while it stays read-only, and converges
+    once it accepts writes again."""
+    check = tool.Deadline.check
+
+    def failover(self, before: str) -> None:
+        if before == "changing the database":
+            with maria.root() as connection:
+                maria.run_sql(connection, "SET GLOBAL read_only = ON")
+        check(self, before)
+
+    monkeypatch.setattr(tool.Deadline, "check", failover)
+    try:
+        with pytest.raises(tool.ApplyError) as failed:
+            maria.invoke(maria.seed_event())
+        assert "turned read-only during the run" in str(failed.value)
+        assert "a re-run converges." not in str(failed.value)
+        monkeypatch.setattr(tool.Deadline, "check", check)
+        before = secrets_snapshot(maria.sm)
+        with pytest.raises(tool.InvalidEvent, match="does not accept writes"):
+            maria.invoke(maria.seed_event())
+        assert secrets_snapshot(maria.sm) == before
+    finally:
+        with maria.root() as connection:
+            maria.run_sql(connection, "SET GLOBAL read_only = OFF")
+
+    maria.invoke(maria.seed_event())
+    for secret in SEED_SECRETS:
+        with maria.login(secret) as connection:
+            assert maria.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+def test_a_statement_refused_as_read_only_is_told_from_other_failures():
+    steps = [tool.Step("CREATE ROLE x", "create user", ("x",))]
+    standby = SimpleNamespace(pgcode="25006")
+    assert tool.POSTGRES.read_only_error(standby)  # type: ignore[attr-defined]
+    assert not tool.POSTGRES.read_only_error(SimpleNamespace(pgcode="42501"))  # type: ignore[attr-defined]
+    mysql_read_only = tool.pymysql.err.OperationalError(
+        1290, "The MariaDB server is running with the --read-only option"
+    )
+    assert tool.MARIADB.read_only_error(mysql_read_only)  # type: ignore[attr-defined]
+    assert tool.MARIADB.read_only_error(tool.pymysql.err.OperationalError(1836, "read-only"))  # type: ignore[attr-defined]
+    strict = tool.pymysql.err.OperationalError(
+        1290, "running with the --strict-password-validation option"
+    )
+    assert not tool.MARIADB.read_only_error(strict)  # type: ignore[attr-defined]
+
+    message = str(tool.step_failed(steps, 1, Exception("no"), "Rolled back.", read_only=True))
+    assert "turned read-only during the run" in message
+    assert "refused before it writes anything" in message
+
+
+@pytest.mark.parametrize(
+    ("host", "says_reader"),
+    [
+        ("app.cluster-ro-abcdefghijkl.us-east-1.rds.amazonaws.com", True),
+        ("app.cluster-abcdefghijkl.us-east-1.rds.amazonaws.com", False),
+        ("app-replica-1.abcdefghijkl.us-east-1.rds.amazonaws.com", False),
+    ],
+)
+def test_a_reader_endpoint_is_named_as_such(host, says_reader):
+    target = tool.Target("postgres", host, 5432, "db", "master", "pw", "arn", "require")
+    state = SimpleNamespace(read_only="the server is a hot standby")
+
+    (problem,) = tool.read_only_problems(target, state)  # type: ignore[arg-type]
+
+    assert "does not accept writes: the server is a hot standby" in problem
+    assert ("contains '-ro-'" in problem) is says_reader
+    assert tool.read_only_problems(target, SimpleNamespace(read_only=None)) == []  # type: ignore[arg-type]
