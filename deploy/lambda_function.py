@@ -2812,7 +2812,13 @@ class Settings:
     value is invalid input naming the variable, found before anything is touched. Where a value
     is bad, its default stands in, so the helpers below never fail on it."""
 
-    connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
+    # DB_CONNECT_TIMEOUT: connecting, and each login probe. Long enough for an Aurora
+    # Serverless v2 instance that auto-paused (0 ACU) to resume: it answers the first
+    # connection only once it has, after about 15 s (30 s after a day paused), and AWS
+    # advises client timeouts above that. One long wait, not a short one retried: the paused
+    # instance and a dead endpoint then both take a single attempt, and a run never gives up
+    # on an instance that is waking up.
+    connect_timeout: float = 40.0
     lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
     log_level: str = "INFO"
     mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
@@ -2950,7 +2956,9 @@ def no_answer(error: str) -> str:
     if "timed out" in error or "timeout expired" in error:
         return (
             f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
-            "the port, and that the database's security group lets this function in)"
+            "the port, and that the database's security group lets this function in; an "
+            "Aurora Serverless v2 instance that auto-paused answers only once it has resumed, "
+            "15 to 30 s or more: raise DB_CONNECT_TIMEOUT if it takes longer)"
         )
     return ""
 

@@ -6,7 +6,11 @@ by default_transaction_read_only, a MariaDB replica by read_only set by the serv
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import socket
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -193,3 +197,105 @@ def test_a_reader_endpoint_is_named_as_such(host, says_reader):
     assert "does not accept writes: the server is a hot standby" in problem
     assert ("contains '-ro-'" in problem) is says_reader
     assert tool.read_only_problems(target, SimpleNamespace(read_only=None)) == []  # type: ignore[arg-type]
+
+
+# --- 2. a paused Aurora Serverless v2 instance -----------------------------------------------
+
+
+class ResumingEndpoint:
+    """A TCP forwarder to a real server that holds its first connection `pause` seconds
+    before relaying it (what an auto-paused Aurora Serverless v2 instance does while it
+    resumes); every later connection is relayed at once."""
+
+    def __init__(self, upstream: tuple[str, int], pause: float):
+        self.upstream, self.pause = upstream, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        self.connections = 0
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            pause = self.pause if self.connections == 1 else 0
+            threading.Thread(target=self._relay, args=(client, pause), daemon=True).start()
+
+    def _relay(self, client: socket.socket, pause: float) -> None:
+        if self.stopped.wait(pause):
+            client.close()
+            return
+        server = socket.create_connection(self.upstream)
+        self.sockets += [client, server]
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        for end in self.sockets:
+            end.close()
+
+
+@pytest.fixture
+def resuming():
+    endpoints: list[ResumingEndpoint] = []
+
+    def start(server, pause: float = 18) -> ResumingEndpoint:
+        endpoints.append(ResumingEndpoint((server.host, server.port), pause))
+        return endpoints[-1]
+
+    yield start
+    for endpoint in endpoints:
+        endpoint.close()
+
+
+def test_the_seed_event_waits_for_a_paused_postgresql_instance_to_resume(rds, resuming):
+    seed_through_a_resume(rds, resuming(rds.server))
+
+
+def test_the_seed_event_waits_for_a_paused_mariadb_instance_to_resume(maria, resuming):
+    seed_through_a_resume(maria, resuming(maria.server))
+
+
+def seed_through_a_resume(db, endpoint: ResumingEndpoint) -> None:
+    """The seed event with default settings through an endpoint that holds the first
+    connection 18 s (one test per engine family: each waits that long)."""
+    started = time.monotonic()
+
+    report = db.invoke(db.seed_event(rds_port=endpoint.port))
+
+    assert time.monotonic() - started >= 17
+    assert report["status"] == "success" and report["changed"] is True
+    assert endpoint.connections >= 2  # the held one, then the others at once
+    for secret in SEED_SECRETS:
+        assert db.secret(secret)["port"] == endpoint.port
+        with db.login(secret) as connection:
+            assert db.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+def test_a_connect_timeout_names_a_paused_serverless_instance_among_the_causes():
+    message = tool.no_answer("timeout expired")
+    assert "no answer within DB_CONNECT_TIMEOUT, 40 s" in message
+    assert "Aurora Serverless v2 instance that auto-paused" in message
+    assert tool.Settings().connect_timeout == 40
