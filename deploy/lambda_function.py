@@ -485,6 +485,7 @@ class EngineState(Protocol):
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
+    def password_expired(self, user: UserSpec, login: str) -> bool: ...
 
 
 @dataclass
@@ -2107,7 +2108,13 @@ def make_plan(
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
         credential = decide_credential(
-            user, login, secret, state.has_user(user), facts.probes[user.name], target
+            user,
+            login,
+            secret,
+            state.has_user(user),
+            facts.probes[user.name],
+            target,
+            expired=state.password_expired(user, login),
         )
         problems += credential_problems(credential, secret)
         decided.append(credential)
@@ -2284,7 +2291,11 @@ def decide_credential(
     login_exists: bool,
     probe: Probe,
     target: Target,
+    *,
+    expired: bool = False,
 ) -> Credential:
+    """`expired`: the login's password expired (MySQL, MariaDB): the secret's password is set
+    again, which makes it work again without a change the applications would see."""
     value = secret_value(secret.value, login, target)
     if secret.pending_is_ours and login_exists and probe.pending_ok:
         pending = (secret.pending_value or {}).get("password")
@@ -2304,7 +2315,7 @@ def decide_credential(
             user.name, login, "change", None, value, set_in_database=True, undo_pending=undo
         )
     return Credential(
-        user.name, login, "keep", current, value, set_in_database=False, undo_pending=undo
+        user.name, login, "keep", current, value, set_in_database=expired, undo_pending=undo
     )
 
 
@@ -3203,13 +3214,18 @@ class Postgres:
             # 0 (off) for the command line, which has no time limit
             bounds["idle_in_transaction_session_timeout"] = max(remaining or 0, 0)
             set_pg_session(cursor, **bounds)
-            return read_pg_state(cursor, event)
+            state = read_pg_state(cursor, event)
+            if state.self_grant:
+                # Off for this session (a user setting): the roles the run creates are not
+                # granted back to the master, whose memberships stay as they were.
+                cursor.execute("SELECT set_config('createrole_self_grant', '', false)")
+            return state
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
         return state_problems(event, state)
 
     def warnings(self, event: Event, state: PgState) -> list[str]:
-        return public_warnings(event, state)
+        return self_grant_warnings(state) + public_warnings(event, state)
 
     def identified_by(self, password: str, state: PgState) -> str:
         """Always the SCRAM verifier, whatever the password's characters: the password itself
@@ -3444,6 +3460,10 @@ class PgState:
 
     def has_clone(self, user: UserSpec) -> bool:
         return user.clone in self.roles
+
+    def password_expired(self, user: UserSpec, login: str) -> bool:
+        """Never: an expired VALID UNTIL is lifted without the password (expiry_steps)."""
+        return False
 
     def objects_of(self, kind: str) -> list[PgObject]:
         return [o for o in self.objects if o.kind == kind]
@@ -3787,6 +3807,23 @@ def crowded_acl_problems(event: Event, state: PgState) -> list[str]:
         "compressed; beyond, every GRANT on it fails with 'row is too big'), and the tool "
         f"gives one at most {PG_ACL_ENTRIES_LIMIT:,}. Give these tables to fewer users in one "
         "database. Nothing was changed"
+    ]
+
+
+def self_grant_warnings(state: PgState) -> list[str]:
+    """PostgreSQL 16+'s createrole_self_grant, set for the master (its role, the database or
+    the parameter group): each role it creates would be granted to it with those options, so
+    that it would inherit each user's privileges and memberships (and an rds_iam granted to a
+    user later would leave it only IAM logins). The run switches it off for its session."""
+    if not state.self_grant:
+        return []
+    return [
+        f"the master's createrole_self_grant is {state.self_grant!r}: every role it creates "
+        "is granted to it with those options, so that it would hold (and, with inherit, "
+        "use) each user's privileges and memberships. This run turned it off for its own "
+        "session, so the roles it creates are not granted to the master; memberships granted "
+        "before stay as they are. To stop it for good: ALTER ROLE ... RESET "
+        "createrole_self_grant (or the parameter group's value)"
     ]
 
 
@@ -4488,7 +4525,12 @@ class MySql:
         return frozenset(privileges) & frozenset(MY_TABLE_PRIVILEGES)
 
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
-    ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
+    # ACCOUNT LOCK: MySQL 8's ER_ACCOUNT_HAS_BEEN_LOCKED, MariaDB's. A locked account is
+    # refused before anything changes (my_state_problems): no login of its can be checked.
+    ACCOUNT_LOCKED = (3118, 4151)
+    # ER_MUST_CHANGE_PASSWORD_LOGIN: the password is right but expired, and the server ends
+    # such sessions (disconnect_on_expired_password). The plan sets it again (password_expired).
+    PASSWORD_EXPIRED = 1862
 
     def open(
         self, target: Target, user: str, password: str, read_timeout: float | None = None
@@ -4552,8 +4594,11 @@ class MySql:
         try:
             self.open(target, user, password).close()
         except pymysql.err.OperationalError as error:
-            if error.args and error.args[0] in (self.ACCESS_DENIED, self.ACCOUNT_LOCKED):
+            code = error.args[0] if error.args else None
+            if code == self.ACCESS_DENIED or code in self.ACCOUNT_LOCKED:
                 return False
+            if code == self.PASSWORD_EXPIRED:
+                return True
             raise ApplyError(
                 f"could not log in as {user!r} to check its password: {REDACT(str(error))}"
             ) from None
@@ -4613,11 +4658,12 @@ class MySql:
         return my_state_problems(event, state)
 
     def warnings(self, event: Event, state: MyState) -> list[str]:
-        """MySQL 8 and MariaDB 10 have no PUBLIC: nothing is held beyond the grants read."""
-        return []
+        """What the server's settings mean for the passwords (MySQL 8 and MariaDB 10 have no
+        PUBLIC: nothing is held beyond the grants read)."""
+        return my_password_warnings(state)
 
     def identified_by(self, password: str, state: MyState) -> str:
-        identified_by = native_password_hash(password) if state.mariadb else password
+        identified_by = password if sends_password(state) else native_password_hash(password)
         REDACT.add(identified_by)
         return identified_by
 
@@ -4666,6 +4712,8 @@ class MyAccount:
     host: str
     superuser: bool = False
     is_role: bool = False  # MariaDB keeps its roles in mysql.user too
+    expired: bool = False  # its password expired: it must be set again to work
+    locked: bool = False  # ACCOUNT LOCK
 
 
 @dataclass
@@ -4679,6 +4727,10 @@ class MyState:
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
     catalog_queries: int = 4
     read_only: str | None = None  # why the server refuses writes (my_read_only); None: it does not
+    password_lifetime: int = 0  # default_password_lifetime, days (0: passwords never expire)
+    hashes_refused: bool = False  # MariaDB: a password must be sent as it is (see above)
+    general_log: bool = False  # MariaDB: the general query log records statements as sent
+    password_checks: dict[str, str] = field(default_factory=dict)  # simple_password_check_*
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
@@ -4690,6 +4742,12 @@ class MyState:
     def has_clone(self, user: UserSpec) -> bool:
         return self.clone_account(user) is not None
 
+    def password_expired(self, user: UserSpec, login: str) -> bool:
+        """Whether the login's password expired, so that it must be set again to work."""
+        account = user.account if login == user.name else self.clone_account(user)
+        found = self.accounts.get(account) if account else None
+        return bool(found and found.expired)
+
     def has_name(self, name: str) -> bool:
         if self._names is None:  # indexed once: one lookup a grantor, not a scan
             self._names = frozenset(user for user, _ in self.accounts)
@@ -4700,13 +4758,25 @@ class MyState:
 # GRANT's database name literal. MySQL's super_read_only also stops the holders of SUPER;
 # innodb_read_only is how an Aurora MySQL reader refuses writes. MariaDB has no
 # super_read_only, and no partial_revokes (its GRANT names are always patterns).
+# Then the password policy: how long passwords live (default_password_lifetime), and on
+# MariaDB whether the server refuses a password given as a hash (an active PASSWORD
+# VALIDATION plugin with strict_password_validation: it cannot check a hash), and whether its
+# general query log, which records statements as sent, is on. MySQL 8 rewrites the passwords
+# out of its logs, and hashes them itself.
 MYSQL_SERVER_QUERY = """
 SELECT @@GLOBAL.partial_revokes, @@GLOBAL.read_only, @@GLOBAL.super_read_only,
-       @@GLOBAL.innodb_read_only
+       @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime, 0, 0, NULL
 """
 
 MARIADB_SERVER_QUERY = """
-SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only
+SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime,
+       @@GLOBAL.strict_password_validation AND EXISTS (
+           SELECT 1 FROM information_schema.PLUGINS
+           WHERE PLUGIN_TYPE = 'PASSWORD VALIDATION' AND PLUGIN_STATUS = 'ACTIVE'),
+       @@GLOBAL.general_log,
+       (SELECT GROUP_CONCAT(CONCAT(VARIABLE_NAME, '=', VARIABLE_VALUE))
+        FROM information_schema.GLOBAL_VARIABLES
+        WHERE VARIABLE_NAME LIKE 'SIMPLE\\_PASSWORD\\_CHECK\\_%')
 """
 
 MY_SESSION_QUERY = """
@@ -4719,15 +4789,43 @@ SELECT VERSION(), @@SESSION.sql_mode,
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked} FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
 
-MARIADB_IS_ROLE = "is_role = 'Y'"
+# Whether an account is a role, its password expired (ALTER USER ... PASSWORD EXPIRE, or its
+# lifetime, its own or default_password_lifetime, elapsed: it logs in, then may only set a
+# password, or is turned away: disconnect_on_expired_password), and whether it is locked.
+# MySQL 8 keeps no role flag: a role is an account granted to another one.
+MYSQL_ACCOUNT_COLUMNS = {
+    "is_role": """EXISTS (SELECT 1 FROM mysql.role_edges e
+                          WHERE e.FROM_USER = User AND e.FROM_HOST = Host)""",
+    "expired": """password_expired = 'Y' OR (
+        COALESCE(password_lifetime, @@GLOBAL.default_password_lifetime) > 0
+        AND password_last_changed + INTERVAL
+            COALESCE(password_lifetime, @@GLOBAL.default_password_lifetime) DAY < NOW())""",
+    "locked": "account_locked = 'Y'",
+}
 
-# MySQL 8 keeps no flag: a role is an account granted to another one.
-MYSQL_IS_ROLE = """EXISTS (SELECT 1 FROM mysql.role_edges e
-                           WHERE e.FROM_USER = User AND e.FROM_HOST = Host)"""
+# MariaDB keeps the password's age and lifetime (-1: the server's default) and the lock in
+# the account's JSON in mysql.global_priv; PASSWORD EXPIRE sets password_last_changed to 0.
+MARIADB_ACCOUNT_COLUMNS = {
+    "is_role": "is_role = 'Y'",
+    "expired": """EXISTS (
+        SELECT 1 FROM (
+            SELECT User, Host, changed,
+                   IF(lifetime = -1, @@GLOBAL.default_password_lifetime, lifetime) AS days
+            FROM (SELECT User, Host,
+                         CAST(JSON_VALUE(Priv, '$.password_last_changed') AS INTEGER) AS changed,
+                         CAST(COALESCE(JSON_VALUE(Priv, '$.password_lifetime'), -1) AS INTEGER)
+                             AS lifetime
+                  FROM mysql.global_priv) account) p
+        WHERE p.User = mysql.user.User AND p.Host = mysql.user.Host
+          AND (p.changed = 0 OR (p.days > 0 AND p.changed + p.days * 86400 < UNIX_TIMESTAMP())))""",
+    "locked": """EXISTS (SELECT 1 FROM mysql.global_priv g
+        WHERE g.User = mysql.user.User AND g.Host = mysql.user.Host
+          AND JSON_VALUE(g.Priv, '$.account_locked') IN ('1', 'true'))""",
+}
 
 MY_GRANTS_QUERY = """
 SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
@@ -4761,17 +4859,26 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
     version, sql_mode, database_exists = cursor.fetchone()
     mariadb = "mariadb" in version.lower()
     cursor.execute(MARIADB_SERVER_QUERY if mariadb else MYSQL_SERVER_QUERY)
-    partial_revokes, read_only, super_read_only, innodb_read_only = cursor.fetchone()
+    (
+        partial_revokes,
+        read_only,
+        super_read_only,
+        innodb_read_only,
+        password_lifetime,
+        hashes_refused,
+        general_log,
+        simple_check,
+    ) = cursor.fetchone()
     wildcards = not partial_revokes
     queries = 4
     names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
     cursor.execute(
-        MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE),
+        MY_ACCOUNTS_QUERY.format(**(MARIADB_ACCOUNT_COLUMNS if mariadb else MYSQL_ACCOUNT_COLUMNS)),
         (tuple(sorted(names)),),
     )
     accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role))
-        for user, host, superuser, role in cursor.fetchall()
+        (user, host): MyAccount(user, host, *map(bool, flags))
+        for user, host, *flags in cursor.fetchall()
     }
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
     cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
@@ -4802,6 +4909,12 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         definers=dict(definers),
         catalog_queries=queries,
         read_only=my_read_only(read_only, super_read_only, innodb_read_only),
+        password_lifetime=int(password_lifetime or 0),
+        hashes_refused=bool(hashes_refused),
+        general_log=bool(general_log),
+        password_checks=dict(
+            item.lower().split("=", 1) for item in (simple_check or "").split(",") if "=" in item
+        ),
     )
 
 
@@ -4829,9 +4942,48 @@ def my_read_only(read_only: Any, super_read_only: Any, innodb_read_only: Any) ->
     )
 
 
+def my_password_warnings(state: MyState) -> list[str]:
+    warnings = []
+    if state.mariadb and state.hashes_refused and state.general_log:
+        warnings.append(
+            "this server refuses passwords given as a hash (a password validation plugin with "
+            "strict_password_validation), so the tool sends each password it sets as it is "
+            "(IDENTIFIED BY '...'), and its general query log is on (general_log): that log "
+            "records those statements with the passwords. Turn general_log off, or limit and "
+            "purge who reads the log (on RDS: the general log file and CloudWatch Logs)"
+        )
+    if state.password_lifetime:
+        warnings.append(
+            f"default_password_lifetime is {state.password_lifetime} days on this server: "
+            "passwords the tool sets expire after that, and applications cannot work until "
+            "a run sets them again (each run does, for every expired one) or a rotation "
+            "changes them: rotate more often than that, or set it to 0"
+        )
+    return warnings
+
+
+def my_password_check_problems(state: MyState) -> list[str]:
+    """simple_password_check's demands beyond what every password of the tool's holds: 32
+    characters with at least one lowercase and one uppercase letter, one digit and one
+    punctuation mark (random_passwords)."""
+    assured = {"minimal_length": PASSWORD_LENGTH, "letters_same_case": 1, "digits": 1}
+    assured["other_characters"] = 1
+    problems = []
+    for setting, most in assured.items():
+        wanted = int(state.password_checks.get(f"simple_password_check_{setting}", 0) or 0)
+        if wanted > most:
+            problems.append(
+                f"simple_password_check_{setting} is {wanted} on this server: the passwords "
+                f"the tool generates hold {most} at least ({PASSWORD_LENGTH} characters, with "
+                "a lowercase and an uppercase letter, a digit and a punctuation mark), so the "
+                f"server could refuse them. Set it to {most} or less (its parameter group)"
+            )
+    return problems
+
+
 def my_state_problems(event: Event, state: MyState) -> list[str]:
     """What the event asks that this server cannot give; checked before anything changes."""
-    problems = []
+    problems = my_password_check_problems(state)
     if not state.database_exists:
         problems.append(f"database {event.database!r} does not exist on this server")
     staying = {u.name for u in event.users if not u.deleting}
@@ -4842,6 +4994,15 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
+        for login in (user.account, state.clone_account(user)):
+            found = state.accounts.get(login) if login else None
+            if found and found.locked and not user.deleting:
+                problems.append(
+                    f"{where}: account {my_account_text((found.user, found.host))} is locked "
+                    "(ACCOUNT LOCK): it cannot log in, and the tool neither unlocks it nor "
+                    "changes its password. If it should log in, unlock it (ALTER USER ... "
+                    "ACCOUNT UNLOCK) and re-run; else delete it (action delete)"
+                )
         if (
             user.grantor
             and not user.deleting  # the grantor only orders creation; a delete run again
@@ -4907,11 +5068,18 @@ def my_account(account: tuple[str, str], state: MyState) -> str:
     return f"{my_literal(account[0], state)}@{my_literal(account[1], state)}"
 
 
+def sends_password(state: MyState) -> bool:
+    """Whether the statement carries the password itself: on MySQL 8, which hashes it with
+    its default plugin and rewrites the statement in its logs; on MariaDB only where the
+    server refuses a hash (a password validation plugin with strict_password_validation)."""
+    return not state.mariadb or state.hashes_refused
+
+
 def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
     """MariaDB gets the mysql_native_password hash, so the password never travels in a
-    statement; MySQL 8 hashes it itself with its default plugin (caching_sha2_password from 8.4)
-    and rewrites the statement in its logs. Returns the clause and the clause as shown."""
-    if state.mariadb:
+    statement (unless the server refuses hashes: sends_password); MySQL 8 gets the password.
+    Returns the clause and the clause as shown."""
+    if not sends_password(state):
         return (
             f"IDENTIFIED BY PASSWORD {my_literal(password, state)}",
             "IDENTIFIED BY PASSWORD '***'",
@@ -4937,6 +5105,8 @@ def my_account_steps(
         for account, summary in logins:
             if account[0] not in passwords:
                 continue
+            if account in state.accounts and state.accounts[account].expired:
+                summary = summary.replace("new password", "password set: it had expired")
             clause, shown = my_password_clause(passwords[account[0]], state)
             verb = "CREATE" if summary == "create user" else "ALTER"
             statement = f"{verb} USER {my_account(account, state)} "

@@ -299,3 +299,172 @@ def test_a_connect_timeout_names_a_paused_serverless_instance_among_the_causes()
     assert "no answer within DB_CONNECT_TIMEOUT, 40 s" in message
     assert "Aurora Serverless v2 instance that auto-paused" in message
     assert tool.Settings().connect_timeout == 40
+
+
+# --- 3. MariaDB password policies, expired and locked accounts -------------------------------
+
+
+@contextlib.contextmanager
+def root_settings(db, *statements_and_undo: tuple[str, str]):
+    """Run each statement as the server's root, and its undo at the end, whatever happens."""
+    done = []
+    try:
+        with db.root() as connection:
+            for statement, undo in statements_and_undo:
+                db.run_sql(connection, statement)
+                done.append(undo)
+        yield
+    finally:
+        with db.root() as connection:
+            for undo in reversed(done):
+                db.run_sql(connection, undo)
+
+
+def test_a_password_validation_plugin_gets_plaintext_passwords_and_a_general_log_warning(maria):
+    """simple_password_check (RDS for MariaDB 11.4+ offers it) with strict_password_validation
+    (the default) refuses IDENTIFIED BY PASSWORD '<hash>': the passwords are sent as they are,
+    satisfy the plugin's defaults, and where the general log is on the report says it holds
+    them (as it does)."""
+    log_file = maria.server.datadir / "general-topology.log"
+    with root_settings(
+        maria,
+        ("INSTALL SONAME 'simple_password_check'", "UNINSTALL SONAME 'simple_password_check'"),
+        (f"SET GLOBAL general_log_file = '{log_file}'", "SET GLOBAL general_log = OFF"),
+        ("SET GLOBAL general_log = ON", "SET GLOBAL general_log = OFF"),
+    ):
+        created = maria.invoke(maria.seed_event())
+        changed = maria.invoke(with_action(maria.seed_event(), "update"))
+        logged = log_file.read_text(errors="replace")
+
+    for report in (created, changed):
+        assert report["status"] == "success"
+        assert any("general query log is on" in w for w in report["warnings"])
+    assert all(u["result"] == "updated" for u in changed["users"])
+    for secret in SEED_SECRETS:
+        with maria.login(secret) as connection:
+            assert maria.run_sql(connection, "SELECT 1") == [(1,)]
+        assert maria.secret(secret)["password"] in logged  # what the warning says
+    assert "IDENTIFIED BY PASSWORD" not in logged
+
+
+def test_without_a_validation_plugin_mariadb_gets_hashes_and_no_warning(maria):
+    report = maria.invoke(maria.seed_event())
+    assert report["warnings"] == []
+    assert "IDENTIFIED BY PASSWORD '***'" in " ".join(
+        maria.invoke({**with_action(maria.seed_event(), "update"), "dry_run": True})["sql"]
+    )
+
+
+def test_a_password_policy_above_what_the_passwords_hold_is_refused():
+    state = tool.MyState(True, True, True, True, {}, {})
+    assert tool.my_password_check_problems(state) == []
+    state.password_checks = {
+        "simple_password_check_digits": "2",
+        "simple_password_check_minimal_length": "12",
+    }
+    (problem,) = tool.my_password_check_problems(state)
+    assert problem.startswith("simple_password_check_digits is 2 on this server")
+
+
+def test_an_expired_mariadb_password_is_set_again_and_the_secret_kept(maria):
+    maria.invoke(maria.seed_event())
+    ro, rw = SEED["users"][2], SEED["users"][1]
+    versions = {s: maria.versions(s) for s in SEED_SECRETS}
+    last_week = int(time.time()) - 8 * 86400
+    with root_settings(
+        maria,
+        (
+            "SET GLOBAL disconnect_on_expired_password = ON",
+            "SET GLOBAL disconnect_on_expired_password = OFF",
+        ),
+        ("SET GLOBAL default_password_lifetime = 7", "SET GLOBAL default_password_lifetime = 0"),
+    ):
+        with maria.root() as connection:
+            maria.run_sql(connection, f"ALTER USER '{ro['db_user']}'@'%%' PASSWORD EXPIRE")
+            # its password set 8 days ago: past the 7-day default lifetime
+            maria.run_sql(
+                connection,
+                "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.password_last_changed', %s) "
+                "WHERE User = %s",
+                last_week,
+                rw["db_user"],
+            )
+            maria.run_sql(connection, "FLUSH PRIVILEGES")
+        with pytest.raises(tool.pymysql.err.OperationalError) as expired:
+            maria.login(ro["user_secret_name"])
+        assert expired.value.args[0] == 1862
+
+        report = maria.invoke({**maria.seed_event(), "verify_logins": True})
+        again = maria.invoke({**maria.seed_event(), "verify_logins": True})
+
+    by_user = {u["db_user"]: u for u in report["users"]}
+    for entry in (ro, rw):
+        assert "password set: it had expired" in by_user[entry["db_user"]]["changes"]
+    assert by_user[SEED["users"][0]["db_user"]]["result"] == "unchanged"
+    assert any("default_password_lifetime is 7 days" in w for w in report["warnings"])
+    assert again["changed"] is False
+    assert {s: maria.versions(s) for s in SEED_SECRETS} == versions  # no secret changed
+    for secret in SEED_SECRETS:
+        with maria.login(secret) as connection:
+            assert maria.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+def test_a_locked_mariadb_account_is_refused_by_name_and_may_be_deleted(maria):
+    maria.invoke(maria.seed_event())
+    ro = SEED["users"][2]
+    with maria.root() as connection:
+        maria.run_sql(connection, f"ALTER USER '{ro['db_user']}'@'%%' ACCOUNT LOCK")
+    before = secrets_snapshot(maria.sm)
+
+    for event in (maria.seed_event(verify_logins=True), with_action(maria.seed_event(), "update")):
+        with pytest.raises(tool.InvalidEvent) as refused:
+            maria.invoke(event)
+        assert f"account '{ro['db_user']}'@'%' is locked (ACCOUNT LOCK)" in str(refused.value)
+        assert "ACCOUNT UNLOCK" in str(refused.value)
+    assert secrets_snapshot(maria.sm) == before
+
+    report = maria.invoke(
+        maria.event([user(ro["db_user"], ro["user_secret_name"], action="delete")])
+    )
+    assert report["users"][0]["result"] == "deleted"
+    assert ro["db_user"] not in maria.user_names()
+
+
+# --- 4. PostgreSQL 16+ createrole_self_grant -------------------------------------------------
+
+
+def test_createrole_self_grant_leaves_the_masters_memberships_as_they_were(rds):
+    """On 16+, createrole_self_grant = 'set, inherit' for the master would grant it every
+    role it creates with INHERIT and SET; the run turns it off for its session and says so:
+    the master holds only the ADMIN OPTION PostgreSQL 16 gives a role's creator, after a
+    create, an update and a delete. Before 16 the setting does not exist: the same runs,
+    nothing to say, no membership at all."""
+    if rds.major >= 16:
+        with rds.superuser() as connection:
+            rds.run_sql(
+                connection,
+                f"ALTER ROLE \"{rds.master}\" SET createrole_self_grant = 'set, inherit'",
+            )
+    before = rds.master_memberships()
+
+    reports = [
+        rds.invoke(rds.seed_event()),
+        rds.invoke(with_action(rds.seed_event(), "update")),
+        rds.invoke(rds.seed_event(dry_run=True)),
+    ]
+    gained = rds.master_memberships() - before
+    if rds.major >= 16:  # the creator's ADMIN OPTION, without INHERIT or SET
+        assert gained == {(u["db_user"], True, False, False) for u in SEED["users"]}
+    else:
+        assert gained == set()
+    warned = [
+        any("createrole_self_grant is 'set, inherit'" in w for w in r["warnings"]) for r in reports
+    ]
+    assert warned == [rds.major >= 16] * 3
+    rds.invoke(with_action(rds.seed_event(), "delete"))
+    assert rds.master_memberships() == before
+    with rds.as_master() as connection:  # the master's own setting is left as it was
+        (setting,) = rds.run_sql(
+            connection, "SELECT current_setting('createrole_self_grant', true)"
+        )[0]
+    assert setting == ("set, inherit" if rds.major >= 16 else None)
