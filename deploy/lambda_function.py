@@ -408,6 +408,7 @@ class SecretState:
     pending_value: dict | None = None
     tags: dict[str, str] = field(default_factory=dict)
     rotation: Rotation = NO_ROTATION
+    kms_key_id: str | None = None  # a customer managed key; None: aws/secretsmanager
 
     @property
     def password(self) -> str | None:
@@ -1408,6 +1409,7 @@ def gather(
         rotation, which may be minutes old: then it is described (see read_states)."""
         return any(
             (not u.deleting and missing_tags(secret, wanted_tags(event, target, u.name)))
+            or (not u.deleting and key_change(secret, event) is not None)
             or (
                 u.rotation is not None
                 and rotation_change(
@@ -1849,6 +1851,7 @@ class SecretsManager:
             exists=True,
             tags={t["Key"]: t["Value"] for t in entry.get("Tags") or []},
             rotation=described_rotation(entry),
+            kms_key_id=entry.get("KmsKeyId"),
         )
         read_versions(state, entry.get("SecretVersionsToStages") or {})
         return state
@@ -1865,6 +1868,7 @@ class SecretsManager:
             scheduled_for_deletion="DeletedDate" in found,
             tags={t["Key"]: t["Value"] for t in found.get("Tags", [])},
             rotation=described_rotation(found),
+            kms_key_id=found.get("KmsKeyId"),
         )
         read_versions(state, found.get("VersionIdsToStages", {}))
         return state
@@ -2136,7 +2140,11 @@ def make_plan(
 
     results = {
         u.name: secret_result(
-            u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
+            u,
+            credentials.get(u.name),
+            secrets[u.secret_name],
+            wanted_tags(event, target, u.name),
+            key_change(secrets[u.secret_name], event),
         )
         for u in event.users
         if u.secret_name
@@ -2420,9 +2428,14 @@ def missing_tags(secret: SecretState, wanted: dict[str, str]) -> dict[str, str]:
 
 
 def secret_result(
-    user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
+    user: UserSpec,
+    credential: Credential | None,
+    secret: SecretState,
+    tags: dict[str, str],
+    key: str | None = None,
 ) -> str:
-    """What happens to the user's secret; the same answer for a run and for its dry run."""
+    """What happens to the user's secret; the same answer for a run and for its dry run.
+    `key`: the KMS key it is to be encrypted with from now on (key_change)."""
     if user.deleting:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
@@ -2434,9 +2447,27 @@ def secret_result(
         or credential.undo_pending
         or credential.final_value != secret.value
         or missing_tags(secret, tags)
+        or key is not None
     ):
         return "updated"
     return "unchanged"
+
+
+def key_change(secret: SecretState, event: Event) -> str | None:
+    """The event's kms_key_id, where an existing secret is encrypted with another key (None:
+    no change). An event without one leaves every secret's key as it is. DescribeSecret
+    reports a key by its id or its alias ARN: compared by what follows the ARN's last ':'
+    (key/ID, alias/NAME), with key/ dropped, so that a key's ARN and its id, or an alias and
+    its ARN, are the same key; a key named once by alias and once by id is changed to what
+    the event says, once."""
+    wanted = event.kms_key_id
+    if not wanted or not secret.exists:
+        return None
+
+    def short(key: str | None) -> str:
+        return (key or "").rsplit(":", 1)[-1].removeprefix("key/")
+
+    return None if short(secret.kms_key_id) == short(wanted) else wanted
 
 
 def with_new_passwords(credentials: list[Credential], passwords: PasswordSource) -> list:
@@ -2520,6 +2551,7 @@ class SecretWriter:
             kwargs["SecretString"] = json.dumps(value)
         response = self.aws.write("create_secret", **kwargs)
         secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags(user)
+        secret.kms_key_id = self.event.kms_key_id
         secret.current_version = response.get("VersionId")
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
@@ -2601,6 +2633,12 @@ class SecretWriter:
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
+        key = key_change(secret, self.event)
+        if key:
+            # New versions are encrypted with it, and AWSCURRENT, AWSPENDING and AWSPREVIOUS
+            # are re-encrypted (which needs kms:Encrypt on it, and Decrypt on the old key).
+            self.aws.write("update_secret", SecretId=secret.arn, KmsKeyId=key)
+            secret.kms_key_id = key
         if rotation:
             self.set_rotation(secret, rotation)
 

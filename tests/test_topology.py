@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import SEED, tool, user
 
-from tests.servers import catch_up, start_standby
+from tests.servers import catch_up, moto_client, start_standby
 
 SEED_SECRETS = [u["user_secret_name"] for u in SEED["users"]]
 
@@ -468,3 +468,47 @@ def test_createrole_self_grant_leaves_the_masters_memberships_as_they_were(rds):
             connection, "SELECT current_setting('createrole_self_grant', true)"
         )[0]
     assert setting == ("set, inherit" if rds.major >= 16 else None)
+
+
+# --- 5. a changed kms_key_id ----------------------------------------------------------------
+
+
+def test_a_changed_kms_key_is_applied_to_existing_secrets(rds, moto_url):
+    kms = moto_client("kms", moto_url)
+    first, second = (kms.create_key()["KeyMetadata"] for _ in range(2))
+    kms.create_alias(AliasName="alias/app-secrets", TargetKeyId=second["KeyId"])
+    rds.invoke(rds.seed_event(kms_key_id=first["KeyId"]))
+
+    unchanged = rds.invoke(rds.seed_event(kms_key_id=first["Arn"]))  # the same key, by ARN
+    dry = rds.invoke(rds.seed_event(kms_key_id=second["KeyId"], dry_run=True))
+    moved = rds.invoke(rds.seed_event(kms_key_id=second["KeyId"]))
+    again = rds.invoke(rds.seed_event(kms_key_id=second["KeyId"]))
+    without_key = {k: v for k, v in rds.seed_event().items() if k != "kms_key_id"}
+    kept = rds.invoke(without_key)  # no kms_key_id: each secret keeps its key
+
+    assert unchanged["changed"] is False
+    for report in (dry, moved):
+        assert {u["secret"]["result"] for u in report["users"]} == {"updated"}
+    assert moved["stats"]["aws_calls"]["UpdateSecret"] == 3
+    assert again["changed"] is False and kept["changed"] is False
+    for secret in SEED_SECRETS:
+        assert rds.sm.describe_secret(SecretId=secret)["KmsKeyId"] == second["KeyId"]
+        with rds.login(secret) as connection:
+            assert rds.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+def test_kms_keys_are_compared_by_id_or_alias_whatever_the_form():
+    secret = tool.SecretState("s", exists=True, kms_key_id="1234abcd-12ab-34cd-56ef-1234567890ab")
+    arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+    def event(key):
+        return SimpleNamespace(kms_key_id=key)
+
+    assert tool.key_change(secret, event(arn)) is None
+    assert tool.key_change(secret, event(None)) is None
+    assert tool.key_change(secret, event("alias/other")) == "alias/other"
+    aliased = tool.SecretState(
+        "s", exists=True, kms_key_id="arn:aws:kms:us-east-1:111122223333:alias/app"
+    )
+    assert tool.key_change(aliased, event("alias/app")) is None
+    assert tool.key_change(tool.SecretState("new"), event(arn)) is None  # created with it
