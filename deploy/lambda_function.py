@@ -3263,7 +3263,14 @@ class Postgres:
         return state_problems(event, state)
 
     def warnings(self, event: Event, state: PgState) -> list[str]:
-        return self_grant_warnings(state) + public_warnings(event, state)
+        untested = [
+            f"PostgreSQL {state.server_major} is newer than the majors the tool is tested on "
+            f"({PG_OLDEST} to {PG_NEWEST_TESTED}): check its dry run before relying on it"
+        ]
+        newer = state.server_major > PG_NEWEST_TESTED
+        return (
+            (untested if newer else []) + self_grant_warnings(state) + public_warnings(event, state)
+        )
 
     def identified_by(self, password: str, state: PgState) -> str:
         """Always the SCRAM verifier, whatever the password's characters: the password itself
@@ -3639,6 +3646,9 @@ GROUP BY 1, 2 ORDER BY 1, 2
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
     master, major, in_recovery, read_only_transactions, self_grant = cursor.fetchone()
+    unsupported = pg_version_problems(major)
+    if unsupported:  # its catalogs differ from what the queries below read
+        raise InvalidEvent(unsupported)
     cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
     roles = {
         row[0]: PgRole(
@@ -3736,6 +3746,20 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         read_only=pg_read_only(in_recovery, read_only_transactions),
         self_grant=self_grant,
     )
+
+
+PG_OLDEST = 14  # pg_database_owner, and the catalogs the queries read, as of 14
+PG_NEWEST_TESTED = 18
+
+
+def pg_version_problems(major: int) -> list[str]:
+    if major < PG_OLDEST:
+        return [
+            f"PostgreSQL {major} is not supported: the tool manages PostgreSQL {PG_OLDEST} to "
+            f"{PG_NEWEST_TESTED} (RDS and Aurora). Nothing was changed; upgrade the database "
+            "first"
+        ]
+    return []
 
 
 def pg_read_only(in_recovery: bool, read_only_transactions: bool) -> str | None:
@@ -4895,6 +4919,9 @@ def grant_database(database: str, wildcards: bool) -> str:
 def read_my_state(cursor: Any, event: Event) -> MyState:
     cursor.execute(MY_SESSION_QUERY, (event.database,))
     version, sql_mode, database_exists = cursor.fetchone()
+    unsupported = my_version_problems(version)
+    if unsupported:  # its system variables and tables differ from what the queries read
+        raise InvalidEvent(unsupported)
     mariadb = "mariadb" in version.lower()
     cursor.execute(MARIADB_SERVER_QUERY if mariadb else MYSQL_SERVER_QUERY)
     (
@@ -4954,6 +4981,32 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
             item.lower().split("=", 1) for item in (simple_check or "").split(",") if "=" in item
         ),
     )
+
+
+# The oldest servers the tool reads right: MySQL 8.0 (partial_revokes, mysql.role_edges; 5.7,
+# Aurora MySQL 2 and RDS's extended support of it, has neither), MariaDB 10.4 (the accounts'
+# mysql.global_priv). VERSION() is "8.0.36", "5.7.12" (Aurora MySQL 2), "8.0.mysql_aurora...",
+# "10.11.6-MariaDB-log"; a MariaDB greeting's "5.5.5-" prefix is skipped.
+MY_OLDEST = {"mysql": (8, 0), "mariadb": (10, 4)}
+MY_VERSION = re.compile(r"^(?:5\.5\.5-)?([0-9]+)\.([0-9]+)")
+
+
+def my_version_problems(version: str) -> list[str]:
+    mariadb = "mariadb" in version.lower()
+    found = MY_VERSION.match(version)
+    oldest = MY_OLDEST["mariadb" if mariadb else "mysql"]
+    name = "MariaDB" if mariadb else "MySQL"
+    if found and (int(found[1]), int(found[2])) >= oldest:
+        return []
+    why = (
+        " (5.7, as Aurora MySQL 2 is, has no partial_revokes and no mysql.role_edges)"
+        if found and not mariadb and (int(found[1]), int(found[2])) == (5, 7)
+        else ""
+    )
+    return [
+        f"{name} {version} is not supported: the tool manages {name} {oldest[0]}.{oldest[1]} "
+        f"and later{why}. Nothing was changed; upgrade the database first"
+    ]
 
 
 def my_read_only(read_only: Any, super_read_only: Any, innodb_read_only: Any) -> str | None:

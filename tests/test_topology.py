@@ -512,3 +512,69 @@ def test_kms_keys_are_compared_by_id_or_alias_whatever_the_form():
     )
     assert tool.key_change(aliased, event("alias/app")) is None
     assert tool.key_change(tool.SecretState("new"), event(arn)) is None  # created with it
+
+
+# --- 6. engine versions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        ("5.7.44-log", "MySQL 5.7.44-log is not supported"),
+        (
+            "5.7.12",
+            "MySQL 5.7.12 is not supported: the tool manages MySQL 8.0 and later (5.7, as "
+            "Aurora MySQL 2",
+        ),
+        ("5.6.51", "MySQL 5.6.51 is not supported"),
+        ("10.3.39-MariaDB", "MariaDB 10.3.39-MariaDB is not supported"),
+        ("8.0.36", None),
+        ("8.0.mysql_aurora.3.05.2", None),
+        ("8.4.3", None),
+        ("10.4.34-MariaDB", None),
+        ("10.11.6-MariaDB-log", None),
+        ("5.5.5-10.11.6-MariaDB", None),
+        ("11.4.5-MariaDB", None),
+    ],
+)
+def test_mysql_and_mariadb_versions_the_tool_cannot_serve_are_refused_by_name(version, refused):
+    problems = tool.my_version_problems(version)
+    if refused is None:
+        assert problems == []
+    else:
+        (problem,) = problems
+        assert problem.startswith(refused) and "Nothing was changed" in problem
+
+
+class ScriptedCursor:
+    """A cursor that answers the first query with `row`, and fails on any other: the run
+    must stop at the version, before the queries an old server cannot answer."""
+
+    def __init__(self, row: tuple):
+        self.row, self.executed = row, []
+
+    def execute(self, statement, params=None):
+        if self.executed:
+            raise AssertionError(f"queried after the version: {statement}")
+        self.executed.append(statement)
+
+    def fetchone(self):
+        return self.row
+
+
+def test_a_mysql_57_server_is_refused_before_its_catalog_is_read():
+    cursor = ScriptedCursor(("5.7.44-log", "STRICT_TRANS_TABLES", 1))
+    with pytest.raises(tool.InvalidEvent, match=r"MySQL 5\.7\.44-log is not supported"):
+        tool.read_my_state(cursor, tool.parse_event(SEED))
+    assert len(cursor.executed) == 1
+
+
+@pytest.mark.parametrize(("major", "refused"), [(12, True), (13, True), (14, False), (19, False)])
+def test_postgresql_below_14_is_refused_before_its_catalog_is_read(major, refused):
+    cursor = ScriptedCursor(("master", major, False, False, ""))
+    if refused:
+        with pytest.raises(tool.InvalidEvent, match=f"PostgreSQL {major} is not supported"):
+            tool.read_pg_state(cursor, tool.parse_event(SEED))
+        assert len(cursor.executed) == 1
+    else:
+        assert tool.pg_version_problems(major) == []
