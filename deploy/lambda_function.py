@@ -1628,6 +1628,7 @@ class SecretsManager:
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
+        self._batch_denied = False  # BatchGetSecretValue denied: one read per secret instead
         self._writes = RateLimiter(calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND"))
         reads = calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
         self._bulk_reads = RateLimiter(reads, burst=int(reads))
@@ -1795,9 +1796,41 @@ class SecretsManager:
     def _bulk_read(self, task: tuple[str, list[str]]) -> tuple[str, Any]:
         kind, names = task
         if kind == "batch":
-            self._bulk_reads.wait()
-            return kind, self.client.batch_get_secret_value(SecretIdList=names)
+            return kind, self._batch_get(names)
         return kind, self._list(names)
+
+    def _batch_get(self, ids: list[str]) -> dict:
+        """BatchGetSecretValue of up to 20 secrets; where it is denied (a policy, an SCP or a
+        VPC endpoint policy written before the action existed, in 2023), one GetSecretValue
+        per secret instead, which answers the same (each secret's AWSCURRENT, or an error)."""
+        if not self._batch_denied:
+            self._bulk_reads.wait()
+            try:
+                response: dict = self.client.batch_get_secret_value(SecretIdList=ids)
+                return response
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "AccessDeniedException":
+                    raise
+                if not self._batch_denied:
+                    log.warning(
+                        "BatchGetSecretValue denied: the secrets are read one by one",
+                        extra={"fields": {"error": REDACT(str(error))}},
+                    )
+                self._batch_denied = True
+        values, errors = [], []
+        for secret_id in ids:
+            try:
+                values.append(self.client.get_secret_value(SecretId=secret_id))
+            except botocore.exceptions.ClientError as error:
+                said = error.response.get("Error", {})
+                errors.append(
+                    {
+                        "SecretId": secret_id,
+                        "ErrorCode": said.get("Code"),
+                        "Message": said.get("Message"),
+                    }
+                )
+        return {"SecretValues": values, "Errors": errors}
 
     def _list(self, prefixes: list[str]) -> list[dict]:
         """The secrets whose names start with one of `prefixes` (at most 10), up to
@@ -1829,12 +1862,7 @@ class SecretsManager:
         arns = list(by_arn)
         batches = [arns[start : start + self.BATCH] for start in range(0, len(arns), self.BATCH)]
 
-        def read(batch: list[str]) -> dict:
-            self._bulk_reads.wait()
-            response: dict = self.client.batch_get_secret_value(SecretIdList=batch)
-            return response
-
-        for response in self.map(read, batches):
+        for response in self.map(self._batch_get, batches):
             for item in response["SecretValues"]:
                 state = by_arn[item["ARN"]]
                 state.value = parse_secret_value(item.get("SecretString"))

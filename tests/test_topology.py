@@ -578,3 +578,33 @@ def test_postgresql_below_14_is_refused_before_its_catalog_is_read(major, refuse
         assert len(cursor.executed) == 1
     else:
         assert tool.pg_version_problems(major) == []
+
+
+# --- 7. proxies, notices, denials -------------------------------------------------------------
+
+
+def test_runs_converge_where_batchgetsecretvalue_is_denied(rds, monkeypatch):
+    created = tool.SecretsManager.__init__
+
+    def with_batch_denied(self, region):
+        created(self, region)
+
+        def denied(**_):
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "denied by an SCP"}}
+            raise tool.botocore.exceptions.ClientError(error, "BatchGetSecretValue")
+
+        self.client.batch_get_secret_value = denied
+
+    monkeypatch.setattr(tool.SecretsManager, "__init__", with_batch_denied)
+
+    first = rds.invoke(rds.seed_event())
+    again = rds.invoke(rds.seed_event())
+    changed = rds.invoke(with_action(rds.seed_event(), "update"))
+
+    assert first["status"] == again["status"] == changed["status"] == "success"
+    assert again["changed"] is False
+    assert "BatchGetSecretValue" not in again["stats"]["aws_calls"]
+    assert {u["result"] for u in changed["users"]} == {"updated"}
+    for secret in SEED_SECRETS:
+        with rds.login(secret) as connection:
+            assert rds.run_sql(connection, "SELECT 1") == [(1,)]
