@@ -2731,7 +2731,9 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
         "host": plan.target.host,
         "database": plan.target.database,
         "users": users,
-        "warnings": plan.warnings,
+        # what the server said while the run's statements ran: a Blue/Green deployment's
+        # warning that DCL is not replicated, say
+        "warnings": plan.warnings + plan.target.dialect.notices(connection),
         "stats": {
             "sql_statements": plan.counter["statements"],
             "sql_ms": plan.counter["sql_ms"],
@@ -2834,6 +2836,7 @@ class Dialect(Protocol[StateT]):
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
     ) -> None: ...
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+    def notices(self, connection: Any) -> list[str]: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -3357,6 +3360,13 @@ class Postgres:
             ) from None
         finally:
             rollback_quietly(connection)
+
+    @staticmethod
+    def notices(connection: Any) -> list[str]:
+        """The WARNINGs and NOTICEs the server sent the run's session (psycopg2 keeps the
+        last 50), each once, as "server WARNING: ..."."""
+        said = [" ".join(REDACT(n).split()) for n in getattr(connection, "notices", [])]
+        return [f"server {text}" for text in dict.fromkeys(said)]
 
     @staticmethod
     def read_only_error(error: Exception) -> bool:
@@ -4775,9 +4785,21 @@ class MySql:
                     raise step_failed(steps, number, error, done, read_only=read_only) from None
                 step_applied(step, target)
                 counter["statements"] += 1
+                if cursor.warning_count:
+                    cursor.execute("SHOW WARNINGS")
+                    connection.server_warnings = [
+                        *getattr(connection, "server_warnings", []),
+                        *(f"{level} {code}: {message}" for level, code, message in cursor),
+                    ]
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+
+    @staticmethod
+    def notices(connection: Any) -> list[str]:
+        """The warnings the server gave the run's statements (SHOW WARNINGS), each once."""
+        said = [REDACT(text) for text in getattr(connection, "server_warnings", [])]
+        return [f"server {text}" for text in dict.fromkeys(said)]
 
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""

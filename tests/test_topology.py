@@ -608,3 +608,40 @@ def test_runs_converge_where_batchgetsecretvalue_is_denied(rds, monkeypatch):
     for secret in SEED_SECRETS:
         with rds.login(secret) as connection:
             assert rds.run_sql(connection, "SELECT 1") == [(1,)]
+
+
+def test_server_warnings_during_a_run_reach_the_report(rds):
+    """What RDS says during a PostgreSQL major-version Blue/Green deployment (DCL is not
+    replicated to green) is played by an event trigger that warns on GRANT and REVOKE."""
+    with rds.superuser(rds.database) as connection:
+        rds.run_sql(
+            connection,
+            """CREATE FUNCTION warn_dcl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE WARNING 'Blue/Green: % is not replicated to the green environment',
+                                   tg_tag; END $$;
+               CREATE EVENT TRIGGER warn_dcl ON ddl_command_end WHEN TAG IN ('GRANT', 'REVOKE')
+               EXECUTE FUNCTION warn_dcl()""",
+        )
+    try:
+        dry = rds.invoke(rds.seed_event(dry_run=True))
+        done = rds.invoke(rds.seed_event())
+        quiet = rds.invoke(rds.seed_event())  # nothing to grant: nothing said
+    finally:
+        with rds.superuser(rds.database) as connection:
+            rds.run_sql(connection, "DROP EVENT TRIGGER warn_dcl")
+    said = "server WARNING: Blue/Green: GRANT is not replicated to the green environment"
+    assert said in dry["warnings"] and said in done["warnings"]
+    assert len([w for w in done["warnings"] if w == said]) == 1  # each said once
+    assert quiet["warnings"] == []
+
+
+def test_mariadb_warnings_during_a_run_reach_the_report(maria):
+    """The test server resolves no host names (--skip-name-resolve): MariaDB warns that an
+    account at a host name cannot log in."""
+    report = maria.invoke(
+        maria.event([user("far", host="app.example.com", grant_privileges="SELECT")])
+    )
+    assert any(
+        w.startswith("server Warning 1285:") and "skip-name-resolve" in w
+        for w in report["warnings"]
+    ), report["warnings"]
