@@ -22,6 +22,7 @@ The file reads as the data flows:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import gc
 import hashlib
@@ -33,6 +34,7 @@ import re
 import ssl
 import stringprep
 import sys
+import tempfile
 import threading
 import time
 import unicodedata
@@ -40,7 +42,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import cache, cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -678,6 +680,10 @@ ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
 SSL_MODES = ("require", "verify-full", "disable")
 # build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
 BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
+# RDS Proxy endpoints present certificates of AWS Certificate Manager, whose roots are Amazon's
+# own (Amazon Root CA 1 to 4), not the RDS CAs: verify-full trusts them beside the CA bundle.
+# They ship next to this file (build.sh packs them).
+AMAZON_ROOT_CAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "amazon-root-cas.pem")
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what CreateSecret accepts
 SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
@@ -964,6 +970,37 @@ def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
 def ca_bundle() -> str | None:
     """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
     return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+
+
+def trusted_cas() -> str | None:
+    """The one file verify-full checks certificates against (libpq takes one file): the CA
+    bundle and Amazon's root CAs, joined into a file of their own."""
+    bundle = ca_bundle()
+    if not bundle or not os.path.isfile(AMAZON_ROOT_CAS):
+        return bundle
+    stamps = tuple((path, os.stat(path).st_mtime_ns) for path in (bundle, AMAZON_ROOT_CAS))
+    return joined_cas(stamps)
+
+
+@cache
+def joined_cas(stamps: tuple[tuple[str, int], ...]) -> str:
+    """The files joined in one, once per process and content: a file of this process's own
+    (mkstemp: a random name, private), never one found under a name another local user could
+    have guessed and planted first; removed when the process ends."""
+    parts = []
+    for path, _ in stamps:
+        with open(path) as file:
+            parts.append(file.read().strip() + "\n")
+    descriptor, joined = tempfile.mkstemp(prefix=f"{TOOL}-trusted-cas-", suffix=".pem")
+    with os.fdopen(descriptor, "w") as out:
+        out.write("".join(parts))
+
+    def remove() -> None:
+        with suppress(FileNotFoundError):
+            os.remove(joined)
+
+    atexit.register(remove)
+    return joined
 
 
 def default_ssl_mode() -> str:
@@ -3071,7 +3108,7 @@ def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
     certificate and the host name checked against the CA bundle (ca_bundle)."""
     if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=ca_bundle())
+        return ssl.create_default_context(cafile=trusted_cas())
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -3198,7 +3235,7 @@ class Postgres:
             "keepalives_count": 3,
         }
         if target.ssl_mode == "verify-full" and ca_bundle():
-            args["sslrootcert"] = ca_bundle()
+            args["sslrootcert"] = trusted_cas()
         return args
 
     def connect(

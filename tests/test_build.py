@@ -66,6 +66,7 @@ def test_one_lean_zip_per_architecture(build, arch, python):
     }
     assert not {"boto3", "botocore", "s3transfer"} & tops
     assert "rds-ca-bundle.pem" not in content
+    assert "amazon-root-cas.pem" in content  # RDS Proxy's roots, trusted beside the bundle
     machine = "x86_64" if arch == "x86_64" else "aarch64"
     abi = f"cpython-{python.replace('.', '')}-{machine}-linux-gnu"
     assert any(name.startswith("psycopg2/_psycopg.") and abi in name for name in content)
