@@ -632,7 +632,7 @@ def test_server_warnings_during_a_run_reach_the_report(rds):
     said = "server WARNING: Blue/Green: GRANT is not replicated to the green environment"
     assert said in dry["warnings"] and said in done["warnings"]
     assert len([w for w in done["warnings"] if w == said]) == 1  # each said once
-    assert quiet["warnings"] == []
+    assert not [w for w in quiet["warnings"] if w.startswith("server ")]
 
 
 def test_mariadb_warnings_during_a_run_reach_the_report(maria):
