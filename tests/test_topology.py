@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import SEED, tool, user
 
-from tests.servers import catch_up, moto_client, start_standby
+from dev.servers import catch_up, moto_client, start_standby
 
 SEED_SECRETS = [u["user_secret_name"] for u in SEED["users"]]
 
@@ -295,7 +295,7 @@ def seed_through_a_resume(db, endpoint: ResumingEndpoint) -> None:
 
 
 def test_a_connect_timeout_names_a_paused_serverless_instance_among_the_causes():
-    message = tool.no_answer("timeout expired")
+    message = tool.no_answer("timeout expired", tool.Settings())
     assert "no answer within DB_CONNECT_TIMEOUT, 40 s" in message
     assert "Aurora Serverless v2 instance that auto-paused" in message
     assert tool.Settings().connect_timeout == 40
@@ -586,8 +586,8 @@ def test_postgresql_below_14_is_refused_before_its_catalog_is_read(major, refuse
 def test_runs_converge_where_batchgetsecretvalue_is_denied(rds, monkeypatch):
     created = tool.SecretsManager.__init__
 
-    def with_batch_denied(self, region):
-        created(self, region)
+    def with_batch_denied(self, region, settings=None):
+        created(self, region, settings)
 
         def denied(**_):
             error = {"Error": {"Code": "AccessDeniedException", "Message": "denied by an SCP"}}
