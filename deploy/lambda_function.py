@@ -139,7 +139,10 @@ def run(
     )
     deadline = Deadline(context)
     with database_session(target, event, deadline, problems) as connection:
-        facts = gather(connection, event, target, aws, deadline)
+        try:
+            facts = gather(connection, event, target, aws, deadline)
+        except InvalidEvent as unsupported:  # a server version the tool cannot read
+            raise InvalidEvent([*unsupported.problems, *problems]) from None
         plan = make_plan(event, target, facts, problems)
         for warning in plan.warnings:
             log.warning(warning)

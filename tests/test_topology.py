@@ -645,3 +645,17 @@ def test_mariadb_warnings_during_a_run_reach_the_report(maria):
         w.startswith("server Warning 1285:") and "skip-name-resolve" in w
         for w in report["warnings"]
     ), report["warnings"]
+
+
+def test_an_unsupported_server_is_reported_with_the_events_own_problems(rds, monkeypatch):
+    """Played by raising the oldest supported major above the server's."""
+    monkeypatch.setattr(tool, "PG_OLDEST", rds.major + 1)
+    before = secrets_snapshot(rds.sm)
+
+    with pytest.raises(tool.InvalidEvent) as refused:
+        rds.invoke(rds.event([user("app", grant_privileges="SELECT,FROB")]))
+
+    problems = refused.value.problems
+    assert problems[0].startswith(f"PostgreSQL {rds.major} is not supported")
+    assert any("FROB" in p for p in problems[1:]), problems
+    assert secrets_snapshot(rds.sm) == before
