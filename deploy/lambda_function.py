@@ -5141,6 +5141,7 @@ class MyState:
     password_lifetime: int = 0  # default_password_lifetime, days (0: passwords never expire)
     hashes_refused: bool = False  # MariaDB: a password must be sent as it is (see above)
     general_log: bool = False  # MariaDB: the general query log records statements as sent
+    binary_log: bool = False  # MariaDB: so does the binary log (RDS: on with automated backups)
     password_checks: dict[str, str] = field(default_factory=dict)  # simple_password_check_*
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
@@ -5176,7 +5177,7 @@ class MyState:
 # out of its logs, and hashes them itself.
 MYSQL_SERVER_QUERY = """
 SELECT @@GLOBAL.partial_revokes, @@GLOBAL.read_only, @@GLOBAL.super_read_only,
-       @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime, 0, 0, NULL
+       @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime, 0, 0, 0, NULL
 """
 
 MARIADB_SERVER_QUERY = """
@@ -5184,7 +5185,7 @@ SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only, @@GLOBAL.default_pas
        @@GLOBAL.strict_password_validation AND EXISTS (
            SELECT 1 FROM information_schema.PLUGINS
            WHERE PLUGIN_TYPE = 'PASSWORD VALIDATION' AND PLUGIN_STATUS = 'ACTIVE'),
-       @@GLOBAL.general_log,
+       @@GLOBAL.general_log, @@GLOBAL.log_bin,
        (SELECT GROUP_CONCAT(CONCAT(VARIABLE_NAME, '=', VARIABLE_VALUE))
         FROM information_schema.GLOBAL_VARIABLES
         WHERE VARIABLE_NAME LIKE 'SIMPLE\\_PASSWORD\\_CHECK\\_%')
@@ -5281,6 +5282,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         password_lifetime,
         hashes_refused,
         general_log,
+        binary_log,
         simple_check,
     ) = cursor.fetchone()
     wildcards = not partial_revokes
@@ -5326,6 +5328,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         password_lifetime=int(password_lifetime or 0),
         hashes_refused=bool(hashes_refused),
         general_log=bool(general_log),
+        binary_log=bool(binary_log),
         password_checks=dict(
             item.lower().split("=", 1) for item in (simple_check or "").split(",") if "=" in item
         ),
@@ -5384,13 +5387,26 @@ def my_read_only(read_only: Any, super_read_only: Any, innodb_read_only: Any) ->
 
 def my_password_warnings(state: MyState) -> list[str]:
     warnings = []
-    if state.mariadb and state.hashes_refused and state.general_log:
+    logs = [
+        name
+        for name, on in (
+            ("general query log (general_log)", state.general_log),
+            (
+                "binary log (log_bin; on RDS, on with automated backups, and sent to replicas)",
+                state.binary_log,
+            ),
+        )
+        if on
+    ]
+    if state.mariadb and state.hashes_refused and logs:
         warnings.append(
             "this server refuses passwords given as a hash (a password validation plugin with "
             "strict_password_validation), so the tool sends each password it sets as it is "
-            "(IDENTIFIED BY '...'), and its general query log is on (general_log): that log "
-            "records those statements with the passwords. Turn general_log off, or limit and "
-            "purge who reads the log (on RDS: the general log file and CloudWatch Logs)"
+            f"(IDENTIFIED BY '...'), and its {' and its '.join(logs)} record those statements "
+            "with the passwords. Limit who may read them (on RDS: the log files, their "
+            "CloudWatch Logs export, SHOW BINLOG EVENTS) and how long they are kept, turn the "
+            "general log off, or set strict_password_validation to 0 so that the tool sends "
+            "hashes again (the plugin then does not check them)"
         )
     if state.password_lifetime:
         warnings.append(
