@@ -160,6 +160,44 @@ def test_a_mariadb_that_turns_read_only_mid_run_fails_with_the_truth(maria, monk
             assert maria.run_sql(connection, "SELECT 1") == [(1,)]
 
 
+def test_a_postgresql_transaction_refused_as_read_only_mid_run_fails_with_the_truth(
+    rds, monkeypatch
+):
+    """After the secrets are written, the server answers the run's statements as a demoted
+    writer does (SQLSTATE 25006, played by an event trigger on GRANT): the transaction is
+    rolled back, the error says why and when a re-run converges, and it does."""
+    check = tool.Deadline.check
+
+    def failover(self, before: str) -> None:
+        if before == "changing the database":
+            with rds.superuser(rds.database) as connection:
+                rds.run_sql(
+                    connection,
+                    """CREATE FUNCTION demoted() RETURNS event_trigger LANGUAGE plpgsql AS $$
+                       BEGIN RAISE EXCEPTION 'cannot execute % in a read-only transaction',
+                             tg_tag USING ERRCODE = 'read_only_sql_transaction'; END $$;
+                       CREATE EVENT TRIGGER demoted ON ddl_command_start
+                       WHEN TAG IN ('GRANT') EXECUTE FUNCTION demoted()""",
+                )
+        check(self, before)
+
+    monkeypatch.setattr(tool.Deadline, "check", failover)
+    with pytest.raises(tool.ApplyError) as failed:
+        rds.invoke(rds.seed_event())
+    monkeypatch.setattr(tool.Deadline, "check", check)
+    with rds.superuser(rds.database) as connection:
+        rds.run_sql(connection, "DROP EVENT TRIGGER demoted")
+
+    message = str(failed.value)
+    assert "read-only transaction" in message and "rolled back" in message
+    assert "turned read-only during the run" in message
+    assert not {u["db_user"] for u in SEED["users"]} & rds.user_names()
+    rds.invoke(rds.seed_event())
+    for secret in SEED_SECRETS:
+        with rds.login(secret) as connection:
+            assert rds.run_sql(connection, "SELECT 1") == [(1,)]
+
+
 def test_a_statement_refused_as_read_only_is_told_from_other_failures():
     steps = [tool.Step("CREATE ROLE x", "create user", ("x",))]
     standby = SimpleNamespace(pgcode="25006")
