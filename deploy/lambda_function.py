@@ -5190,7 +5190,7 @@ class MyState:
 
     def password_expired(self, user: UserSpec, login: str) -> bool:
         """Whether the login's password expired, so that it must be set again to work."""
-        account = user.account if login == user.name else self.clone_account(user)
+        account = my_user_account(user) if login == user.name else self.clone_account(user)
         found = self.accounts.get(account) if account else None
         return bool(found and found.expired)
 
@@ -5484,7 +5484,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
-        for login in (user.account, state.clone_account(user)):
+        for login in (my_user_account(user), state.clone_account(user)):
             found = state.accounts.get(login) if login else None
             if found and found.locked and not user.deleting:
                 problems.append(
