@@ -2761,11 +2761,28 @@ def write_secrets_first(
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
     # thread of the pool to learn that there is nothing to write.
     staying = [u for u in plan.event.users if not u.deleting and plan.writes_secret_of(u)]
+    check_write_time(len(staying), aws.paces["writes_per_second"], deadline)
 
     def before(user: UserSpec) -> tuple[SecretState, str | None]:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
     return dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
+
+
+def check_write_time(writes: int, pace: float, deadline: Deadline) -> None:
+    """Refuse, before the first write, a run whose secret writes cannot fit the invocation's
+    remaining time at its pace (each user whose secret changes writes at least once): a small
+    share of a fleet's pace and a large event would otherwise be stopped by Lambda half-way."""
+    left = deadline.remaining_ms()
+    needed_s = (writes - 1) / pace if writes > 1 else 0.0
+    if left is not None and needed_s * 1000 > left:
+        raise ApplyError(
+            f"stopped before writing the secrets: {writes} secret writes at "
+            f"{pace:g} a second take at least {needed_s:.0f} s, and the invocation has "
+            f"{max(left, 0) / 1000:.0f} s left. Nothing was changed: give this event a higher "
+            "secrets_writes_per_second (or run fewer invocations at a time), or split its "
+            "users over several events."
+        )
 
 
 def apply_plan(

@@ -163,6 +163,17 @@ def test_the_events_pace_is_the_invocations_pace(db, proxy, monkeypatch):
     assert db.invoke(db.event(users(1)))["stats"]["secrets_paces"]["writes_per_second"] == 1000
 
 
+def test_writes_that_cannot_fit_the_time_left_at_their_pace_are_not_started(db, proxy, monkeypatch):
+    # 6 new users at 1 write every 200 s: 1,000 s, against 600 s less the 10 s margin.
+    event = db.event(users(6), secrets_writes_per_second=0.005)
+
+    with pytest.raises(tool.ApplyError, match=r"6 secret writes at 0.005 a second take at least "):
+        db.invoke(event)
+
+    assert proxy.calls["CreateSecret"] == 0
+    assert not ({f"app{i}" for i in range(6)} & db.user_names())
+
+
 def test_within_aws_quotas_nothing_is_throttled(db, proxy, monkeypatch):
     """The default paces (40 writes, 80 bulk reads a second) stay under AWS's quotas."""
     proxy.rule = Quotas()
