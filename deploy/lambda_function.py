@@ -3052,9 +3052,9 @@ HOST_UNKNOWN = (
 )
 
 # The three ways a TCP connection fails, told apart because their causes differ: a refused
-# connection got an answer (a reset: nothing listens on the port), a timeout got none (a
-# security group or network ACL drops the packets silently), and no route never left the
-# network (no path to the address).
+# connection was answered by the host (a reset: nothing listens on the port); no route was
+# answered on the way (this machine or a router knows no path to the address); a timeout got
+# no answer at all (what a security group or network ACL does with what it does not let in).
 CONNECTION_REFUSED = (
     "connection refused: nothing accepts connections on that port: check rds_port (or the "
     "master secret's port) and that the database is running"
