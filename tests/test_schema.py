@@ -105,6 +105,10 @@ INVALID = {
     "an account host with a quote": first_user(host="a'b"),
     "no schemas": top(schemas=[]),
     "schemas repeated": top(schemas=["a", "a"]),
+    "a writes pace of 0": top(secrets_writes_per_second=0),
+    "a reads pace above 10,000": top(secrets_reads_per_second=10_001),
+    "a pace as a string": top(secrets_writes_per_second="5"),
+    "a pace as a boolean": top(secrets_reads_per_second=True),
 }
 
 VALID = {
@@ -132,6 +136,10 @@ VALID = {
         }
     ),
     "no $schema at all": lambda event: event.pop("$schema"),
+    "a fleet's share of the paces": top(
+        secrets_writes_per_second=6.25, secrets_reads_per_second=10
+    ),
+    "null paces": top(secrets_writes_per_second=None, secrets_reads_per_second=None),
     "an account host pattern": lambda event: (
         event.update(MARIADB),
         event["users"][0].update(host="10.0.%"),
