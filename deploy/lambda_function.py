@@ -148,6 +148,7 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
         passwords = aws.random_passwords if not event.dry_run else local_passwords
         plan = make_plan(event, target, facts, passwords, problems, os.environ)
         if event.dry_run:
+            plan.steps = with_record_steps(plan, {})
             target.dialect.rehearse(connection, plan.steps, plan.counter)
         else:
             apply(connection, plan, aws, deadline)
@@ -438,6 +439,7 @@ class Credential:
     _: KW_ONLY
     set_in_database: bool  # the plan gives the role this password
     undo_pending: bool = False  # drop the AWSPENDING label of our own interrupted change
+    shared: bool = False  # the secret serves this database as it is (see secret_use)
 
     @property
     def final_value(self) -> dict:
@@ -477,13 +479,33 @@ class Step:
         return text
 
 
+@dataclass(frozen=True)
+class Record:
+    """What the server itself records of an account the tool manages, next to the account
+    (PostgreSQL: the role's comment; MySQL 8: an account attribute; MariaDB: a table of the
+    tool's), read with the rest of the catalog state: strongly consistent, whatever
+    ListSecrets says and whatever name the event reaches the server by."""
+
+    secret: str  # the ARN of the one secret that manages the account
+    databases: tuple[str, ...] = ()  # the databases whose events declare it
+    # The version of our own password change staged in that secret, while one is under way:
+    # the secret is then read by id, never from a list that may not show the AWSPENDING yet.
+    pending: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {"secret": self.secret, "databases": list(self.databases), "pending": self.pending}
+
+
 class EngineState(Protocol):
     """What the engine-neutral stages ask of an engine's state (PgState, MyState)."""
 
     catalog_queries: int
+    # Of the databases other than the event's that records name, those that exist.
+    existing_databases: frozenset[str]
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
+    def record_of(self, user: UserSpec) -> Record | None: ...
 
 
 @dataclass
@@ -498,6 +520,8 @@ class Facts:
     # account that is about to get a secret (and so a password) of this event's (by user).
     found: dict[str, list[str]] = field(default_factory=dict)
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
+    # Other names of this server, proven (see proven_aliases).
+    aliases: frozenset[tuple[str, str]] = frozenset()
 
 
 PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
@@ -522,6 +546,9 @@ class Plan:
     # The steps while they are still being planned (a first run's password hashing overlaps
     # its secret writes: see make_plan); apply waits for them before the database.
     planning: Future[list[Step]] | None = None
+    # By user: the ownership record each account gets (see wanted_record), written with the
+    # database changes once the secrets are: a new secret's ARN, a staged version is known then.
+    records: dict[str, Record] = field(default_factory=dict)
 
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
@@ -1433,12 +1460,20 @@ def gather(
         reading = pool.submit(read_secrets)
         state = target.dialect.read_state(connection, event, deadline)
         found, secrets = reading.result()
-    # An account that exists and is to get a secret it never had gets a new password: any
-    # other secret of the tool's for it (one per database on this server) would stop working.
+    found = read_recorded_secrets(event, state, secrets, found, aws)
+    aliases = proven_aliases(connection, event, state, secrets, target)
+    staying = [u for u in event.users if not u.deleting]
+    probes = probe_logins(staying, secrets, state, event, target, aws, aliases)
+    # An account that exists without a record (made by hand, or managed before the tool kept
+    # records) and is to get a password of this event's (its secret is new, or its password
+    # does not log in) may be managed through another secret of the tool's, one per database
+    # of this server as the tool once made them: found by their tags, it is named, not broken.
     adopted = [
         u
-        for u in event.users
-        if not u.deleting and state.has_user(u) and not secrets[u.secret_name or ""].exists
+        for u in staying
+        if state.has_user(u)
+        and state.record_of(u) is None
+        and (not secrets[u.secret_name or ""].exists or probes[u.name].current_ok is False)
     ]
     elsewhere = dict(
         zip(
@@ -1447,9 +1482,75 @@ def gather(
             strict=True,
         )
     )
-    staying = [u for u in event.users if not u.deleting]
-    probes = probe_logins(staying, secrets, state, event, target, aws)
-    return Facts(state, secrets, probes, found, elsewhere)
+    for user in adopted:
+        ours = secrets[user.secret_name or ""].arn
+        elsewhere[user.name] = [arn for arn in elsewhere[user.name] if arn != ours]
+    return Facts(state, secrets, probes, found, elsewhere, aliases)
+
+
+def proven_aliases(
+    connection: Any,
+    event: Event,
+    state: EngineState,
+    secrets: dict[str, SecretState],
+    target: Target,
+) -> frozenset[Endpoint]:
+    """The endpoints, named by secrets the server's records name, that reach this very server
+    under another name (an instance endpoint and the cluster's, a DNS alias, 127.0.0.1 and
+    localhost): each is tried once (see Dialect.same_server). A restored copy of the server
+    holds the same records, so a record alone does not say that a name reaches this one."""
+    named = [secrets[u.secret_name] for u in event.users if u.secret_name in secrets]
+    records = {u.secret_name: state.record_of(u) for u in event.users if u.secret_name}
+    endpoints = {
+        endpoint_of(secret.value or {})
+        for secret in named
+        if (record := records.get(secret.name))
+        and record.secret == secret.arn
+        and (secret.value or {}).get("host")
+        and described_elsewhere(
+            {**(secret.value or {}), "dbname": None, "engine": None}, target, moving=False
+        )
+    }
+    return frozenset(
+        endpoint
+        for endpoint in sorted(endpoints)
+        if target.dialect.same_server(connection, target, *endpoint)
+    )
+
+
+def read_recorded_secrets(
+    event: Event,
+    state: EngineState,
+    secrets: dict[str, SecretState],
+    found: dict[str, list[str]],
+    aws: SecretsManager,
+) -> dict[str, list[str]]:
+    """What the server's records say, read by id (strongly consistent, never through the
+    list): the secret a record names where it is not the one the event names (a delete that
+    names none deletes it; another one is refused while it exists), and again, described, a
+    secret whose record says a password change of ours is under way (ListSecrets may not show
+    its AWSPENDING yet). Adds them to `secrets` (by ARN); returns `found` with each delete
+    that names no secret given the recorded one."""
+    recorded, again = [], []
+    for user in event.users:
+        record = state.record_of(user)
+        named = secrets.get(user.secret_name or "")
+        if record is None:
+            continue
+        if named is None or named.arn != record.secret:
+            recorded.append(record.secret)
+        elif record.pending:
+            again.append(named.name)
+    if not recorded and not again:
+        return found
+    fresh = aws.read_states(recorded + again, lambda _: True)  # described, every one
+    secrets.update(fresh)
+    found = dict(found)
+    for user in event.users:
+        record = state.record_of(user)
+        if user.deleting and not user.secret_name and record:
+            found[user.name] = [record.secret]
+    return found
 
 
 def resolve_target(
@@ -2029,6 +2130,14 @@ def name_prefix_chains(names: list[str], size: int = 100, values: int = 10) -> l
     return chains
 
 
+def unverified(secret: SecretState, record: Record | None, target: Target, event: Event) -> bool:
+    """Whether an existing account's password must be tried before the secret is recorded as
+    its manager or moved to it: no record names the secret (an account managed before the
+    tool kept records, or made by hand), or the secret is moving here from another endpoint."""
+    named = record is not None and record.secret == secret.arn
+    return not named or secret_use(secret, target, event, record) == "moving"
+
+
 def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
     return login_exists and (
         secret.pending_is_ours or (event.verify_logins and bool(secret.password))
@@ -2051,14 +2160,19 @@ def probe_logins(
     event: Event,
     target: Target,
     aws: SecretsManager,
+    aliases: frozenset[Endpoint] = frozenset(),
 ) -> dict[str, Probe]:
     """Log in, concurrently, where a password's fate depends on whether it works (never with
     a secret that is not the user's to use)."""
 
     def needed(user: UserSpec) -> bool:
-        secret = secrets[user.secret_name or ""]
-        mine = not secret_problems(user, secret, target, event)
-        return mine and needs_probe(secret, login_exists=state.has_user(user), event=event)
+        secret, record = secrets[user.secret_name or ""], state.record_of(user)
+        if secret_problems(user, secret, target, event, record, aliases):
+            return False
+        exists = state.has_user(user)
+        return needs_probe(secret, exists, event) or (
+            exists and bool(secret.password) and unverified(secret, record, target, event)
+        )
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
@@ -2090,8 +2204,12 @@ def make_plan(
     event, found_problems = with_found_secrets(event, facts.found)
     problems = problems + found_problems + dialect.state_problems(event, state)
     for user in event.users:
+        record = state.record_of(user)
         if user.secret_name:
-            problems += secret_problems(user, secrets[user.secret_name], target, event)
+            secret = secrets[user.secret_name]
+            problems += secret_problems(user, secret, target, event, record, facts.aliases)
+            problems += ownership_problems(user, secret, record, secrets)
+        problems += deletion_problems(user, record, state, event)
         problems += [
             f"user {user.name!r}: its account exists and is managed through secret {other!r}, "
             f"and an account has one password (roles and accounts span the server): giving it "
@@ -2104,10 +2222,12 @@ def make_plan(
     for user in staying:
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
+        use = secret_use(secret, target, event, state.record_of(user), facts.aliases)
         credential = decide_credential(
-            user, login, secret, state.has_user(user), facts.probes[user.name], target
+            user, login, secret, state.has_user(user), facts.probes[user.name], target, use
         )
         problems += credential_problems(credential, secret)
+        problems += moving_problems(credential, secret, use, facts.probes[user.name], target)
         decided.append(credential)
     rotations = rotation_calls(staying, secrets, dialect, environ)
     problems += rotation_call_problems(staying, rotations, secrets)
@@ -2127,11 +2247,21 @@ def make_plan(
 
     results = {
         u.name: secret_result(
-            u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
+            u,
+            credentials.get(u.name),
+            secrets[u.secret_name],
+            secret_tags(event, target, u.name, credentials.get(u.name)),
         )
         for u in event.users
         if u.secret_name
     }
+    records = {}
+    for user in staying:
+        record = wanted_record(
+            user, credentials[user.name], secrets[user.secret_name or ""], state, event
+        )
+        if record != state.record_of(user):
+            records[user.name] = record
     warnings = dialect.warnings(event, state)
     for warning in warnings:
         log.warning(warning)
@@ -2153,9 +2283,21 @@ def make_plan(
             rotations,
             warnings,
             planning=planning,
+            records=records,
         )
     steps = plan_steps()
-    return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
+    return Plan(
+        event,
+        target,
+        state,
+        secrets,
+        credentials,
+        steps,
+        results,
+        rotations,
+        warnings,
+        records=records,
+    )
 
 
 def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
@@ -2174,9 +2316,19 @@ def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event
     return replace(event, users=tuple(users)), problems
 
 
-def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: Event) -> list[str]:
-    """A secret is one account's on one database: never taken from another account, and
-    never moved to another database (nor, unless the event says so, to another endpoint)."""
+def secret_problems(
+    user: UserSpec,
+    secret: SecretState,
+    target: Target,
+    event: Event,
+    record: Record | None = None,
+    aliases: frozenset[Endpoint] = frozenset(),
+) -> list[str]:
+    """A secret is one account's: never taken from another account. It describes the
+    database it was made for, and is never repointed to another one (nor, unless the event
+    says so, to another endpoint); but where the server's own record says it manages the
+    account, it serves every database of the server, under any name the server is reached by
+    (see secret_use)."""
     if not secret.exists:
         return []
     if secret.foreign_value:
@@ -2192,7 +2344,7 @@ def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: 
             "and is not overwritten"
         ]
     differs = described_elsewhere(value, target, moving=event.move_secrets)
-    if differs:
+    if secret_use(secret, target, event, record, aliases) == "elsewhere":
         return [
             f"user {user.name!r}: secret {secret.name!r} describes another database "
             f"({'; '.join(differs)}); a secret is one database's, so it is not taken over. "
@@ -2230,6 +2382,143 @@ def described_elsewhere(value: dict, target: Target, *, moving: bool) -> list[st
     ]
 
 
+SecretUse = Literal["own", "moving", "shared", "elsewhere"]
+
+
+def secret_use(
+    secret: SecretState,
+    target: Target,
+    event: Event,
+    record: Record | None,
+    aliases: frozenset[Endpoint] = frozenset(),
+) -> SecretUse:
+    """How this event may use the user's secret:
+    - own: it describes this database at this endpoint (or is new): it is written to say so;
+    - moving: it describes this database at another endpoint, and move_secrets follows it;
+    - shared: the server's record says it manages the account, and it describes another
+      database of this server, or this one under another name of the server (`aliases`,
+      proven by same_server): it serves this database as it is, never repointed (its value
+      and tags are left as they are);
+    - elsewhere: anything else, refused (secret_problems)."""
+    value = secret.value or {}
+    if not described_elsewhere(value, target, moving=False):
+        return "own"
+    if event.move_secrets and not described_elsewhere(value, target, moving=True):
+        return "moving"
+    recorded = record is not None and record.secret == secret.arn
+    engine_agrees = not described_elsewhere({"engine": value.get("engine")}, target, moving=True)
+    here = not described_elsewhere({**value, "dbname": None}, target, moving=False)
+    if recorded and engine_agrees and (here or endpoint_of(value) in aliases):
+        return "shared"
+    return "elsewhere"
+
+
+Endpoint = tuple[str, str]  # (host in lower case, port): where a secret says its server is
+
+
+def endpoint_of(value: dict) -> Endpoint:
+    return (str(value.get("host") or "").lower(), str(value.get("port") or ""))
+
+
+def ownership_problems(
+    user: UserSpec, secret: SecretState, record: Record | None, secrets: dict[str, SecretState]
+) -> list[str]:
+    """The server's record names the one secret that manages the account; another secret is
+    refused while that one exists (a deleted one no longer manages anything: the event's
+    secret then takes over)."""
+    if record is None or (secret.exists and secret.arn == record.secret):
+        return []
+    manager = secrets.get(record.secret)
+    if manager is None or not manager.exists or manager.scheduled_for_deletion:
+        return []
+    used_in = ", ".join(map(repr, record.databases)) or "no database"
+    if user.deleting:
+        return [
+            f"user {user.name!r}: the server's record says secret {record.secret!r} manages "
+            f"its account, not {user.secret_name!r}; name that one in user_secret_name (or "
+            "none: the delete then deletes that one). Nothing was changed"
+        ]
+    return [
+        f"user {user.name!r}: its account is managed through secret {record.secret!r} (the "
+        f"server's record; used in {used_in}), and an account has one password, so one "
+        f"secret: giving it {user.secret_name!r} would leave that one unable to log in. "
+        f"Nothing was changed; name {record.secret!r} in user_secret_name (one secret serves "
+        "every database of the server), or give this database another user"
+    ]
+
+
+def deletion_problems(
+    user: UserSpec, record: Record | None, state: EngineState, event: Event
+) -> list[str]:
+    """A delete drops the account on the whole server, and its secret with it: refused while
+    the record says other databases use it, and when the secret cannot be known for certain
+    (no record names it, none is named, and ListSecrets, which may lag minutes behind a
+    create, found none by its tags): the secret would be left with a dead password."""
+    if not user.deleting or not state.has_user(user):
+        return []
+    others = [
+        d
+        for d in (record.databases if record else ())
+        if d != event.database and d in state.existing_databases
+    ]
+    problems = []
+    if others:
+        problems.append(
+            f"user {user.name!r} cannot be deleted: the server's record says database(s) "
+            f"{', '.join(map(repr, others))} use it too (their events declare it), and a "
+            "delete drops the account on the whole server. Nothing was changed; first take "
+            f"it out of {', '.join(map(repr, others))} (a delete there, with keep_account: "
+            "true, revokes what it holds there and keeps the account)"
+        )
+    if not user.secret_name:
+        problems.append(
+            f"user {user.name!r}: no secret of the tool's is known for it: the server holds no "
+            "record of one, and none was found by its tags (ListSecrets may lag a few minutes "
+            "behind a create, and tags can be edited). Deleting it would leave its secret, if "
+            "it has one, with a dead password. Nothing was changed; name its secret in "
+            "user_secret_name (for an account that never had one, a name no secret has)"
+        )
+    return problems
+
+
+def moving_problems(
+    credential: Credential, secret: SecretState, use: SecretUse, probe: Probe, target: Target
+) -> list[str]:
+    """A moving secret is moved only onto an account its password logs in to (one recorded
+    for another secret is refused by ownership_problems)."""
+    value = secret.value or {}
+    where = f"{value.get('host')}:{value.get('port')}"
+    if use == "moving" and probe.current_ok is False and not probe.pending_ok:
+        return [
+            f"user {credential.user!r}: move_secrets: the account exists at "
+            f"{target.host}:{target.port} and does not log in with the password of secret "
+            f"{secret.name!r} (which describes {where}); moved, the secret would hold a "
+            "password that does not log in. Nothing was changed; move it only to the server "
+            "its account lives on"
+        ]
+    return []
+
+
+def wanted_record(
+    user: UserSpec,
+    credential: Credential,
+    secret: SecretState,
+    state: EngineState,
+    event: Event,
+) -> Record:
+    """The record the account gets in this run: its secret (its ARN, "" until a new one is
+    created), every database that declares it, and our password change while it is under
+    way ("" until it is staged; settled once it is promoted)."""
+    held = state.record_of(user)
+    databases = tuple(sorted({*(held.databases if held else ()), event.database}))
+    pending = None
+    if credential.mode == "change":
+        pending = ""
+    elif credential.mode == "finish":
+        pending = secret.pending_version
+    return Record(secret.arn or "", databases, pending)
+
+
 def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
     """The account the secret's password belongs to: the rotation clone once an AWS rotation
     switched the secret to it (while both accounts exist), else the user itself."""
@@ -2259,11 +2548,15 @@ def decide_credential(
     login_exists: bool,
     probe: Probe,
     target: Target,
+    use: SecretUse = "own",
 ) -> Credential:
-    value = secret_value(secret.value, login, target)
+    shared = use == "shared"
+    value = dict(secret.value or {}) if shared else secret_value(secret.value, login, target)
     if secret.pending_is_ours and login_exists and probe.pending_ok:
         pending = (secret.pending_value or {}).get("password")
-        return Credential(user.name, login, "finish", pending, value, set_in_database=False)
+        return Credential(
+            user.name, login, "finish", pending, value, set_in_database=False, shared=shared
+        )
     undo = secret.pending_is_ours
     current = secret.password
     if not login_exists:
@@ -2276,10 +2569,24 @@ def decide_credential(
         )
     if user.wants_new_password or not current or probe.current_ok is False:
         return Credential(
-            user.name, login, "change", None, value, set_in_database=True, undo_pending=undo
+            user.name,
+            login,
+            "change",
+            None,
+            value,
+            set_in_database=True,
+            undo_pending=undo,
+            shared=shared,
         )
     return Credential(
-        user.name, login, "keep", current, value, set_in_database=False, undo_pending=undo
+        user.name,
+        login,
+        "keep",
+        current,
+        value,
+        set_in_database=False,
+        undo_pending=undo,
+        shared=shared,
     )
 
 
@@ -2355,6 +2662,14 @@ def rotation_call_problems(
     return problems
 
 
+def secret_tags(
+    event: Event, target: Target, user: str, credential: Credential | None
+) -> dict[str, str]:
+    """The tags this run wants on the user's secret: none for a shared one (its tags say
+    what it was made for, and stay)."""
+    return {} if credential and credential.shared else wanted_tags(event, target, user)
+
+
 def wanted_tags(event: Event, target: Target, user: str) -> dict[str, str]:
     """The tags of a user's secret: the tool's mark, what the secret is for (so that it can be
     found by them), and the event's own."""
@@ -2426,7 +2741,9 @@ def local_passwords(count: int) -> list[str]:
 
 
 def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) -> None:
-    """Secrets first, then the database, then the secrets that wait for it."""
+    """Secrets first, then the database, then the secrets that wait for it. A deleted user's
+    secret goes first too: a delete that cannot delete it changes nothing, and one that
+    stops after it finds it again by the record it leaves (a re-run converges)."""
     deadline.check("writing the secrets")
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
@@ -2437,8 +2754,17 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
     staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
+    doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
+    try:
+        aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
+    except botocore.exceptions.ClientError as error:
+        raise ApplyError(
+            f"{REDACT(str(error))}. No database change was made: the deleted users keep "
+            "their accounts until their secrets are deleted. A re-run converges."
+        ) from None
     if plan.planning:
         plan.steps, plan.planning = plan.planning.result(), None
+    plan.steps = with_record_steps(plan, staged)
     deadline.check("changing the database")
     plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
 
@@ -2453,13 +2779,50 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
     try:
         deadline.check("promoting the new passwords")
         aws.map(after, staying)
-        doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
-        aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, botocore.exceptions.ClientError) as error:
         raise ApplyError(
             f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
+    settle_records(connection, plan)
+
+
+def settle_records(connection: Any, plan: Plan) -> None:
+    """Once the new passwords are promoted, the records say no change is under way any more
+    (until then a re-run reads those secrets by id). A run stopped before this leaves the
+    records saying so, and the next run settles them."""
+    settled = []
+    for credential in plan.credentials.values():
+        user = plan.event.user(credential.user)
+        if user is None or credential.mode not in ("change", "finish"):
+            continue
+        record = plan.records.get(user.name) or plan.state.record_of(user)
+        if record is not None:
+            secret = plan.secret_of(user).arn or record.secret
+            settled.append((user, replace(record, secret=secret, pending=None)))
+    if settled:
+        steps = plan.target.dialect.record_steps(settled, plan.state)
+        plan.target.dialect.apply(connection, plan.target, steps, plan.counter)
+
+
+def with_record_steps(plan: Plan, staged: Mapping[str, str | None]) -> list[Step]:
+    """The plan's steps with the records written in their place (see Dialect.with_records),
+    each naming its secret's ARN and the version staged for it, known once the secrets are
+    written (a dry run shows them as they would be)."""
+    if not plan.records:
+        return plan.steps
+    records = []
+    for name, record in plan.records.items():
+        user = plan.event.user(name)
+        if user is None:
+            continue
+        pending = record.pending
+        if pending == "":
+            pending = staged.get(name) or ""
+        secret = plan.secret_of(user).arn or record.secret
+        records.append((user, replace(record, secret=secret, pending=pending)))
+    dialect = plan.target.dialect
+    return dialect.with_records(plan.steps, dialect.record_steps(records, plan.state), plan.state)
 
 
 class SecretWriter:
@@ -2561,7 +2924,7 @@ class SecretWriter:
                 self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
             self.put(secret, credential.final_value)
-        missing = missing_tags(secret, self.tags(credential.user))
+        missing = {} if credential.shared else missing_tags(secret, self.tags(credential.user))
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
@@ -2722,6 +3085,7 @@ class Dialect(Protocol[StateT]):
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
+    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
@@ -2732,6 +3096,8 @@ class Dialect(Protocol[StateT]):
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
     ) -> None: ...
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: StateT) -> list[Step]: ...
+    def with_records(self, steps: list[Step], records: list[Step], state: StateT) -> list[Step]: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -2760,6 +3126,37 @@ def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) 
 SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
 
 TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
+
+
+def record_summary(record: Record) -> str:
+    """The change a record write is reported as."""
+    if record.pending:
+        return "record the password change under way"
+    secret = record.secret or "the secret this run creates"
+    return f"record that secret {secret} manages it, in {', '.join(record.databases)}"
+
+
+def parse_record(value: Any) -> Record | None:
+    """A record read from the server (its JSON document, or that document's text), or None
+    when it is not one the tool wrote: then the account has no record."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(value, dict):
+        return None
+    secret, databases, pending = value.get("secret"), value.get("databases"), value.get("pending")
+    if (
+        not isinstance(secret, str)
+        or not secret.startswith("arn:")
+        or not isinstance(databases, list)
+        or not all(isinstance(d, str) for d in databases)
+        or not isinstance(pending, str | None)
+    ):
+        return None
+    return Record(secret, tuple(databases), pending)
+
 
 # The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
 # the variable a deployment that raised it in the function's environment declares it in.
@@ -2943,6 +3340,14 @@ class HeldLock:
             )
 
 
+def other_endpoint(target: Target, host: str, port: str) -> Target | None:
+    """The target at another endpoint a secret names (None: a port that is no number)."""
+    try:
+        return replace(target, host=host, port=int(port) if port else target.port)
+    except ValueError:
+        return None
+
+
 def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
     certificate and the host name checked against the CA bundle (ca_bundle)."""
@@ -2991,6 +3396,10 @@ PG_LOCK_HELD_QUERY = """
 SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
                AND granted AND classid = %s::oid AND objid = %s::oid AND objsubid = 1)
 """
+
+PG_SESSION_SEEN_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s AND application_name = %s)"
+)
 
 PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
 
@@ -3108,6 +3517,34 @@ class Postgres:
             ) from None
         return True
 
+    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool:
+        """Whether host:port reaches the server `connection` is on: a session opened there as
+        the master, under a name of its own, is looked for among this server's sessions. A
+        name that does not answer, or a server that refuses the master, is not this one."""
+        marker = f"{TOOL}-{uuid.uuid4()}"
+        elsewhere = other_endpoint(target, host, port)
+        if elsewhere is None:
+            return False
+        args = self.connect_args(elsewhere, target.master_user, target.master_password)
+        args["application_name"] = marker
+        try:
+            other = psycopg2.connect(**args)
+        except psycopg2.Error:
+            return False
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            with connection.cursor() as cursor:
+                # A transaction sees the sessions as they were when it first looked.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(PG_SESSION_SEEN_QUERY, (pid, marker))
+                seen = bool(cursor.fetchone()[0])
+        finally:
+            close_quietly(other)
+        info("same server", host=host, port=port, same=seen)
+        return seen
+
     @contextmanager
     def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """A session advisory lock, taken in the `postgres` database so that invocations on
@@ -3176,6 +3613,13 @@ class Postgres:
 
     def plan(self, event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
         return plan_postgres(event, state, identified_by)
+
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: PgState) -> list[Step]:
+        return pg_record_steps(records, state)
+
+    def with_records(self, steps: list[Step], records: list[Step], state: PgState) -> list[Step]:
+        """Last, in the same transaction: a new role exists by then."""
+        return steps + records
 
     def apply(
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
@@ -3326,6 +3770,7 @@ class PgRole:
     replication: bool = False  # only a role with REPLICATION may alter it: never managed
     bypass_rls: bool = False  # likewise with BYPASSRLS
     expired: bool = False  # VALID UNTIL in the past: no password logs in
+    comment: str | None = None  # COMMENT ON ROLE: the tool's record, or a person's text
 
 
 # grantee -> grantor -> what that grantor gave that grantee on one object (managed grantees)
@@ -3374,9 +3819,14 @@ class PgState:
     # privilege_plan's answer for the event it was asked about (state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
+    existing_databases: frozenset[str] = frozenset()
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
+
+    def record_of(self, user: UserSpec) -> Record | None:
+        role = self.roles.get(user.name)
+        return pg_record(role.comment)[0] if role else None
 
     def may_act_as(self, owner: str) -> bool:
         """Whether the master can run statements on `owner`'s objects: as itself, or as the
@@ -3406,9 +3856,14 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid),
        coalesce(rolconfig, '{}'),
-       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false)
+       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false),
+       CASE WHEN rolname = ANY(%(users)s) THEN shobj_description(r.oid, 'pg_authid') END
 FROM pg_roles r
 """
+
+# Which of the databases that records name exist (a dropped one no longer uses an account).
+PG_DATABASES_QUERY = "SELECT datname FROM pg_database WHERE datname = ANY(%(databases)s)"
+
 
 # Every managed object with the grants the managed users hold on it.
 # Every managed object, with the grants the managed users hold on it and what PUBLIC holds.
@@ -3519,7 +3974,10 @@ GROUP BY 1, 2 ORDER BY 1, 2
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
     master, major = cursor.fetchone()
-    cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
+    users = [u.name for u in event.users]
+    cursor.execute(
+        ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major, "users": users}
+    )
     roles = {
         row[0]: PgRole(
             name=row[0],
@@ -3535,10 +3993,10 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             replication=row[10],
             bypass_rls=row[11],
             expired=row[12],
+            comment=row[13],
         )
         for row in cursor.fetchall()
     }
-    users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
     # Each object's grants come as one entry per (grantee, grantor), its privileges joined in
@@ -3604,8 +4062,28 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         for role, admin in cursor.fetchall():
             admins[role].append(admin)
         queries += 1
+    recorded = {
+        database
+        for user in event.users
+        if user.name in roles
+        for database in (pg_record(roles[user.name].comment)[0] or Record("")).databases
+        if database != event.database
+    }
+    existing: frozenset[str] = frozenset()
+    if recorded:
+        cursor.execute(PG_DATABASES_QUERY, {"databases": sorted(recorded)})
+        existing = frozenset(name for (name,) in cursor.fetchall())
+        queries += 1
     return PgState(
-        major, master, roles, objects, default_grants, dict(dependencies), queries, dict(admins)
+        major,
+        master,
+        roles,
+        objects,
+        default_grants,
+        dict(dependencies),
+        queries,
+        dict(admins),
+        existing_databases=existing,
     )
 
 
@@ -3757,6 +4235,49 @@ def sql_quote(name: str) -> str:
 
 def reassign_target(user: UserSpec, state: PgState) -> str:
     return user.reassign_to or user.grantor or state.master
+
+
+# PostgreSQL keeps the record in the role's comment (COMMENT ON ROLE), a JSON object marked
+# as the tool's: it is stored with the role (pg_shdescription, shared by every database),
+# read with the roles by shobj_description (pg_authid is never read), written in the run's
+# one transaction (so the record and the password it speaks of commit together), and
+# dropped with the role. Commenting needs what setting the password needs (CREATEROLE; on
+# 16+ ADMIN OPTION on the role), so no role the tool may manage lacks one. A role setting
+# would do too, but every session of the role would carry it. A comment a person wrote
+# before is kept inside the record, under "comment".
+
+
+def pg_record(comment: str | None) -> tuple[Record | None, str | None]:
+    """A role's record, and the comment a person wrote (kept when the record is written)."""
+    if not comment:
+        return None, None
+    try:
+        document = json.loads(comment)
+    except (ValueError, RecursionError):
+        return None, comment
+    if not isinstance(document, dict) or document.get("managed-by") != TOOL:
+        return None, comment
+    note = document.get("comment")
+    return parse_record(document), note if isinstance(note, str) else None
+
+
+def pg_record_text(record: Record, note: str | None) -> str:
+    document = {"managed-by": TOOL, **record.document()}
+    if note:
+        document["comment"] = note
+    return json.dumps(document, ensure_ascii=False)
+
+
+def pg_record_steps(records: list[tuple[UserSpec, Record]], state: PgState) -> list[Step]:
+    steps = []
+    for user, record in records:
+        role = state.roles.get(user.name)
+        note = pg_record(role.comment)[1] if role else None
+        statement = sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            sql.Identifier(user.name), sql.Literal(pg_record_text(record, note))
+        )
+        steps.append(Step(statement, record_summary(record), (user.name,)))
+    return steps
 
 
 def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
@@ -4340,6 +4861,11 @@ class MySql:
             problems.append(
                 f"schemas apply only to PostgreSQL ({self.label} grants on the database)"
             )
+        if event.database == MY_RECORD_DATABASE:
+            problems.append(
+                f"database_name {event.database!r} is the tool's own (its records of the "
+                "accounts it manages): never managed"
+            )
         return problems
 
     def user_problems(self, user: UserSpec) -> list[str]:
@@ -4472,6 +4998,30 @@ class MySql:
             ) from None
         return True
 
+    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool:
+        """Whether host:port reaches the server `connection` is on: a session opened there as
+        the master takes a lock of a name of its own, and this server must say that session
+        holds it (GET_LOCK is server-wide). A name that does not answer is not this server."""
+        marker = f"{TOOL}-{uuid.uuid4()}"
+        elsewhere = other_endpoint(target, host, port)
+        if elsewhere is None:
+            return False
+        try:
+            other = self.open(elsewhere, target.master_user, target.master_password)
+        except (pymysql.Error, ApplyError):
+            return False
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID(), GET_LOCK(%s, 0)", (marker,))
+                session, _ = cursor.fetchone()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s)", (marker,))
+                seen = cursor.fetchone()[0] == session
+        finally:
+            close_quietly(other)
+        info("same server", host=host, port=port, same=seen)
+        return bool(seen)
+
     @contextmanager
     def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """GET_LOCK is server-wide, as accounts are; the connection's end releases it, so the
@@ -4537,6 +5087,14 @@ class MySql:
     def plan(self, event: Event, state: MyState, identified_by: dict[str, str]) -> list[Step]:
         return plan_mysql(event, state, identified_by)
 
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: MyState) -> list[Step]:
+        return my_record_steps(records, state)
+
+    def with_records(self, steps: list[Step], records: list[Step], state: MyState) -> list[Step]:
+        """MariaDB: the records first, before any account they speak of is created or given a
+        password (each statement commits by itself). MySQL 8: an attribute needs its account."""
+        return records + steps if state.mariadb else steps + records
+
     def apply(
         self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
     ) -> None:
@@ -4583,9 +5141,18 @@ class MyState:
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
     catalog_queries: int = 3
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    record_table: bool = False  # MariaDB: the tool's table of records exists
+    # Accounts to be deleted: the other databases they hold privileges in (DROP USER is
+    # server-wide).
+    elsewhere: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    existing_databases: frozenset[str] = frozenset()
 
     def has_user(self, user: UserSpec) -> bool:
         return user.account in self.accounts
+
+    def record_of(self, user: UserSpec) -> Record | None:
+        return self.records.get(user.account) if user.account in self.accounts else None
 
     def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
         return next((a for a in user.clone_accounts if a in self.accounts), None)
@@ -4601,15 +5168,69 @@ class MyState:
 
 MY_SESSION_QUERY = """
 SELECT VERSION(), @@SESSION.sql_mode,
-       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
+       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s),
+       EXISTS (SELECT 1 FROM information_schema.TABLES
+               WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s)
 """
+
+# The records. MySQL 8 keeps them in the account itself, as an attribute (ALTER USER ...
+# ATTRIBUTE, merged into mysql.user's User_attributes under "metadata"): read with the
+# account, dropped with it. MariaDB has no account attribute nor comment, so the tool keeps
+# them in a table of its own, in a database of its own that the RDS master may create
+# (CREATE on *.*): InnoDB, so a record is as durable and as consistent as the accounts; the
+# key is the account, compared byte for byte as mysql.user does. A record is written before
+# the account it speaks of is created or given a password (DDL commits statement by
+# statement here), and deleted after the account is dropped; a record of an account that
+# does not exist is no record.
+MY_RECORD_DATABASE = "rds_initializer"
+MY_RECORD_TABLE = "accounts"
+MY_RECORD_ATTRIBUTE = TOOL
+
+MARIADB_RECORD_SETUP = (
+    f"CREATE DATABASE IF NOT EXISTS `{MY_RECORD_DATABASE}`",
+    f"CREATE TABLE IF NOT EXISTS `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` ("
+    "user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "host VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "record TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "PRIMARY KEY (user, host)) ENGINE = InnoDB",
+)
+
+MARIADB_RECORDS_QUERY = (
+    f"SELECT user, host, record FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user IN %s"
+)
+
+MARIADB_NO_RECORD = "NULL"
+
+MYSQL_RECORD = (
+    f"CAST(JSON_EXTRACT(User_attributes, '$.metadata.\"{MY_RECORD_ATTRIBUTE}\"') AS CHAR)"
+)
+
+# What accounts to be deleted hold in other databases: DROP USER would take it from them.
+MY_GRANTEE = "CONCAT('''', User, '''@''', Host, '''')"  # as information_schema spells it
+MY_ELSEWHERE_QUERY = "\nUNION ALL\n".join(
+    [
+        f"""SELECT CONVERT(GRANTEE USING utf8mb4), CONVERT(TABLE_SCHEMA USING utf8mb4)
+FROM information_schema.{table}
+WHERE GRANTEE IN %(grantees)s AND TABLE_SCHEMA NOT IN %(here)s"""
+        for table in ("SCHEMA_PRIVILEGES", "TABLE_PRIVILEGES", "COLUMN_PRIVILEGES")
+    ]
+    + [
+        f"""SELECT CONVERT({MY_GRANTEE} USING utf8mb4), CONVERT(Db USING utf8mb4)
+FROM mysql.procs_priv WHERE {MY_GRANTEE} IN %(grantees)s AND Db NOT IN %(here)s"""
+    ]
+)
+
+MY_DATABASES_QUERY = (
+    "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %(databases)s"
+)
+
 
 # Only the accounts the event can touch or name: its users, their rotation clones, their
 # grantors (a server may hold thousands of other accounts).
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role}, {record} FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
 
@@ -4647,8 +5268,8 @@ def grant_database(database: str, wildcards: bool) -> str:
 
 
 def read_my_state(cursor: Any, event: Event) -> MyState:
-    cursor.execute(MY_SESSION_QUERY, (event.database,))
-    version, sql_mode, database_exists = cursor.fetchone()
+    cursor.execute(MY_SESSION_QUERY, (event.database, MY_RECORD_DATABASE, MY_RECORD_TABLE))
+    version, sql_mode, database_exists, record_table = cursor.fetchone()
     mariadb = "mariadb" in version.lower()
     queries = 3
     wildcards = True
@@ -4658,13 +5279,26 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         queries += 1
     names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
     cursor.execute(
-        MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE),
+        MY_ACCOUNTS_QUERY.format(
+            is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE,
+            record=MARIADB_NO_RECORD if mariadb else MYSQL_RECORD,
+        ),
         (tuple(sorted(names)),),
     )
-    accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role))
-        for user, host, superuser, role in cursor.fetchall()
-    }
+    accounts: dict[tuple[str, str], MyAccount] = {}
+    records: dict[tuple[str, str], Record] = {}
+    for user, host, superuser, role, attribute in cursor.fetchall():
+        accounts[(user, host)] = MyAccount(user, host, bool(superuser), bool(role))
+        record = parse_record(attribute) if attribute else None
+        if record:
+            records[(user, host)] = record
+    if mariadb and record_table:
+        cursor.execute(MARIADB_RECORDS_QUERY, (tuple(sorted(names)),))
+        for user, host, text in cursor.fetchall():
+            record = parse_record(text)
+            if record and (user, host) in accounts:
+                records[(user, host)] = record
+        queries += 1
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
     cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
     grants: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -4679,10 +5313,28 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
     doomed = {
         f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
     }
+    elsewhere: dict[tuple[str, str], list[str]] = defaultdict(list)
     if doomed:
         cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
         for definer, kind, name in cursor.fetchall():
             definers[doomed[definer]].append(f"{kind} {name}")
+        here = (event.database, grant_database(event.database, wildcards), MY_RECORD_DATABASE)
+        grantees = {f"'{user}'@'{host}'": (user, host) for user, host in doomed.values()}
+        cursor.execute(MY_ELSEWHERE_QUERY, {"grantees": tuple(grantees), "here": here})
+        counted = Counter((grantees[grantee], database) for grantee, database in cursor.fetchall())
+        for (account, database), count in sorted(counted.items()):
+            elsewhere[account].append(f"database {database!r} ({count} privileges)")
+        queries += 2
+    recorded = {
+        database
+        for record in records.values()
+        for database in record.databases
+        if database != event.database
+    }
+    existing: frozenset[str] = frozenset()
+    if recorded:
+        cursor.execute(MY_DATABASES_QUERY, {"databases": tuple(sorted(recorded))})
+        existing = frozenset(name for (name,) in cursor.fetchall())
         queries += 1
     return MyState(
         mariadb=mariadb,
@@ -4693,6 +5345,10 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         grants={account: frozenset(held) for account, held in grants.items()},
         definers=dict(definers),
         catalog_queries=queries,
+        records=records,
+        record_table=bool(record_table),
+        elsewhere=dict(elsewhere),
+        existing_databases=existing,
     )
 
 
@@ -4724,7 +5380,42 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
                 f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
                 "change their DEFINER or drop them first"
             )
+        held_by = [a for a in (user.account, clone) if a] if user.deleting else []
+        for held in held_by:
+            for place in state.elsewhere.get(held, []):
+                problems.append(
+                    f"{where} cannot be deleted: {my_account_text(held)} holds "
+                    f"privileges in {place}, and DROP USER drops the account on the whole "
+                    "server. Nothing was changed; revoke them there first (or keep the user)"
+                )
     return problems
+
+
+def my_record_steps(records: list[tuple[UserSpec, Record]], state: MyState) -> list[Step]:
+    """MySQL 8: ALTER USER ... ATTRIBUTE (merged into the account's attributes: a key set to
+    null is removed). MariaDB: the tool's table, made first when it does not exist yet."""
+    steps = []
+    if records and state.mariadb and not state.record_table:
+        steps += [
+            Step(statement, "make the tool's table of records", ())
+            for statement in MARIADB_RECORD_SETUP
+        ]
+    for user, record in records:
+        account, summary = user.account, record_summary(record)
+        if state.mariadb:
+            statement = (
+                f"INSERT INTO `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` (user, host, record) "
+                f"VALUES ({my_literal(account[0], state)}, {my_literal(account[1], state)}, "
+                f"{my_literal(json.dumps(record.document(), ensure_ascii=False), state)}) "
+                "ON DUPLICATE KEY UPDATE record = VALUES(record)"
+            )
+        else:
+            attribute = json.dumps({MY_RECORD_ATTRIBUTE: record.document()}, ensure_ascii=False)
+            statement = (
+                f"ALTER USER {my_account(account, state)} ATTRIBUTE {my_literal(attribute, state)}"
+            )
+        steps.append(Step(statement, summary, (user.name,)))
+    return steps
 
 
 def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
@@ -4849,6 +5540,13 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
             them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
             names = ", ".join(my_account(account, state) for account in present)
             steps.append(Step(f"DROP USER {names}", them, (user.name,)))
+        if state.mariadb and user.account in state.records:
+            statement = (
+                f"DELETE FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user = "
+                f"{my_literal(user.account[0], state)} AND host = "
+                f"{my_literal(user.account[1], state)}"
+            )
+            steps.append(Step(statement, "forget its record", (user.name,)))
     return steps
 
 
