@@ -465,6 +465,7 @@ class Step:
     users: tuple[str, ...]
     as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
     shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+    record: bool = False  # writes the tool's record of the account, not the account itself
 
     @property
     def who(self) -> str:
@@ -2742,8 +2743,10 @@ def local_passwords(count: int) -> list[str]:
 
 def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) -> None:
     """Secrets first, then the database, then the secrets that wait for it. A deleted user's
-    secret goes first too: a delete that cannot delete it changes nothing, and one that
-    stops after it finds it again by the record it leaves (a re-run converges)."""
+    secret is deleted once the statements have run, before PostgreSQL commits them: a delete
+    that cannot delete the secret changes nothing there. MySQL's statements are final as they
+    run: its records of deleted accounts are forgotten only after their secrets are deleted,
+    so that a re-run still finds them."""
     deadline.check("writing the secrets")
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
@@ -2755,18 +2758,23 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
 
     staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
     doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
-    try:
-        aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
-    except botocore.exceptions.ClientError as error:
-        raise ApplyError(
-            f"{REDACT(str(error))}. No database change was made: the deleted users keep "
-            "their accounts until their secrets are deleted. A re-run converges."
-        ) from None
+
+    def delete_secrets() -> None:
+        try:
+            aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
+        except botocore.exceptions.ClientError as error:
+            raise ApplyError(
+                f"deleting the secrets of the deleted users failed: {REDACT(str(error))}. "
+                "A delete does not succeed without its secret; a re-run converges."
+            ) from None
+
     if plan.planning:
         plan.steps, plan.planning = plan.planning.result(), None
     plan.steps = with_record_steps(plan, staged)
     deadline.check("changing the database")
-    plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
+    plan.target.dialect.apply(
+        connection, plan.target, plan.steps, plan.counter, delete_secrets if doomed else None
+    )
 
     def after(user: UserSpec) -> None:
         writer.after_database(
@@ -2789,8 +2797,9 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
 
 def settle_records(connection: Any, plan: Plan) -> None:
     """Once the new passwords are promoted, the records say no change is under way any more
-    (until then a re-run reads those secrets by id). A run stopped before this leaves the
-    records saying so, and the next run settles them."""
+    (until then a re-run reads those secrets by id); once the deleted users' secrets are
+    deleted, their records (where they outlive the account) are forgotten. A run stopped
+    before this leaves the records as they were, and the next run settles them."""
     settled = []
     for credential in plan.credentials.values():
         user = plan.event.user(credential.user)
@@ -2800,9 +2809,11 @@ def settle_records(connection: Any, plan: Plan) -> None:
         if record is not None:
             secret = plan.secret_of(user).arn or record.secret
             settled.append((user, replace(record, secret=secret, pending=None)))
-    if settled:
-        steps = plan.target.dialect.record_steps(settled, plan.state)
-        plan.target.dialect.apply(connection, plan.target, steps, plan.counter)
+    dialect = plan.target.dialect
+    steps = dialect.record_steps(settled, plan.state) if settled else []
+    steps += dialect.forget_records([u for u in plan.event.users if u.deleting], plan.state)
+    if steps:
+        dialect.apply(connection, plan.target, steps, plan.counter)
 
 
 def with_record_steps(plan: Plan, staged: Mapping[str, str | None]) -> list[Step]:
@@ -3007,7 +3018,7 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
 
 def user_report(user: UserSpec, plan: Plan) -> dict:
     credential = plan.credentials.get(user.name)
-    changes = [step.summary for step in plan.steps if user.name in step.users]
+    changes = [s.summary for s in plan.steps if user.name in s.users and not s.record]
     if credential and credential.mode == "finish":
         changes.append("finish an interrupted password change")
     if credential and credential.undo_pending:
@@ -3093,11 +3104,17 @@ class Dialect(Protocol[StateT]):
     def identified_by(self, password: str, state: StateT) -> str: ...
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
     def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+        self,
+        connection: Any,
+        target: Target,
+        steps: list[Step],
+        counter: dict[str, int],
+        then: Callable[[], None] | None = None,
     ) -> None: ...
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
     def record_steps(self, records: list[tuple[UserSpec, Record]], state: StateT) -> list[Step]: ...
     def with_records(self, steps: list[Step], records: list[Step], state: StateT) -> list[Step]: ...
+    def forget_records(self, users: list[UserSpec], state: StateT) -> list[Step]: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -3621,13 +3638,25 @@ class Postgres:
         """Last, in the same transaction: a new role exists by then."""
         return steps + records
 
+    def forget_records(self, users: list[UserSpec], state: PgState) -> list[Step]:
+        """Nothing: a role's comment goes with the role."""
+        return []
+
     def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+        self,
+        connection: Any,
+        target: Target,
+        steps: list[Step],
+        counter: dict[str, int],
+        then: Callable[[], None] | None = None,
     ) -> None:
         """The steps in one transaction, committed only while the run still holds the cluster
-        lock; each gets its audit line once they are committed."""
+        lock; each gets its audit line once they are committed. `then` runs once the steps
+        have, before the commit: if it fails, nothing changes in the database."""
         try:
             self.execute(connection, steps, counter)
+            if then:
+                then()
             lock = getattr(connection, "cluster_lock", None)
             if lock:
                 lock.check("committing")
@@ -4276,7 +4305,7 @@ def pg_record_steps(records: list[tuple[UserSpec, Record]], state: PgState) -> l
         statement = sql.SQL("COMMENT ON ROLE {} IS {}").format(
             sql.Identifier(user.name), sql.Literal(pg_record_text(record, note))
         )
-        steps.append(Step(statement, record_summary(record), (user.name,)))
+        steps.append(Step(statement, record_summary(record), (user.name,), record=True))
     return steps
 
 
@@ -5095,10 +5124,31 @@ class MySql:
         password (each statement commits by itself). MySQL 8: an attribute needs its account."""
         return records + steps if state.mariadb else steps + records
 
+    def forget_records(self, users: list[UserSpec], state: MyState) -> list[Step]:
+        """MariaDB: the rows of deleted accounts (MySQL 8's attributes go with the account)."""
+        return [
+            Step(
+                f"DELETE FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user = "
+                f"{my_literal(user.account[0], state)} AND host = "
+                f"{my_literal(user.account[1], state)}",
+                "forget its record",
+                (user.name,),
+                record=True,
+            )
+            for user in users
+            if state.mariadb and user.account in state.records
+        ]
+
     def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
+        self,
+        connection: Any,
+        target: Target,
+        steps: list[Step],
+        counter: dict[str, int],
+        then: Callable[[], None] | None = None,
     ) -> None:
-        """Each step is final as it runs, so each gets its audit line at once."""
+        """Each step is final as it runs, so each gets its audit line at once; `then` runs
+        after the last."""
         started = time.monotonic()
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
@@ -5112,6 +5162,8 @@ class MySql:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
         counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+        if then:
+            then()
 
     def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
@@ -5152,7 +5204,11 @@ class MyState:
         return user.account in self.accounts
 
     def record_of(self, user: UserSpec) -> Record | None:
-        return self.records.get(user.account) if user.account in self.accounts else None
+        """A record outlives its account only while the account's delete is under way (see
+        apply): a delete finds its secret by it; for anything else it is no record."""
+        if user.account in self.accounts or user.deleting:
+            return self.records.get(user.account)
+        return None
 
     def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
         return next((a for a in user.clone_accounts if a in self.accounts), None)
@@ -5296,7 +5352,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         cursor.execute(MARIADB_RECORDS_QUERY, (tuple(sorted(names)),))
         for user, host, text in cursor.fetchall():
             record = parse_record(text)
-            if record and (user, host) in accounts:
+            if record:
                 records[(user, host)] = record
         queries += 1
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
@@ -5397,7 +5453,7 @@ def my_record_steps(records: list[tuple[UserSpec, Record]], state: MyState) -> l
     steps = []
     if records and state.mariadb and not state.record_table:
         steps += [
-            Step(statement, "make the tool's table of records", ())
+            Step(statement, "make the tool's table of records", (), record=True)
             for statement in MARIADB_RECORD_SETUP
         ]
     for user, record in records:
@@ -5414,7 +5470,7 @@ def my_record_steps(records: list[tuple[UserSpec, Record]], state: MyState) -> l
             statement = (
                 f"ALTER USER {my_account(account, state)} ATTRIBUTE {my_literal(attribute, state)}"
             )
-        steps.append(Step(statement, summary, (user.name,)))
+        steps.append(Step(statement, summary, (user.name,), record=True))
     return steps
 
 
@@ -5540,13 +5596,6 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
             them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
             names = ", ".join(my_account(account, state) for account in present)
             steps.append(Step(f"DROP USER {names}", them, (user.name,)))
-        if state.mariadb and user.account in state.records:
-            statement = (
-                f"DELETE FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user = "
-                f"{my_literal(user.account[0], state)} AND host = "
-                f"{my_literal(user.account[1], state)}"
-            )
-            steps.append(Step(statement, "forget its record", (user.name,)))
     return steps
 
 
