@@ -312,6 +312,7 @@ class UserSpec:
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # MySQL account host; None: not given ("%")
     secret_found: bool = False  # a delete's secret, found by its tags (none was named)
+    keep_account: bool = False  # a delete from this database only: the account stays
 
     @property
     def account(self) -> tuple[str, str]:
@@ -335,7 +336,13 @@ class UserSpec:
 
     @property
     def deleting(self) -> bool:
+        """It goes from this database: its privileges here are revoked."""
         return self.action == "delete"
+
+    @property
+    def dropping(self) -> bool:
+        """Its account goes too, and its secret: a delete without keep_account."""
+        return self.action == "delete" and not self.keep_account
 
     @property
     def wants_new_password(self) -> bool:
@@ -750,6 +757,7 @@ USER_KEYS = {
     "rotation",
     "host",
     "reassign_to",
+    "keep_account",
 }
 
 TRUE_WORDS = {"true", "yes", "1"}
@@ -1038,10 +1046,12 @@ def parse_user(
     elif secret_name is not None:
         problems += secret_name_problems(secret_name, "user_secret_name")
     flags = {}
-    for key in ("grant_ddl", "rotate_password"):
+    for key in ("grant_ddl", "rotate_password", "keep_account"):
         flags[key] = parse_bool(raw.get(key, False))
         if flags[key] is None:
             problems.append(f"{key} must be a boolean, not {raw[key]!r}")
+    if "keep_account" in raw and action != "delete":
+        problems.append("keep_account applies only to action delete")
     privileges, everything, found = parse_privileges(raw.get("grant_privileges"))
     problems += [f"grant_privileges: {p}" for p in found]
     grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
@@ -1070,6 +1080,7 @@ def parse_user(
         all_privileges=everything,
         grantor=grantor,
         rotate_password=bool(flags["rotate_password"]),
+        keep_account=bool(flags["keep_account"]),
         reassign_to=reassign_to,
         host=host,
         rotation=None if action == "delete" else rotation,
@@ -1444,7 +1455,7 @@ def gather(
             for u in users_of[secret.name]
         )
 
-    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
+    unnamed = [u for u in event.users if u.dropping and not u.secret_name]
 
     def read_secrets() -> tuple[dict[str, list[str]], dict[str, SecretState]]:
         found = dict(
@@ -1549,7 +1560,7 @@ def read_recorded_secrets(
     found = dict(found)
     for user in event.users:
         record = state.record_of(user)
-        if user.deleting and not user.secret_name and record:
+        if user.dropping and not user.secret_name and record:
             found[user.name] = [record.secret]
     return found
 
@@ -2257,6 +2268,11 @@ def make_plan(
         if u.secret_name
     }
     records = {}
+    for user in event.users:
+        held = state.record_of(user)
+        if user.deleting and not user.dropping and held and event.database in held.databases:
+            others = tuple(d for d in held.databases if d != event.database)
+            records[user.name] = replace(held, databases=others)
     for user in staying:
         record = wanted_record(
             user, credentials[user.name], secrets[user.secret_name or ""], state, event
@@ -2455,7 +2471,7 @@ def deletion_problems(
     the record says other databases use it, and when the secret cannot be known for certain
     (no record names it, none is named, and ListSecrets, which may lag minutes behind a
     create, found none by its tags): the secret would be left with a dead password."""
-    if not user.deleting or not state.has_user(user):
+    if not user.dropping or not state.has_user(user):
         return []
     others = [
         d
@@ -2703,6 +2719,8 @@ def secret_result(
     user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
 ) -> str:
     """What happens to the user's secret; the same answer for a run and for its dry run."""
+    if user.deleting and not user.dropping:
+        return "unchanged" if secret.exists else "absent"
     if user.deleting:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
@@ -2757,7 +2775,7 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
     staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
-    doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
+    doomed = [u for u in plan.event.users if u.dropping and u.secret_name]
 
     def delete_secrets() -> None:
         try:
@@ -2811,7 +2829,7 @@ def settle_records(connection: Any, plan: Plan) -> None:
             settled.append((user, replace(record, secret=secret, pending=None)))
     dialect = plan.target.dialect
     steps = dialect.record_steps(settled, plan.state) if settled else []
-    steps += dialect.forget_records([u for u in plan.event.users if u.deleting], plan.state)
+    steps += dialect.forget_records([u for u in plan.event.users if u.dropping], plan.state)
     if steps:
         dialect.apply(connection, plan.target, steps, plan.counter)
 
@@ -2830,7 +2848,7 @@ def with_record_steps(plan: Plan, staged: Mapping[str, str | None]) -> list[Step
         pending = record.pending
         if pending == "":
             pending = staged.get(name) or ""
-        secret = plan.secret_of(user).arn or record.secret
+        secret = plan.secrets.get(user.secret_name or "", SecretState("")).arn or record.secret
         records.append((user, replace(record, secret=secret, pending=pending)))
     dialect = plan.target.dialect
     return dialect.with_records(plan.steps, dialect.record_steps(records, plan.state), plan.state)
@@ -3031,8 +3049,10 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
             secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
             changes.append(f"secret {result}")
-    elif user.deleting:
+    elif user.dropping:
         changes.append("no secret of the tool's found for it by its tags")
+    if user.deleting and not user.dropping and user.name in plan.records:
+        changes.append(f"taken out of database {plan.target.database}; the account stays")
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))
@@ -3050,6 +3070,8 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
 def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: dict | None) -> str:
     existed = state.has_user(user)
     outcome = secret["result"] if secret else "unchanged"
+    if user.deleting and not user.dropping:
+        return ("updated" if changes else "unchanged") if existed else "absent"
     if user.deleting:
         return "deleted" if existed or outcome == "deleted" else "absent"
     if not existed:
@@ -4065,7 +4087,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(DEFAULT_GRANTS_QUERY, params)
     default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
     dependencies: dict[str, list[str]] = defaultdict(list)
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     doomed = [name for u in leaving for name in (u.name, u.clone) if name in roles]
     if doomed:
         cursor.execute(DEPENDENCIES_QUERY, {"users": doomed})
@@ -4145,7 +4167,7 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
-        if user.deleting and role and target not in staying and target not in state.roles:
+        if user.dropping and role and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
         for doomed in (user.name, user.clone):
             for place in state.dependencies.get(doomed, []):
@@ -4314,7 +4336,7 @@ def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -
     `identified_by` holds the SCRAM verifier of each login that gets a password now. What the
     master cannot do was refused before, by state_problems (through privilege_plan)."""
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     privileges = privilege_plan(event, state)
     return (
         role_steps(staying, state, identified_by)
@@ -4345,7 +4367,7 @@ def privilege_plan(event: Event, state: PgState) -> PrivilegePlan:
 
 def plan_privileges(event: Event, state: PgState) -> PrivilegePlan:
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     new_roles = {u.name for u in staying if u.name not in state.roles}
     problems: set[str] = set()
 
@@ -4362,7 +4384,7 @@ def plan_privileges(event: Event, state: PgState) -> PrivilegePlan:
             )
         return owner
 
-    present = staying + [u for u in leaving if u.name in state.roles]
+    present = staying + [u for u in event.users if u.deleting and u.name in state.roles]
     changes = object_changes(present, state, acting)
     changes += default_privilege_changes(present, event, state, acting)
     grants = batch(changes, event.database)
@@ -5364,7 +5386,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
             if grantable == "YES":
                 grants[by_grantee[grantee]].add("GRANT OPTION")
     definers: dict[tuple[str, str], list[str]] = defaultdict(list)
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     candidates = [account for u in leaving for account in (u.account, *u.clone_accounts)]
     doomed = {
         f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
@@ -5436,7 +5458,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
                 f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
                 "change their DEFINER or drop them first"
             )
-        held_by = [a for a in (user.account, clone) if a] if user.deleting else []
+        held_by = [a for a in (user.account, clone) if a] if user.dropping else []
         for held in held_by:
             for place in state.elsewhere.get(held, []):
                 problems.append(
@@ -5478,10 +5500,11 @@ def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[
     """Every statement that brings the server to the event's state, in order. `passwords`
     holds what each account that gets a password now is identified by (see my_password_clause)."""
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
+    detaching = [u for u in event.users if u.deleting and not u.dropping and state.has_user(u)]
     return (
         my_account_steps(staying, state, passwords)
-        + my_privilege_steps(staying, event, state)
+        + my_privilege_steps(staying + detaching, event, state)
         + my_delete_steps(leaving, state)
     )
 
@@ -5534,6 +5557,8 @@ def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
 
 
 def my_wanted(user: UserSpec) -> set[str]:
+    if user.deleting:
+        return set()
     return set(user.privileges) | (set(MY_DDL_PRIVILEGES) if user.ddl else set())
 
 

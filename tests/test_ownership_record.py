@@ -335,7 +335,34 @@ def a_delete_of_a_role_with_privileges_in_another_database_is_refused(run: Run) 
     assert can_in(db, "shared-a", "second", "SELECT * FROM t")
 
 
+def a_role_is_taken_out_of_one_database_then_deleted(run: Run) -> None:
+    """The way out of a shared account: keep_account takes it out of one database (its
+    privileges there revoked, the record no longer naming it); then the last database's
+    delete drops it, and its secret."""
+    db = run.db
+    create_database(db, "second")
+    db.invoke(run.first([user("shared", "shared-a", grant_privileges="SELECT")]))
+    db.invoke(run.second([user("shared", "shared-a", grant_privileges="SELECT")]))
+    out = run.second([{"db_user": "shared", "action": "delete", "keep_account": True}])
+
+    report = db.invoke(out)
+
+    (shared,) = report["users"]
+    assert shared["result"] == "updated"
+    assert "taken out of database second; the account stays" in shared["changes"]
+    assert not can_in(db, "shared-a", "second", "SELECT * FROM t")
+    assert db.can("shared-a", "SELECT 1")
+    assert record_of(db, "shared")["databases"] == ["airflow"]
+    assert db.invoke(out)["changed"] is False
+
+    deleted = db.invoke(run.first([{"db_user": "shared", "action": "delete"}]))
+
+    assert deleted["users"][0]["result"] == "deleted"
+    assert "shared" not in db.user_names() and not exists(db, "shared-a")
+
+
 TWO_DATABASES = [
+    a_role_is_taken_out_of_one_database_then_deleted,
     a_role_declared_with_two_secrets_is_refused,
     one_secret_serves_a_role_in_two_databases,
     a_delete_of_a_role_another_database_uses_is_refused,
