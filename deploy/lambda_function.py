@@ -3140,13 +3140,15 @@ class Dialect(Protocol[StateT]):
 
 
 def step_applied(step: Step, target: Target) -> None:
-    """The audit line of one applied statement: what, for whom, where (never its SQL)."""
+    """The audit line of one applied statement: what, for whom, where (never its SQL); a
+    write of the tool's record says so (the report lists the changes to the accounts)."""
     info(
         "applied",
         change=step.summary,
         users=list(step.users),
         database=target.database,
         host=target.host,
+        **({"record": True} if step.record else {}),
     )
 
 
