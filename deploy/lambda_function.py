@@ -5144,9 +5144,13 @@ class MySql:
         return my_record_steps(records, state)
 
     def with_records(self, steps: list[Step], records: list[Step], state: MyState) -> list[Step]:
-        """MariaDB: the records first, before any account they speak of is created or given a
-        password (each statement commits by itself). MySQL 8: an attribute needs its account."""
-        return records + steps if state.mariadb else steps + records
+        """The records first, before any account they speak of is created or given a
+        password (each statement commits by itself); on MySQL 8 an attribute needs its
+        account, so a new account's record comes last."""
+        if state.mariadb:
+            return records + steps
+        existing = [r for r in records if all(state.has_name(name) for name in r.users)]
+        return existing + steps + [r for r in records if r not in existing]
 
     def forget_records(self, users: list[UserSpec], state: MyState) -> list[Step]:
         """MariaDB: the rows of deleted accounts (MySQL 8's attributes go with the account)."""

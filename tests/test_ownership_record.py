@@ -644,6 +644,11 @@ def test_the_mysql_8_record_is_an_account_attribute():
         r"\"arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf\", \"databases\": [\"db1\", "
         r"\"db2\"], \"pending\": null}}'"
     )
+    # An existing account's record goes before its password changes; a new one's after it.
+    existing = tool.replace(state, accounts={("app's", "%"): tool.MyAccount("app's", "%")})
+    create = tool.Step("CREATE USER ...", "create user", ("new",))
+    new = tool.my_record_steps([(tool.UserSpec(name="new", secret_name="s"), record)], state)
+    assert tool.MYSQL.with_records([create], [step, *new], existing) == [step, create, *new]
     # mysql.user keeps it under User_attributes' metadata, which the state query reads back:
     assert "JSON_EXTRACT(User_attributes, '$.metadata.\"rds-initializer\"')" in tool.MYSQL_RECORD
     attribute = json.loads(step.statement.split(" ATTRIBUTE ")[1][1:-1].replace('\\"', '"'))
