@@ -2604,7 +2604,8 @@ def wanted_record(
     created), every database that declares it, and our password change while it is under
     way ("" until it is staged; settled once it is promoted)."""
     held = state.record_of(user)
-    databases = tuple(sorted({*(held.databases if held else ()), event.database}))
+    kept = [d for d in (held.databases if held else ()) if d in state.existing_databases]
+    databases = tuple(sorted({*kept, event.database}))  # a dropped database uses nothing
     pending = None
     if credential.mode == "change":
         pending = ""

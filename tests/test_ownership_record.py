@@ -361,7 +361,26 @@ def a_role_is_taken_out_of_one_database_then_deleted(run: Run) -> None:
     assert "shared" not in db.user_names() and not exists(db, "shared-a")
 
 
+def a_dropped_database_leaves_the_record(run: Run) -> None:
+    db = run.db
+    create_database(db, "second")
+    first = run.first([user("shared", "shared-a", grant_privileges="SELECT")])
+    db.invoke(first)
+    db.invoke(run.second([user("shared", "shared-a", grant_privileges="SELECT")]))
+    with db.as_master() as connection:
+        db.run_sql(
+            connection,
+            'DROP DATABASE "second"' if db.ENGINE == "postgres" else "DROP DATABASE `second`",
+        )
+
+    db.invoke(first)
+
+    assert record_of(db, "shared")["databases"] == ["airflow"]
+    assert db.invoke(first)["changed"] is False
+
+
 TWO_DATABASES = [
+    a_dropped_database_leaves_the_record,
     a_role_is_taken_out_of_one_database_then_deleted,
     a_role_declared_with_two_secrets_is_refused,
     one_secret_serves_a_role_in_two_databases,
