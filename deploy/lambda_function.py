@@ -1586,24 +1586,29 @@ def proven_aliases(
 ) -> frozenset[Endpoint]:
     """The endpoints, named by secrets the server's records name, that reach this very server
     under another name (an instance endpoint and the cluster's, a DNS alias, 127.0.0.1 and
-    localhost): each is tried once (see Dialect.same_server). A restored copy of the server
-    holds the same records, so a record alone does not say that a name reaches this one."""
-    named = [secrets[u.secret_name] for u in event.users if u.secret_name in secrets]
+    localhost): each is tried once, by logging in there as a secret names (see
+    Dialect.same_server). A restored copy of the server holds the same records, so a record
+    alone does not say that a name reaches this one. The login is the secret's own, which the
+    secret's users send to that name anyway: the master's credentials never go to a name a
+    user secret says."""
     records = {u.secret_name: state.record_of(u) for u in event.users if u.secret_name}
-    endpoints = {
-        endpoint_of(secret.value or {})
-        for secret in named
-        if (record := records.get(secret.name))
-        and record.secret == secret.arn
-        and (secret.value or {}).get("host")
-        and described_elsewhere(
-            {**(secret.value or {}), "dbname": None, "engine": None}, target, moving=False
-        )
-    }
+    logins: dict[Endpoint, dict] = {}
+    for name, record in records.items():
+        secret = secrets.get(name or "")
+        value = (secret.value or {}) if secret else {}
+        if (
+            secret
+            and record
+            and record.secret == secret.arn
+            and value.get("host")
+            and isinstance(value.get("password"), str)
+            and described_elsewhere({**value, "dbname": None, "engine": None}, target, moving=False)
+        ):
+            logins.setdefault(endpoint_of(value), value)
     return frozenset(
         endpoint
-        for endpoint in sorted(endpoints)
-        if target.dialect.same_server(connection, target, *endpoint)
+        for endpoint, value in sorted(logins.items())
+        if target.dialect.same_server(connection, other_endpoint(target, value), value)
     )
 
 
@@ -3224,7 +3229,7 @@ class Dialect(Protocol[StateT]):
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
-    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool: ...
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
     def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
@@ -3487,11 +3492,12 @@ class HeldLock:
             )
 
 
-def other_endpoint(target: Target, host: str, port: str) -> Target | None:
-    """The target at another endpoint a secret names (None: a port that is no number)."""
+def other_endpoint(target: Target, value: dict) -> Target | None:
+    """The target at the endpoint a secret's value names (None: a port that is no number)."""
+    port = value.get("port")
     try:
-        return replace(target, host=host, port=int(port) if port else target.port)
-    except ValueError:
+        return replace(target, host=str(value["host"]), port=int(port) if port else target.port)
+    except (ValueError, TypeError):
         return None
 
 
@@ -3664,15 +3670,16 @@ class Postgres:
             ) from None
         return True
 
-    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool:
-        """Whether host:port reaches the server `connection` is on: a session opened there as
-        the master, under a name of its own, is looked for among this server's sessions. A
-        name that does not answer, or a server that refuses the master, is not this one."""
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool:
+        """Whether `elsewhere` reaches the server `connection` is on: a session opened there
+        with `login` (a secret's value), under a name of its own, is looked for among this
+        server's sessions (pid and application_name are shown to every role). A name that
+        does not answer, or refuses the login, is not this one."""
         marker = f"{TOOL}-{uuid.uuid4()}"
-        elsewhere = other_endpoint(target, host, port)
         if elsewhere is None:
             return False
-        args = self.connect_args(elsewhere, target.master_user, target.master_password)
+        database = login.get("dbname") if isinstance(login.get("dbname"), str) else None
+        args = self.connect_args(elsewhere, str(login.get("username")), login["password"], database)
         args["application_name"] = marker
         try:
             other = psycopg2.connect(**args)
@@ -3689,7 +3696,7 @@ class Postgres:
                 seen = bool(cursor.fetchone()[0])
         finally:
             close_quietly(other)
-        info("same server", host=host, port=port, same=seen)
+        info("same server", host=elsewhere.host, port=elsewhere.port, same=seen)
         return seen
 
     @contextmanager
@@ -5157,16 +5164,16 @@ class MySql:
             ) from None
         return True
 
-    def same_server(self, connection: Any, target: Target, host: str, port: str) -> bool:
-        """Whether host:port reaches the server `connection` is on: a session opened there as
-        the master takes a lock of a name of its own, and this server must say that session
-        holds it (GET_LOCK is server-wide). A name that does not answer is not this server."""
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool:
+        """Whether `elsewhere` reaches the server `connection` is on: a session opened there
+        with `login` (a secret's value) takes a lock of a name of its own, and this server
+        must say that session holds it (GET_LOCK is server-wide, and any account may take
+        one). A name that does not answer, or refuses the login, is not this server."""
         marker = f"{TOOL}-{uuid.uuid4()}"
-        elsewhere = other_endpoint(target, host, port)
         if elsewhere is None:
             return False
         try:
-            other = self.open(elsewhere, target.master_user, target.master_password)
+            other = self.open(elsewhere, str(login.get("username")), login["password"])
         except (pymysql.Error, ApplyError):
             return False
         try:
@@ -5178,7 +5185,7 @@ class MySql:
                 seen = cursor.fetchone()[0] == session
         finally:
             close_quietly(other)
-        info("same server", host=host, port=port, same=seen)
+        info("same server", host=elsewhere.host, port=elsewhere.port, same=seen)
         return bool(seen)
 
     @contextmanager
