@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 from conftest import SEED, user
 
 DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
@@ -38,7 +37,7 @@ def create_database(db, name: str) -> None:
         db.run_sql(connection, f"CREATE DATABASE {quoted}")
 
 
-def an_rds_managed_master_secret_works_by_name(db):
+def test_an_rds_managed_master_secret_works_by_name(db):
     """RDS's ManageMasterUserPassword secret: named rds!db-<uuid>, username and password only
     (so the event gives host, port and engine), tagged with the instance it belongs to."""
     master = db.secret(db.secret_name)
@@ -53,7 +52,7 @@ def an_rds_managed_master_secret_works_by_name(db):
     assert all(db.can(secret, "SELECT 1") for secret in SECRETS)
 
 
-def another_databases_event_naming_the_same_secrets_shares_them(db):
+def test_another_databases_event_naming_the_same_secrets_shares_them(db):
     """One account, one secret, any number of databases: the server's record says which
     secret manages each account, so another database's event naming the same secrets grants
     there, and neither changes a password nor repoints a secret."""
@@ -75,7 +74,7 @@ def another_databases_event_naming_the_same_secrets_shares_them(db):
     assert cli_report(db, db.seed_event())["changed"] is False
 
 
-def a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
+def test_a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
     cli_report(db, db.seed_event())
     for name in SECRETS:  # as if the secrets were written when the database lived elsewhere
         value = {**db.secret(name), "host": "old-endpoint.example", "port": 1234}
@@ -95,7 +94,7 @@ def a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
     assert cli_report(db, db.seed_event())["changed"] is False
 
 
-def a_second_secret_for_an_account_is_refused(db):
+def test_a_second_secret_for_an_account_is_refused(db):
     cli_report(db, db.seed_event())
     create_database(db, "second")
     before = snapshot(db)
@@ -112,7 +111,7 @@ def a_second_secret_for_an_account_is_refused(db):
     assert "second-ro-secret" not in [s["Name"] for s in db.sm.list_secrets()["SecretList"]]
 
 
-def a_delete_that_names_no_secret_deletes_the_users_secret(db):
+def test_a_delete_that_names_no_secret_deletes_the_users_secret(db):
     cli_report(db, db.seed_event())
     event = db.seed_event()
     event["users"] = [{"db_user": "airflow-ro-dml", "action": "delete"}]
@@ -128,25 +127,6 @@ def a_delete_that_names_no_secret_deletes_the_users_secret(db):
     again = cli_report(db, event)
     assert again["users"][0]["changes"] == ["no secret of the tool's found for it by its tags"]
     assert again["changed"] is False
-
-
-BOTH_ENGINES = [
-    an_rds_managed_master_secret_works_by_name,
-    another_databases_event_naming_the_same_secrets_shares_them,
-    a_moved_endpoint_is_followed_only_when_the_event_says_so,
-    a_second_secret_for_an_account_is_refused,
-    a_delete_that_names_no_secret_deletes_the_users_secret,
-]
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_postgresql(rds, scenario):
-    scenario(rds)
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_mariadb(maria, scenario):
-    scenario(maria)
 
 
 def test_the_tags_say_whose_secret_it_is_whatever_the_names(rds):

@@ -3,7 +3,7 @@ secret manages each account the tool manages, and in which databases it is used,
 decides from that record, never from ListSecrets (which AWS says may lag minutes behind) nor
 from the host string an event reaches the server by.
 
-Every scenario is written once and runs on PostgreSQL and on MariaDB, under the two weak
+Every scenario is written once and runs on PostgreSQL and on MariaDB (`db`), under the two weak
 signals the record replaces:
 - lag: a proxy in front of moto's server makes ListSecrets lag as AWS documents it may: from
   the start of the scenario it shows the secrets as they were then (the ones created since
@@ -391,14 +391,8 @@ TWO_DATABASES = [
 
 @pytest.mark.parametrize("how", ["lag", "alias"])
 @pytest.mark.parametrize("scenario", TWO_DATABASES, ids=lambda f: f.__name__)
-def test_two_databases_on_postgresql(rds, lagging, scenario, how):
-    scenario(Run(rds, how, lagging))
-
-
-@pytest.mark.parametrize("how", ["lag", "alias"])
-@pytest.mark.parametrize("scenario", TWO_DATABASES, ids=lambda f: f.__name__)
-def test_two_databases_on_mariadb(maria, lagging, scenario, how):
-    scenario(Run(maria, how, lagging))
+def test_two_databases(db, lagging, scenario, how):
+    scenario(Run(db, how, lagging))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -617,13 +611,8 @@ ANY_DATABASE.append(a_delete_that_cannot_delete_the_secret_changes_nothing)
 
 
 @pytest.mark.parametrize("scenario", ANY_DATABASE, ids=lambda f: f.__name__)
-def test_on_postgresql(rds, lagging, monkeypatch, scenario):
-    play(scenario, rds, lagging, monkeypatch)
-
-
-@pytest.mark.parametrize("scenario", ANY_DATABASE, ids=lambda f: f.__name__)
-def test_on_mariadb(maria, lagging, monkeypatch, scenario):
-    play(scenario, maria, lagging, monkeypatch)
+def test_any_database(db, lagging, monkeypatch, scenario):
+    play(scenario, db, lagging, monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------
