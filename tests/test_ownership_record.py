@@ -24,7 +24,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 import requests
-from conftest import tool, user
+from conftest import SEED, open_session, tool, user
 
 LIST_SECRETS = "secretsmanager.ListSecrets"
 MOTO_HEADERS = {  # moto's server tells the service by the credential scope of the signature
@@ -630,6 +630,28 @@ def test_postgresql_keeps_a_comment_a_person_wrote_inside_the_record(rds):
     assert record["comment"] == "owned by the payments team"
     assert record["secret"] == arn(rds, "legacy-secret")
     assert rds.can("legacy-secret", "SELECT 1")
+
+
+@pytest.mark.parametrize("rds", ["foreign-role"], indirect=True)
+def test_postgresql_records_a_role_the_master_did_not_create_once_it_may_manage_it(rds):
+    """COMMENT ON ROLE needs what ALTER ROLE needs: CREATEROLE, and from 16 on ADMIN OPTION on
+    the role, which the master holds on the roles it created only. The tool manages no role
+    it may not alter (the refusal names a remedy), so it never meets one it cannot record."""
+    ddl = "airflow-rw-ddl"
+    secret = SEED["users"][0]["user_secret_name"]
+    if rds.major >= 16:
+        with pytest.raises(tool.InvalidEvent, match=f"needs ADMIN OPTION on '{ddl}'"):
+            rds.invoke(rds.seed_event())
+        assert record_of(rds, ddl) is None
+        with open_session(**rds.server.dsn(user="old_admin", password="old-admin-pw")) as old:
+            old.cursor().execute(
+                f'GRANT "{ddl}" TO "{rds.master}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE'
+            )
+
+    rds.invoke(rds.seed_event())
+
+    assert record_of(rds, ddl)["secret"] == arn(rds, secret)
+    assert rds.can(secret, "SELECT 1")
 
 
 def test_the_mysql_8_record_is_an_account_attribute():
