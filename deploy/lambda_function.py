@@ -5739,30 +5739,44 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
     return problems
 
 
+MARIADB_RECORDS_A_STATEMENT = 500  # rows of one INSERT: a first run of 500 users, one statement
+
+
 def my_record_steps(records: list[tuple[UserSpec, Record]], state: MyState) -> list[Step]:
-    """MySQL 8: ALTER USER ... ATTRIBUTE (merged into the account's attributes: a key set to
-    null is removed). MariaDB: the tool's table, made first when it does not exist yet."""
+    """MySQL 8: ALTER USER ... ATTRIBUTE for each account (merged into its attributes: a key
+    set to null is removed). MariaDB: the rows of the tool's table, written together (its
+    table made first when it does not exist yet)."""
+    if not records:
+        return []
+    if not state.mariadb:
+        steps = []
+        for user, record in records:
+            attribute = json.dumps({MY_RECORD_ATTRIBUTE: record.document()}, ensure_ascii=False)
+            statement = (
+                f"ALTER USER {my_account(user.account, state)} ATTRIBUTE "
+                f"{my_literal(attribute, state)}"
+            )
+            steps.append(Step(statement, record_summary(record), (user.name,), record=True))
+        return steps
     steps = []
-    if records and state.mariadb and not state.record_table:
+    if not state.record_table:
         steps += [
             Step(statement, "make the tool's table of records", (), record=True)
             for statement in MARIADB_RECORD_SETUP
         ]
-    for user, record in records:
-        account, summary = user.account, record_summary(record)
-        if state.mariadb:
-            statement = (
-                f"INSERT INTO `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` (user, host, record) "
-                f"VALUES ({my_literal(account[0], state)}, {my_literal(account[1], state)}, "
-                f"{my_literal(json.dumps(record.document(), ensure_ascii=False), state)}) "
-                "ON DUPLICATE KEY UPDATE record = VALUES(record)"
-            )
-        else:
-            attribute = json.dumps({MY_RECORD_ATTRIBUTE: record.document()}, ensure_ascii=False)
-            statement = (
-                f"ALTER USER {my_account(account, state)} ATTRIBUTE {my_literal(attribute, state)}"
-            )
-        steps.append(Step(statement, summary, (user.name,), record=True))
+    for start in range(0, len(records), MARIADB_RECORDS_A_STATEMENT):
+        chunk = records[start : start + MARIADB_RECORDS_A_STATEMENT]
+        rows = ", ".join(
+            f"({my_literal(user.account[0], state)}, {my_literal(user.account[1], state)}, "
+            f"{my_literal(json.dumps(record.document(), ensure_ascii=False), state)})"
+            for user, record in chunk
+        )
+        statement = (
+            f"INSERT INTO `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` (user, host, record) "
+            f"VALUES {rows} ON DUPLICATE KEY UPDATE record = VALUES(record)"
+        )
+        summary = record_summary(chunk[0][1]) if len(chunk) == 1 else "record their secrets"
+        steps.append(Step(statement, summary, tuple(u.name for u, _ in chunk), record=True))
     return steps
 
 
