@@ -582,7 +582,19 @@ def an_account_whose_secret_does_not_log_in_is_not_recorded_for_it(db, lag: List
     assert db.can("old-secret", "SELECT 1")
 
 
+def a_dry_run_shows_the_record_and_writes_nothing(db, lag: ListLag) -> None:
+    report = db.invoke(
+        db.event([user("new", "new-secret", grant_privileges="SELECT")], dry_run=True)
+    )
+
+    recording = "COMMENT ON ROLE" if db.ENGINE == "postgres" else "INSERT INTO `rds_initializer`"
+    assert any(statement.startswith(recording) for statement in report["sql"]), report["sql"]
+    assert "new" not in db.user_names() and not exists(db, "new-secret")
+    assert record_of(db, "new") is None
+
+
 ANY_DATABASE: list[Callable] = [
+    a_dry_run_shows_the_record_and_writes_nothing,
     a_delete_under_lag_deletes_the_secret,
     a_delete_of_a_secret_without_its_tags_deletes_it,
     a_delete_that_cannot_know_the_secret_fails,
