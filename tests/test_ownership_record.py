@@ -15,6 +15,7 @@ signals the record replaces:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -687,7 +688,7 @@ def test_the_mysql_8_record_is_an_account_attribute():
         r"\"db2\"], \"pending\": null}}'"
     )
     # An existing account's record goes before its password changes; a new one's after it.
-    existing = tool.replace(state, accounts={("app's", "%"): tool.MyAccount("app's", "%")})
+    existing = dataclasses.replace(state, accounts={("app's", "%"): tool.MyAccount("app's", "%")})
     create = tool.Step("CREATE USER ...", "create user", ("new",))
     new = tool.my_record_steps([(tool.UserSpec(name="new", secret_name="s"), record)], state)
     assert tool.MYSQL.with_records([create], [step, *new], existing) == [step, create, *new]
