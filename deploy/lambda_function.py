@@ -2923,9 +2923,10 @@ def apply_plan(
             ) from None
 
     deadline.check("changing the database")
-    stats = plan.target.dialect.apply(
-        connection, plan.target, plan.steps, delete_secrets if doomed else None
-    )
+    if doomed:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=delete_secrets)
+    else:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
 
     def after(user: str) -> SecretState:
         secret, staged = first[user]
