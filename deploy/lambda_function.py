@@ -652,7 +652,9 @@ class SqlStats:
     notices: tuple[str, ...] = ()
 
     def __add__(self, other: SqlStats) -> SqlStats:
-        return SqlStats(self.statements + other.statements, self.sql_ms + other.sql_ms)
+        """Two runs of steps as one (the statements, then the records settled after them)."""
+        notices = tuple(dict.fromkeys(self.notices + other.notices))
+        return SqlStats(self.statements + other.statements, self.sql_ms + other.sql_ms, notices)
 
 
 @dataclass(frozen=True)
