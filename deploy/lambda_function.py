@@ -244,11 +244,15 @@ def database_session(
     target: Target, event: Event, deadline: Deadline, problems: list[str]
 ) -> Iterator[Any]:
     """The master's connection, under the cluster-wide lock. When the database cannot be
-    reached, the problems found so far are what the user hears about."""
+    reached, the problems found so far are what the user hears about; when it does not exist,
+    that is one more of them."""
     with ExitStack() as stack:
         try:
             lock = stack.enter_context(target.dialect.lock(target, deadline))
             connection = target.dialect.connect(target, lock)
+        except InvalidEvent as missing:  # the event's database does not exist
+            unchecked = unchecked_grantor_problems(event, "the database does not exist")
+            raise InvalidEvent([*problems, *missing.problems, *unchecked]) from None
         except ApplyError as error:
             if problems:
                 unchecked = unchecked_grantor_problems(event, "the database could not be reached")
@@ -3610,20 +3614,37 @@ HOST_UNKNOWN = (
     "of the function's VPC"
 )
 
-HOST_UNREACHABLE = (
-    "the host is unreachable: check rds_host and rds_port, that the function runs in the "
-    "database's VPC, and that the security groups let it in"
+# The three ways a TCP connection fails, told apart because their causes differ: a refused
+# connection was answered by the host (a reset: nothing listens on the port); no route was
+# answered on the way (this machine or a router knows no path to the address); a timeout got
+# no answer at all (what a security group or network ACL does with what it does not let in).
+CONNECTION_REFUSED = (
+    "connection refused: nothing accepts connections on that port: check rds_port (or the "
+    "master secret's port) and that the database is running"
 )
+
+NO_ROUTE = (
+    "no route to host: the network has no path to that address: check rds_host (or the "
+    "master secret's host), and that the function runs in the database's VPC or one routed "
+    "to it"
+)
+
+TIMED_OUT = "timed out"  # what to check follows from no_answer, which knows the time waited
 
 TLS_FAILED = "the TLS connection failed: check ssl_mode and DB_SSL_CA"
 
 
-def connect_failure(where: str, error: str, failures: ConnectFailures) -> str:
+def connect_failure(where: str, error: str, failures: ConnectFailures, settings: Settings) -> str:
     """A connection error as what the user can do about it, the driver's own words attached."""
     meaning = next((text for needles, text in failures if any(n in error for n in needles)), None)
     if meaning is None:
-        return f"cannot connect to {where}: {error}. Nothing was changed."
-    return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
+        return (
+            f"cannot connect to {where}: {error}{no_answer(error, settings)}. Nothing was changed."
+        )
+    return (
+        f"cannot connect to {where}: {meaning}{no_answer(error, settings)}. Nothing was "
+        f"changed. (The driver said: {error})"
+    )
 
 
 def no_answer(error: str, settings: Settings) -> str:
@@ -3631,11 +3652,18 @@ def no_answer(error: str, settings: Settings) -> str:
     if "timed out" in error or "timeout expired" in error:
         return (
             f" (no answer within DB_CONNECT_TIMEOUT, {settings.connect_timeout:g} s: check the "
-            "host, the port, and that the database's security group lets this function in; an "
-            "Aurora Serverless v2 instance that auto-paused answers only once it has resumed, "
-            "15 to 30 s or more: raise DB_CONNECT_TIMEOUT if it takes longer)"
+            "host and the port, that the function runs in the database's VPC, and that the "
+            "database's security group lets this function in; an Aurora Serverless v2 instance "
+            "that auto-paused answers only once it has resumed, 15 to 30 s or more: raise "
+            "DB_CONNECT_TIMEOUT if it takes longer)"
         )
     return ""
+
+
+def database_missing(database: str) -> str:
+    """The problem of an event whose database_name the server does not have: a typo, as a
+    rule, so invalid input on every engine (no connection error, no secret's complaint)."""
+    return f"database {database!r} does not exist on this server"
 
 
 class HeldLock:
@@ -3753,22 +3781,23 @@ PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and b
 PG_CONNECT_FAILURES: ConnectFailures = (
     (
         # pg_hba.conf turning away a session without TLS (RDS for PostgreSQL 15 and later,
-        # whose rds.force_ssl is on by default). First: the message also names the database,
-        # which the entry for a missing database looks for.
+        # whose rds.force_ssl is on by default). First: the message starts "no pg_hba.conf
+        # entry", which the entry for permission denied looks for.
         ("no encryption",),
         "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl): "
         "use ssl_mode require or verify-full",
     ),
     (("could not translate host name", "Name or service not known"), HOST_UNKNOWN),
     (("password authentication failed", "authentication failed"), AUTHENTICATION_FAILED),
-    (('database "',), "the database does not exist on this server: check database_name"),
     (
         ("permission denied", "not permitted to log in", "no pg_hba.conf entry"),
         "permission denied: the master may not connect to this database (its CONNECT "
         "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
     ),
     (("server does not support SSL", "SSL", "certificate"), TLS_FAILED),
-    (("Connection refused", "timeout expired", "timed out", "No route to host"), HOST_UNREACHABLE),
+    (("Connection refused",), CONNECTION_REFUSED),
+    (("No route to host", "Network is unreachable"), NO_ROUTE),
+    (("timeout expired", "timed out"), TIMED_OUT),
 )
 
 
@@ -3876,10 +3905,16 @@ class Postgres:
         try:
             connection = psycopg2.connect(connection_factory=PgConnection, **args)
         except psycopg2.OperationalError as error:
-            where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
+            if f'database "{target.database}" does not exist' in str(error):
+                raise InvalidEvent([database_missing(target.database)]) from None
+            # Named as the event names it; another database the connection went through (the
+            # lock's) is said too, since the failure may be that one's (its CONNECT privilege).
+            where = f"{args['host']}:{args['port']}/{target.database} as {args['user']!r}"
+            if args["dbname"] != target.database:
+                where += f" (through database {args['dbname']}, where the run takes its lock)"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said, PG_CONNECT_FAILURES)
-            raise ApplyError(failure + no_answer(said, target.settings)) from None
+            failure = connect_failure(where, said, PG_CONNECT_FAILURES, target.settings)
+            raise ApplyError(failure) from None
         connection.cluster_lock = lock
         return connection
 
@@ -5335,6 +5370,8 @@ AWS_MYSQL_CLONE_LIMIT = CloneLimit(
     "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function",
 )
 
+MY_BAD_DATABASE = 1049  # ER_BAD_DB_ERROR: the database named at connection does not exist
+
 # MySQL's error numbers, as PyMySQL prints them "(1045, ...)", and the system's words for what
 # went wrong while connecting (see connect_failure).
 MY_CONNECT_FAILURES: ConnectFailures = (
@@ -5349,13 +5386,15 @@ MY_CONNECT_FAILURES: ConnectFailures = (
         f"{AUTHENTICATION_FAILED}, or the server requires TLS (require_secure_transport: "
         "MariaDB refuses a session without it the same way) and ssl_mode is disable",
     ),
-    (("(1049,",), "the database does not exist on this server: check database_name"),
     (
         ("(1044,",),  # ER_DBACCESS_DENIED_ERROR
         "permission denied: the master may not use this database (its privileges on it)",
     ),
     (("SSL", "certificate"), TLS_FAILED),
-    (("Connection refused", "timed out", "No route to host", "(2003,"), HOST_UNREACHABLE),
+    # (2003, "Can't connect to MySQL server on 'host' (...)"): the system's words in brackets
+    (("Connection refused",), CONNECTION_REFUSED),
+    (("No route to host", "Network is unreachable"), NO_ROUTE),
+    (("timed out",), TIMED_OUT),
 )
 
 
@@ -5547,7 +5586,12 @@ class MySql:
     PASSWORD_EXPIRED = 1862
 
     def open(
-        self, target: Target, user: str, password: str, read_timeout: float | None = None
+        self,
+        target: Target,
+        user: str,
+        password: str,
+        read_timeout: float | None = None,
+        database: str | None = None,
     ) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
         ssl_mode disable is no TLS at all: left to itself PyMySQL would try TLS where the
@@ -5570,6 +5614,7 @@ class MySql:
                 charset="utf8mb4",
                 autocommit=True,
                 program_name=TOOL,
+                database=database,
                 ssl=tls,
                 ssl_disabled=tls is None,
             )
@@ -5595,13 +5640,19 @@ class MySql:
         return self.connect_as_master(target, settings.connect_timeout + settings.lock_timeout)
 
     def connect_as_master(self, target: Target, read_timeout: float) -> Any:
+        """In the event's database, as on PostgreSQL: a missing one is refused as the
+        connection is made, before anything else is read (the statements name it themselves)."""
+        master, password = target.master_user, target.master_password
         try:
-            return self.open(target, target.master_user, target.master_password, read_timeout)
+            return self.open(target, master, password, read_timeout, target.database)
         except pymysql.Error as error:
-            where = f"{target.host}:{target.port} as {target.master_user!r}"
+            if error.args and error.args[0] == MY_BAD_DATABASE:
+                raise InvalidEvent([database_missing(target.database)]) from None
+            where = f"{target.host}:{target.port}/{target.database} as {master!r}"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said, MY_CONNECT_FAILURES)
-            raise ApplyError(failure + no_answer(said, target.settings)) from None
+            raise ApplyError(
+                connect_failure(where, said, MY_CONNECT_FAILURES, target.settings)
+            ) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -6219,7 +6270,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
     """What the event asks that this server cannot give; checked before anything changes."""
     problems = my_password_check_problems(state)
     if not state.database_exists:
-        problems.append(f"database {event.database!r} does not exist on this server")
+        problems.append(database_missing(event.database))
     staying = {u.name for u in event.users if not u.deleting} | event.refused_users
     for user in event.users:
         account = state.accounts.get(my_user_account(user))
