@@ -49,7 +49,7 @@ module "rds_initializer" {
   master_secret_arns = [
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:dp-sec-db-ue1-af-master_user-dev-??????",
   ]
-  user_secret_name_prefix = "dp-sec-db-ue1-"
+  user_secret_name_prefix = "dp-sec-db-ue1-users/"
   kms_key_arns = [
     "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
   ]

@@ -641,8 +641,8 @@ def test_postgresql_below_14_is_refused_before_its_catalog_is_read(major, refuse
 def test_runs_converge_where_batchgetsecretvalue_is_denied(rds, monkeypatch):
     created = tool.SecretsManager.__init__
 
-    def with_batch_denied(self, region, settings=None):
-        created(self, region, settings)
+    def with_batch_denied(self, *args, **keys):
+        created(self, *args, **keys)
 
         def denied(**_):
             error = {"Error": {"Code": "AccessDeniedException", "Message": "denied by an SCP"}}
