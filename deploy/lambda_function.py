@@ -251,6 +251,9 @@ def main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 Action = Literal["create", "update", "delete"]
+# How a user logs in: with the password in its secret, or with IAM tokens only (no password,
+# no secret): see docs/iam.md.
+Auth = Literal["password", "iam"]
 SslMode = Literal["require", "verify-full", "disable"]
 # keep: the password stays; new-user: a new role gets a new password; change: an existing one
 # does (through AWSPENDING); finish: our interrupted change is promoted.
@@ -311,6 +314,9 @@ class UserSpec:
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # MySQL account host; None: not given ("%")
     secret_found: bool = False  # a delete's secret, found by its tags (none was named)
+    # None: not declared, a password user, but an existing account that authenticates
+    # another way (IAM, another plugin) is never given a password; "password" converts it.
+    auth: Auth | None = None
 
     @property
     def account(self) -> tuple[str, str]:
@@ -339,6 +345,16 @@ class UserSpec:
     @property
     def wants_new_password(self) -> bool:
         return self.action == "update" or self.rotate_password
+
+    @property
+    def iam(self) -> bool:
+        """Logs in with IAM tokens only: no password, and no secret (one it had is retired)."""
+        return self.auth == "iam" and not self.deleting
+
+    @property
+    def has_password(self) -> bool:
+        """A user that stays and logs in with the password in its secret."""
+        return not self.deleting and not self.iam
 
 
 @dataclass(frozen=True)
@@ -484,6 +500,11 @@ class EngineState(Protocol):
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
+
+    def other_auth(self, user: UserSpec) -> str | None:
+        """How the user's existing account authenticates when not by a password the tool can
+        set ("IAM (it holds rds_iam)", "plugin ed25519"); None for a password account or none."""
+        ...
 
 
 @dataclass
@@ -712,6 +733,7 @@ TOP_KEYS = {
 }
 
 USER_KEYS = {
+    "auth",
     "db_user",
     "user_secret_name",
     "action",
@@ -729,6 +751,8 @@ TRUE_WORDS = {"true", "yes", "1"}
 FALSE_WORDS = {"false", "no", "0"}
 
 NONE_WORDS = {"", "none", "null"}
+
+AUTHS: tuple[Auth, ...] = ("password", "iam")
 
 ROTATION_KEYS = {"enabled", "lambda_arn", "schedule", "days", "duration", "rotate_immediately"}
 
@@ -1005,8 +1029,9 @@ def parse_user(
     if action not in ACTIONS:
         problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
-    if secret_name is None and action != "delete":
-        problems.append("user_secret_name is required (except for delete)")
+    iam = isinstance(raw.get("auth"), str) and raw["auth"].strip().lower() == "iam"
+    if secret_name is None and action != "delete" and not iam:
+        problems.append("user_secret_name is required (except for delete and IAM users)")
     elif secret_name is not None:
         problems += secret_name_problems(secret_name, "user_secret_name")
     flags = {}
@@ -1033,6 +1058,12 @@ def parse_user(
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
         rotation = default_rotation
+    auth, found = parse_auth(raw, action, rotation if not is_none(raw.get("rotation")) else None)
+    problems += found
+    if auth == "iam":
+        rotation = None  # nothing to rotate: the event's default applies to password users
+    if auth == "iam" and action != "delete" and flags.get("rotate_password"):
+        problems.append("rotate_password: an IAM user has no password (auth iam)")
     user = UserSpec(
         name=name,
         secret_name=secret_name,
@@ -1045,8 +1076,30 @@ def parse_user(
         reassign_to=reassign_to,
         host=host,
         rotation=None if action == "delete" else rotation,
+        auth=None if action == "delete" else auth,
     )
     return user, problems
+
+
+def parse_auth(
+    raw: dict, action: Any, own_rotation: Rotation | None
+) -> tuple[Auth | None, list[str]]:
+    """`auth`: password or iam, any case; None when not given. An IAM user has no password to
+    change or rotate (secrets, and so rotation, are for passwords only)."""
+    if "auth" not in raw:
+        return None, []
+    value = raw["auth"]
+    auth = value.strip().lower() if isinstance(value, str) else value
+    if auth not in AUTHS:
+        return None, [f"auth must be one of {', '.join(AUTHS)}, not {value!r}"]
+    problems = []
+    if auth == "iam" and action == "update":
+        problems.append(
+            "action update gives a new password, and an IAM user has none (auth iam): use create"
+        )
+    if auth == "iam" and action != "delete" and own_rotation and own_rotation.enabled:
+        problems.append("rotation: an IAM user has no password to rotate (auth iam)")
+    return next(a for a in AUTHS if a == auth), problems
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -1405,7 +1458,7 @@ def gather(
         """Whether a write would rest on what ListSecrets says of the secret's tags or
         rotation, which may be minutes old: then it is described (see read_states)."""
         return any(
-            (not u.deleting and missing_tags(secret, wanted_tags(event, target, u.name)))
+            (u.has_password and missing_tags(secret, wanted_tags(event, target, u.name)))
             or (
                 u.rotation is not None
                 and rotation_change(
@@ -1416,7 +1469,8 @@ def gather(
             for u in users_of[secret.name]
         )
 
-    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
+    # A delete, or an IAM user (whose password secret is retired), that names no secret.
+    unnamed = [u for u in event.users if (u.deleting or u.iam) and not u.secret_name]
 
     def read_secrets() -> tuple[dict[str, list[str]], dict[str, SecretState]]:
         found = dict(
@@ -1438,7 +1492,7 @@ def gather(
     adopted = [
         u
         for u in event.users
-        if not u.deleting and state.has_user(u) and not secrets[u.secret_name or ""].exists
+        if u.has_password and state.has_user(u) and not secrets[u.secret_name or ""].exists
     ]
     elsewhere = dict(
         zip(
@@ -1447,7 +1501,8 @@ def gather(
             strict=True,
         )
     )
-    staying = [u for u in event.users if not u.deleting]
+    # An account that authenticates another way (IAM) refuses every password: never probed.
+    staying = [u for u in event.users if u.has_password and not state.other_auth(u)]
     probes = probe_logins(staying, secrets, state, event, target, aws)
     return Facts(state, secrets, probes, found, elsewhere)
 
@@ -2099,15 +2154,25 @@ def make_plan(
             "changed; manage each account through one secret, in one event"
             for other in facts.elsewhere.get(user.name, [])
         ]
-    staying = [u for u in event.users if not u.deleting]
+    problems += [
+        f"user {user.name!r}: its rotation clone {user.clone!r} exists, and a member of an IAM "
+        "user authenticates with IAM too: drop the clone (REASSIGN OWNED BY it, DROP USER or "
+        "DROP ROLE) before making the user an IAM user"
+        for user in event.users
+        if user.iam and state.has_clone(user)
+    ]
+    staying = [u for u in event.users if u.has_password]
     decided = []
     for user in staying:
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
-        credential = decide_credential(
-            user, login, secret, state.has_user(user), facts.probes[user.name], target
-        )
+        # Converted to a password (auth password; it authenticated another way), the account
+        # has no password that works: it gets one as a new user does.
+        password_login = state.has_user(user) and not state.other_auth(user)
+        probe = facts.probes.get(user.name, Probe())
+        credential = decide_credential(user, login, secret, password_login, probe, target)
         problems += credential_problems(credential, secret)
+        problems += downgrade_problems(user, state)
         decided.append(credential)
     rotations = rotation_calls(staying, secrets, dialect, environ)
     problems += rotation_call_problems(staying, rotations, secrets)
@@ -2283,6 +2348,22 @@ def decide_credential(
     )
 
 
+def downgrade_problems(user: UserSpec, state: EngineState) -> list[str]:
+    """An existing account that authenticates another way (IAM, another plugin) is managed
+    only as the event declares it: never given a password by default (adopting it, a new
+    password, verify_logins repairing it), which would lock out whatever logs in that way
+    (MySQL's ALTER USER ... IDENTIFIED BY also replaces the account's plugin)."""
+    method = state.other_auth(user)
+    if not method or user.auth is not None:
+        return []
+    return [
+        f"user {user.name!r} authenticates with {method}: the tool never gives such an "
+        "account a password unless the event says so. Nothing was changed. Declare "
+        '"auth": "iam" to keep it an IAM user (no password; its secret retired), or '
+        '"auth": "password" to make it a password user'
+    ]
+
+
 def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
     foreign_pending = secret.pending_version and not secret.pending_is_ours
     if foreign_pending and credential.mode in ("new-user", "change"):
@@ -2386,8 +2467,9 @@ def missing_tags(secret: SecretState, wanted: dict[str, str]) -> dict[str, str]:
 def secret_result(
     user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
 ) -> str:
-    """What happens to the user's secret; the same answer for a run and for its dry run."""
-    if user.deleting:
+    """What happens to the user's secret; the same answer for a run and for its dry run. An
+    IAM user's password secret is retired as a delete's is."""
+    if user.deleting or user.iam:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
         return "created"
@@ -2431,7 +2513,9 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
     # thread of the pool to learn that there is nothing to write.
-    staying = [u for u in plan.event.users if not u.deleting and plan.writes_secret_of(u)]
+    staying = [
+        u for u in plan.event.users if u.name in plan.credentials and plan.writes_secret_of(u)
+    ]
 
     def before(user: UserSpec) -> str | None:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
@@ -2453,7 +2537,7 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
     try:
         deadline.check("promoting the new passwords")
         aws.map(after, staying)
-        doomed = [u for u in plan.event.users if u.deleting and u.secret_name]
+        doomed = [u for u in plan.event.users if (u.deleting or u.iam) and u.secret_name]
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, botocore.exceptions.ClientError) as error:
         raise ApplyError(
@@ -2662,7 +2746,7 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))
-    return {
+    entry = {
         "db_user": user.name,
         "action": user.action,
         "grantor": user.grantor,  # the order the users were created in follows it
@@ -2670,6 +2754,33 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
         "changes": changes,
         "secret": secret,
         "rotation": ROTATION_RESULTS[rotation.change] if rotation else "unchanged",
+    }
+    if user.iam:
+        entry["auth"] = "iam"
+        entry["iam_policy"] = iam_connect_policy(user, plan.target)
+    return entry
+
+
+# The part of an rds-db:connect resource the tool cannot know: RDS's resource id is not in
+# the endpoint's name, and reading it would take rds:Describe* rights the function lacks.
+RESOURCE_ID = "<resource-id>"
+
+
+def iam_connect_policy(user: UserSpec, target: Target) -> dict[str, str]:
+    """What an IAM user's principal must be allowed: rds-db:connect on the user of this
+    database. The partition, region and account come from the master secret's ARN (the
+    secret of an RDS database lives in its region and account)."""
+    parts = target.master_arn.split(":")
+    if len(parts) > 5 and parts[0] == "arn":
+        partition, region, account = parts[1], parts[3], parts[4]
+    else:
+        partition, region, account = "aws", "<region>", "<account-id>"
+    return {
+        "action": "rds-db:connect",
+        "resource": f"arn:{partition}:rds-db:{region}:{account}:dbuser:{RESOURCE_ID}/{user.name}",
+        RESOURCE_ID: "not known to the tool: the DbiResourceId of the DB instance (db-...), "
+        "or for an Aurora cluster the DbClusterResourceId (cluster-...), as aws rds "
+        "describe-db-instances or describe-db-clusters shows it",
     }
 
 
@@ -3326,6 +3437,8 @@ class PgRole:
     replication: bool = False  # only a role with REPLICATION may alter it: never managed
     bypass_rls: bool = False  # likewise with BYPASSRLS
     expired: bool = False  # VALID UNTIL in the past: no password logs in
+    iam: bool = False  # a member of rds_iam, directly or through other roles: IAM logins only
+    iam_grantors: tuple[str, ...] = ()  # who granted it rds_iam directly
 
 
 # grantee -> grantor -> what that grantor gave that grantee on one object (managed grantees)
@@ -3374,9 +3487,18 @@ class PgState:
     # privilege_plan's answer for the event it was asked about (state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
+    self_grant: str = ""  # 16+: createrole_self_grant, how a role made is granted to its maker
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
+
+    def other_auth(self, user: UserSpec) -> str | None:
+        role = self.roles.get(user.name)
+        if not role or not role.iam:
+            return None
+        if PG_IAM_ROLE in role.member_of:
+            return f"IAM (it holds {PG_IAM_ROLE})"
+        return f"IAM (it holds {PG_IAM_ROLE} through another role)"
 
     def may_act_as(self, owner: str) -> bool:
         """Whether the master can run statements on `owner`'s objects: as itself, or as the
@@ -3394,8 +3516,13 @@ class PgState:
 
 
 SESSION_QUERY = """
-SELECT current_user, current_setting('server_version_num')::int / 10000
+SELECT current_user, current_setting('server_version_num')::int / 10000,
+       coalesce(current_setting('createrole_self_grant', true), '')
 """
+
+# RDS's role for IAM database authentication: a role holding it, directly or through other
+# roles, logs in with IAM tokens only (its password logins fail), the master included.
+PG_IAM_ROLE = "rds_iam"
 
 ROLES_QUERY = """
 SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
@@ -3406,7 +3533,13 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
        ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
              WHERE m.member = r.oid),
        coalesce(rolconfig, '{}'),
-       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false)
+       rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false),
+       r.rolname = ANY(%(users)s) AND EXISTS (
+           SELECT 1 FROM pg_roles i WHERE i.rolname = 'rds_iam' AND i.oid <> r.oid
+           AND pg_has_role(r.oid, i.oid, 'MEMBER')),
+       ARRAY(SELECT pg_get_userbyid(m.grantor) FROM pg_auth_members m
+             JOIN pg_roles i ON i.oid = m.roleid
+             WHERE i.rolname = 'rds_iam' AND m.member = r.oid)
 FROM pg_roles r
 """
 
@@ -3518,8 +3651,11 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
-    master, major = cursor.fetchone()
-    cursor.execute(ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major})
+    master, major, self_grant = cursor.fetchone()
+    users = [u.name for u in event.users]
+    cursor.execute(
+        ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major, "users": users}
+    )
     roles = {
         row[0]: PgRole(
             name=row[0],
@@ -3535,10 +3671,11 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             replication=row[10],
             bypass_rls=row[11],
             expired=row[12],
+            iam=row[13],
+            iam_grantors=tuple(row[14]),
         )
         for row in cursor.fetchall()
     }
-    users = [u.name for u in event.users]
     params = {"users": users, "schemas": list(event.schemas)}
     cursor.execute(OBJECTS_QUERY, params)
     # Each object's grants come as one entry per (grantee, grantor), its privileges joined in
@@ -3605,7 +3742,15 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             admins[role].append(admin)
         queries += 1
     return PgState(
-        major, master, roles, objects, default_grants, dict(dependencies), queries, dict(admins)
+        major,
+        master,
+        roles,
+        objects,
+        default_grants,
+        dict(dependencies),
+        queries,
+        dict(admins),
+        self_grant=self_grant,
     )
 
 
@@ -3652,7 +3797,47 @@ def state_problems(event: Event, state: PgState) -> list[str]:
                     f"user {user.name!r} has {attribute}, which only a role that has it may "
                     "alter (the master has not): never managed"
                 )
-    return problems + crowded_acl_problems(event, state) + privilege_plan(event, state).problems
+    return (
+        problems
+        + iam_problems(event, state)
+        + crowded_acl_problems(event, state)
+        + privilege_plan(event, state).problems
+    )
+
+
+def iam_problems(event: Event, state: PgState) -> list[str]:
+    """What turning users into IAM users, or back, needs here. The master must never come to
+    inherit rds_iam: it would then log in with IAM tokens only, and the tool with it."""
+    problems = []
+    for user in event.users:
+        role, where = state.roles.get(user.name), f"user {user.name!r}"
+        if user.iam and PG_IAM_ROLE not in state.roles:
+            problems.append(
+                f"{where}: auth iam needs the role {PG_IAM_ROLE}, which RDS and Aurora create; "
+                "this server has none"
+            )
+        if user.iam and role and not role.iam and role.master_has_privileges:
+            problems.append(
+                f"{where}: the master {state.master!r} inherits role {user.name!r}, so with "
+                f"{PG_IAM_ROLE} it would turn the master into an IAM-only login. Nothing was "
+                f"changed; first run REVOKE {sql_quote(user.name)} FROM "
+                f"{sql_quote(state.master)} (16+: or keep it WITH INHERIT FALSE)"
+            )
+        if user.auth == "password" and role and role.iam:
+            if PG_IAM_ROLE not in role.member_of:
+                problems.append(
+                    f"{where} holds {PG_IAM_ROLE} through another role (it is a member of "
+                    f"{', '.join(map(repr, role.member_of))}): it cannot be made a password "
+                    "user while that membership stays"
+                )
+            others = sorted(set(role.iam_grantors) - {state.master})
+            if state.server_major >= 16 and others:
+                problems.append(
+                    f"{where} was granted {PG_IAM_ROLE} by {', '.join(map(repr, others))}, and "
+                    "the master may revoke only its own grant: run REVOKE rds_iam FROM "
+                    f"{sql_quote(user.name)} GRANTED BY that role, then re-run"
+                )
+    return problems
 
 
 # The entries a table's or sequence's ACL may hold. It lives in the object's pg_class row,
@@ -4065,9 +4250,21 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
     """CREATE ROLE for new users (grantors first), ALTER ROLE for drifted or new passwords.
     `passwords` is by login: U, or its rotation clone once the secret names the clone."""
     steps = []
+    if state.self_grant and any(u.iam and u.name not in state.roles for u in users):
+        # 16+: a createrole_self_grant with INHERIT would make the master inherit each role it
+        # creates, and so rds_iam through an IAM user: not for this transaction's roles.
+        no_self_grant = sql.SQL("SET LOCAL createrole_self_grant TO ''")
+        steps.append(Step(no_self_grant, "roles created are not granted to the master", ()))
     for user in grantor_order(users):
         name = sql.Identifier(user.name)
         role = state.roles.get(user.name)
+        if role is None and user.iam:
+            without_password = sql.SQL(
+                "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL"
+            ).format(name)
+            steps += [Step(without_password, "create role (IAM authentication)", (user.name,))]
+            steps += [iam_membership_step("GRANT", user)]
+            continue
         if role is None:
             clause, shown = password_clause(passwords[user.name])
             create = sql.SQL("CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE ")
@@ -4083,7 +4280,14 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
-        steps += expiry_steps(user, state)
+        if user.iam and not role.iam:
+            remove = sql.SQL("ALTER ROLE {} WITH PASSWORD NULL").format(name)
+            steps += [Step(remove, "remove its password", (user.name,))]
+            steps += [iam_membership_step("GRANT", user)]
+        elif user.auth == "password" and PG_IAM_ROLE in role.member_of:
+            steps.append(iam_membership_step("REVOKE", user))
+        if not user.iam:
+            steps += expiry_steps(user, state)
         for login, what in (
             (user.name, "new password"),
             (user.clone, f"new password of {user.clone}"),
@@ -4093,6 +4297,15 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
                 alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
                 steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
     return steps
+
+
+def iam_membership_step(verb: str, user: UserSpec) -> Step:
+    """GRANT rds_iam TO U (IAM logins only), or REVOKE it (password logins again)."""
+    direction, what = ("TO", "IAM authentication") if verb == "GRANT" else ("FROM", "passwords")
+    statement = sql.SQL("{} {} {} {}").format(
+        sql.SQL(verb), sql.Identifier(PG_IAM_ROLE), sql.SQL(direction), sql.Identifier(user.name)
+    )
+    return Step(statement, f"{verb.lower()} {PG_IAM_ROLE}: logs in with {what}", (user.name,))
 
 
 def expiry_steps(user: UserSpec, state: PgState) -> list[Step]:
@@ -4570,6 +4783,8 @@ class MyAccount:
     host: str
     superuser: bool = False
     is_role: bool = False  # MariaDB keeps its roles in mysql.user too
+    plugin: str = ""  # how it authenticates: mysql.user.plugin (MariaDB: from global_priv)
+    ssl_type: str = ""  # REQUIRE: '' none, ANY (SSL), X509, SPECIFIED
 
 
 @dataclass
@@ -4581,6 +4796,7 @@ class MyState:
     accounts: dict[tuple[str, str], MyAccount]
     grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
+    iam_plugin: bool = True  # AWSAuthenticationPlugin is loaded (read when the event has IAM users)
     catalog_queries: int = 3
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
@@ -4592,6 +4808,14 @@ class MyState:
 
     def has_clone(self, user: UserSpec) -> bool:
         return self.clone_account(user) is not None
+
+    def other_auth(self, user: UserSpec) -> str | None:
+        account = self.accounts.get(user.account)
+        if not account or account.plugin in MY_PASSWORD_PLUGINS:
+            return None
+        if account.plugin == MY_IAM_PLUGIN:
+            return f"IAM (plugin {MY_IAM_PLUGIN})"
+        return f"plugin {account.plugin}"
 
     def has_name(self, name: str) -> bool:
         if self._names is None:  # indexed once: one lookup a grantor, not a scan
@@ -4609,8 +4833,25 @@ SELECT VERSION(), @@SESSION.sql_mode,
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role} FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role}, plugin, ssl_type FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
+"""
+
+# The plugins that authenticate by the password the tool sets ('' is an old MariaDB's native).
+# Any other (AWSAuthenticationPlugin, ed25519, unix_socket, auth_socket...) is another way.
+MY_PASSWORD_PLUGINS = frozenset(
+    {"", "mysql_native_password", "mysql_old_password", "caching_sha2_password", "sha256_password"}
+)
+
+# RDS's plugin for IAM database authentication, on MySQL and MariaDB alike (loaded when the
+# instance has IAM database authentication on), and how an account is made to use it.
+MY_IAM_PLUGIN = "AWSAuthenticationPlugin"
+MY_IAM_CLAUSE = f"IDENTIFIED WITH {MY_IAM_PLUGIN} AS 'RDS'"
+MY_TLS_REQUIRED = ("ANY", "X509", "SPECIFIED")  # ssl_type of an account that REQUIREs TLS
+
+MY_IAM_PLUGIN_QUERY = """
+SELECT COUNT(*) FROM information_schema.PLUGINS
+WHERE PLUGIN_NAME = 'AWSAuthenticationPlugin' AND PLUGIN_STATUS = 'ACTIVE'
 """
 
 MARIADB_IS_ROLE = "is_role = 'Y'"
@@ -4662,9 +4903,14 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         (tuple(sorted(names)),),
     )
     accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role))
-        for user, host, superuser, role in cursor.fetchall()
+        (user, host): MyAccount(user, host, bool(superuser), bool(role), plugin or "", ssl or "")
+        for user, host, superuser, role, plugin, ssl in cursor.fetchall()
     }
+    iam_plugin = True
+    if any(u.iam for u in event.users):
+        cursor.execute(MY_IAM_PLUGIN_QUERY)
+        iam_plugin = bool(cursor.fetchone()[0])
+        queries += 1
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
     cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
     grants: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -4692,6 +4938,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         accounts=accounts,
         grants={account: frozenset(held) for account, held in grants.items()},
         definers=dict(definers),
+        iam_plugin=iam_plugin,
         catalog_queries=queries,
     )
 
@@ -4716,6 +4963,12 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             and not state.has_name(user.grantor)
         ):
             problems.append(f"{where}: grantor {user.grantor!r} does not exist")
+        if user.iam and not state.iam_plugin:
+            problems.append(
+                f"{where}: auth iam needs {MY_IAM_PLUGIN}, which is not loaded on this server: "
+                "turn IAM database authentication on for the DB instance or cluster "
+                "(--enable-iam-database-authentication)"
+            )
         clone = state.clone_account(user)
         objects = state.definers.get(user.account, [])
         objects += state.definers.get(clone, []) if clone else []
@@ -4797,6 +5050,9 @@ def my_account_steps(
     by login: U, or its rotation clone once the secret names the clone."""
     steps = []
     for user in grantor_order(users):
+        if user.iam:
+            steps += my_iam_steps(user, state)
+            continue
         clone = state.clone_account(user)
         logins = [(user.account, "new password" if state.has_user(user) else "create user")]
         if clone:
@@ -4809,6 +5065,24 @@ def my_account_steps(
             statement = f"{verb} USER {my_account(account, state)} "
             steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
     return steps
+
+
+def my_iam_steps(user: UserSpec, state: MyState) -> list[Step]:
+    """An IAM account: RDS's plugin instead of a password, and TLS required (the tokens are
+    sent in the clear otherwise; AWS's IAM documentation requires TLS for these accounts)."""
+    account = state.accounts.get(user.account)
+    name, who = my_account(user.account, state), (user.name,)
+    if account is None:
+        statement = f"CREATE USER {name} {MY_IAM_CLAUSE} REQUIRE SSL"
+        return [Step(statement, "create user (IAM authentication)", who)]
+    if account.plugin != MY_IAM_PLUGIN:
+        statement = f"ALTER USER {name} {MY_IAM_CLAUSE} REQUIRE SSL"
+        return [
+            Step(statement, f"IAM authentication instead of {account.plugin or 'a password'}", who)
+        ]
+    if account.ssl_type not in MY_TLS_REQUIRED:
+        return [Step(f"ALTER USER {name} REQUIRE SSL", "require TLS (IAM authentication)", who)]
+    return []
 
 
 def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:
