@@ -2791,7 +2791,7 @@ def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: 
         return "deleted" if existed or outcome == "deleted" else "absent"
     if not existed:
         return "created"
-    return "updated" if changes or outcome != "unchanged" else "unchanged"
+    return "updated" if changes or outcome not in ("unchanged", "absent") else "unchanged"
 
 
 def rotation_summary(call: RotationCall) -> str:
