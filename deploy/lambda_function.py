@@ -3521,7 +3521,8 @@ SELECT current_user, current_setting('server_version_num')::int / 10000,
 """
 
 # RDS's role for IAM database authentication: a role holding it, directly or through other
-# roles, logs in with IAM tokens only (its password logins fail), the master included.
+# roles, logs in with IAM tokens only (its password logins fail), the master included. Only
+# the event's users are asked about it (ROLES_QUERY), any membership counting (MEMBER).
 PG_IAM_ROLE = "rds_iam"
 
 ROLES_QUERY = """
@@ -3534,12 +3535,12 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
              WHERE m.member = r.oid),
        coalesce(rolconfig, '{}'),
        rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false),
-       r.rolname = ANY(%(users)s) AND EXISTS (
+       r.rolname = ANY(%(users)s) AND NOT rolsuper AND EXISTS (
            SELECT 1 FROM pg_roles i WHERE i.rolname = 'rds_iam' AND i.oid <> r.oid
            AND pg_has_role(r.oid, i.oid, 'MEMBER')),
        ARRAY(SELECT pg_get_userbyid(m.grantor) FROM pg_auth_members m
              JOIN pg_roles i ON i.oid = m.roleid
-             WHERE i.rolname = 'rds_iam' AND m.member = r.oid)
+             WHERE i.rolname = 'rds_iam' AND m.member = r.oid AND r.rolname = ANY(%(users)s))
 FROM pg_roles r
 """
 

@@ -99,6 +99,12 @@ INVALID = {
     "an account host with a quote": first_user(host="a'b"),
     "no schemas": top(schemas=[]),
     "schemas repeated": top(schemas=["a", "a"]),
+    "an unknown auth": first_user(auth="token"),
+    "auth not a string": first_user(auth=None),
+    "an IAM user updated": first_user(auth="iam", action="update"),
+    "an IAM user given a new password": first_user(auth="iam", rotate_password="Yes"),
+    "an IAM user with its own rotation": first_user(auth="iam", rotation={"days": 7}),
+    "an IAM user with reassign_to": first_user(auth="iam", reassign_to="someone"),
 }
 
 VALID = {
@@ -126,6 +132,18 @@ VALID = {
         }
     ),
     "no $schema at all": lambda event: event.pop("$schema"),
+    "auth in another case": first_user(auth=" Password "),
+    "an IAM user without a secret name": lambda event: event["users"][2].update(
+        auth="IAM", user_secret_name=None
+    ),
+    "an IAM user turning rotation off": first_user(auth="iam", rotation={"enabled": "false"}),
+    "an IAM user among users the event rotates": lambda event: (
+        event.update(rotation={"days": 30}),
+        event["users"][2].update(auth="iam"),
+    ),
+    "a delete declared iam": lambda event: event["users"][2].update(
+        action="delete", auth="iam", rotate_password=True
+    ),
     "an account host pattern": lambda event: (
         event.update(MARIADB),
         event["users"][0].update(host="10.0.%"),
