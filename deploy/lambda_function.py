@@ -5055,14 +5055,16 @@ def my_account_steps(
             steps += my_iam_steps(user, state)
             continue
         clone = state.clone_account(user)
-        logins = [(user.account, "new password" if state.has_user(user) else "create user")]
+        summary = "new password" if state.has_user(user) else "create user"
+        method = state.other_auth(user)  # auth password: IDENTIFIED BY sets a password plugin
+        logins = [(user.account, f"{summary} instead of {method}" if method else summary)]
         if clone:
             logins.append((clone, f"new password of {user.clone}"))
         for account, summary in logins:
             if account[0] not in passwords:
                 continue
             clause, shown = my_password_clause(passwords[account[0]], state)
-            verb = "CREATE" if summary == "create user" else "ALTER"
+            verb = "ALTER" if account in state.accounts else "CREATE"
             statement = f"{verb} USER {my_account(account, state)} "
             steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
     return steps

@@ -189,6 +189,18 @@ def test_switching_a_user_to_iam_and_back_converges_each_way(iam):
     assert not master_inherits_rds_iam(iam)
 
 
+def test_an_iam_user_naming_no_secret_retires_the_one_the_tool_made_for_it(iam):
+    iam.invoke(iam.event([user("app", grant_privileges="SELECT")]))
+
+    report = iam.invoke(
+        iam.event([{"db_user": "app", "auth": "iam", "grant_privileges": "SELECT"}])
+    )
+
+    secret = entry(report, "app")["secret"]
+    assert secret["result"] == "deleted" and secret["found_by_tags"] is True
+    assert not secret_exists(iam, "secret-app") and holds_rds_iam(iam, "app")
+
+
 def make_iam_role(db, name: str, through: str | None = None) -> None:
     """An account that logs in with IAM, made by hand by the master as AWS documents it:
     rds_iam granted to it, or to a group it is a member of."""

@@ -346,3 +346,21 @@ def test_iam_users_need_the_plugin_loaded():
     assert my_state_problems(event(spec("app", auth="iam")), loaded) == []
     (problem,) = my_state_problems(event(spec("app", auth="iam")), missing)
     assert "AWSAuthenticationPlugin, which is not loaded" in problem
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_an_iam_account_declared_a_password_user_gets_a_password_and_its_plugin(engine):
+    """ALTER USER ... IDENTIFIED BY sets the default password plugin (MySQL) or
+    mysql_native_password (MariaDB's IDENTIFIED BY PASSWORD) in place of RDS's."""
+    mariadb = engine == "mariadb"
+    account = MyAccount("app", "%", plugin="AWSAuthenticationPlugin", ssl_type="ANY")
+    identified_by = native_password_hash("pw") if mariadb else "pw"
+    (step,) = plan_mysql(
+        event(spec("app", auth="password"), engine=engine),
+        state(account, mariadb=mariadb),
+        {"app": identified_by},
+    )
+
+    clause = f"IDENTIFIED BY PASSWORD '{identified_by}'" if mariadb else "IDENTIFIED BY 'pw'"
+    assert step.statement == f"ALTER USER 'app'@'%' {clause}"
+    assert step.summary == "new password instead of IAM (plugin AWSAuthenticationPlugin)"
