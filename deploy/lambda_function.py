@@ -23,6 +23,7 @@ The file reads as the data flows:
 from __future__ import annotations
 
 import base64
+import difflib
 import gc
 import hashlib
 import hmac
@@ -375,6 +376,9 @@ class Event:
     ssl_mode: SslMode = "require"
     verify_logins: bool = False
     move_secrets: bool = False  # secrets describing this database at another endpoint follow it
+    # Users the event declares whose entries were left out for their own problems: no other
+    # check may call them missing.
+    refused_users: frozenset[str] = frozenset()
 
     def user(self, name: str) -> UserSpec | None:
         """The user of that name (the first one, if declared twice), in constant time."""
@@ -697,18 +701,21 @@ SSL_MODES = ("require", "verify-full", "disable")
 # build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
 BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
 
-SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")  # what CreateSecret accepts
+SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}\Z")  # what CreateSecret accepts
 SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # The tags that say whose secret it is and for which database: a delete that names no secret
 # finds it by them, and so does the check that an account has one secret per server.
 USER_TAG, SERVER_TAG, DATABASE_TAG = (f"{TOOL}:{k}" for k in ("user", "server", "database"))
 
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")  # us-east-1, us-gov-west-1, cn-north-1
 
-# AWS's tag rules (Secrets Manager's Tag type); managed-by is one of the 50 a secret may have.
+# AWS's tag rules (Secrets Manager's Tag type). A secret may have 50 tags, the tool's own
+# included (wanted_tags): managed-by and the identity tags, which secret_tags may not set.
 TAG_KEY = re.compile(r"[\w .:/=+\-@]{1,128}")
 TAG_VALUE = re.compile(r"[\w .:/=+\-@]{0,256}")
-TAGS_MAX = 49
+TOOL_TAG_KEYS = ("managed-by", USER_TAG, SERVER_TAG, DATABASE_TAG)
+TAGS_MAX = 50 - len(TOOL_TAG_KEYS)
 
 EVENT_MAX_DEPTH = 32  # an event is 5 levels deep (users, a user, its rotation, a value)
 
@@ -764,18 +771,18 @@ ROTATION_MIN_HOURS = 4  # AWS's shortest rotation interval
 
 LAMBDA_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-[0-9]+:[0-9]{12}:function:[A-Za-z0-9_-]{1,64}"
-    r"(:[A-Za-z0-9$_-]{1,128})?$"
+    r"(:[A-Za-z0-9$_-]{1,128})?\Z"
 )
 
-RATE = re.compile(r"^rate\(([0-9]+) (hour|day)s?\)$")
+RATE = re.compile(r"^rate\(([0-9]+) (hour|day)s?\)\Z")
 
-CRON = re.compile(r"^cron\(([^()]*)\)$")
+CRON = re.compile(r"^cron\(([^()]*)\)\Z")
 
-CRON_FIELD = re.compile(r"^[0-9A-Za-z#?*/,-]+$")
+CRON_FIELD = re.compile(r"^[0-9A-Za-z#?*/,-]+\Z")
 
-CRON_HOURS = re.compile(r"^(\*|[0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?$")  # 5, 1-5, */6, 2/6
+CRON_HOURS = re.compile(r"^(\*|[0-9]+)(?:-([0-9]+))?(?:/([0-9]+))?\Z")  # 5, 1-5, */6, 2/6
 
-DURATION = re.compile(r"^([0-9]{1,2})h$")  # AWS: [0-9]+h, 2 or 3 characters
+DURATION = re.compile(r"^([0-9]{1,2})h\Z")  # AWS: [0-9]+h, 2 or 3 characters
 
 
 def parse_event(raw: Any) -> Event:
@@ -795,7 +802,9 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     unreadable = unreadable_values(raw)
     if unreadable:  # no name with a NUL may reach a driver, nor a value any recursion
         raise InvalidEvent(unreadable)
-    problems = [f"unknown key {key!r}" for key in sorted(set(raw) - TOP_KEYS)]
+    problems = unknown_key_problems(raw, TOP_KEYS, "the event's")
+    if not isinstance(raw.get("$schema", ""), str):
+        problems.append("$schema must be a string: the address of the event's JSON Schema")
     texts: dict[str, str | None] = {}
     for key in ("secret_name", "database_name", "rds_host", "region", "kms_key_id"):
         texts[key], found = parse_text(raw, key, required=key in ("secret_name", "database_name"))
@@ -842,6 +851,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
         ssl_mode=ssl_mode,
         verify_logins=flags["verify_logins"],
         move_secrets=flags["move_secrets"],
+        refused_users=refused_names(raw.get("users"), users),
     )
     problems += relationship_problems(event)
     if engine:
@@ -895,6 +905,27 @@ def event_path(path: EventPath | None) -> str:
     return f"{where}.{name}" if where else name
 
 
+def did_you_mean(given: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' naming the choice nearest to a mistyped one, or ''."""
+    nearest = difflib.get_close_matches(given, list(choices), n=1)
+    return f" (did you mean {nearest[0]!r}?)" if nearest else ""
+
+
+def unknown_key_problems(raw: dict, keys: set[str], whose: str) -> list[str]:
+    """One problem per unknown key, with the nearest known key and all of them."""
+    listed = ", ".join(sorted(keys))
+    return [
+        f"unknown key {key!r}{did_you_mean(str(key), keys)}; {whose} keys are {listed}"
+        for key in sorted(set(raw) - keys, key=str)
+    ]
+
+
+def bool_problem(key: str, value: Any) -> str:
+    words = sorted(TRUE_WORDS | FALSE_WORDS)
+    near = did_you_mean(value.strip().lower(), words) if isinstance(value, str) else ""
+    return f"{key} must be a boolean (true/false/yes/no/1/0), not {value!r}{near}"
+
+
 def parse_text(raw: dict, key: str, *, required: bool = False) -> tuple[str | None, list[str]]:
     value = raw.get(key)
     if is_none(value):
@@ -909,7 +940,7 @@ def parse_flag(raw: dict, key: str) -> tuple[bool, list[str]]:
         return False, []
     value = parse_bool(raw[key])
     if value is None:
-        return False, [f"{key} must be a boolean (true/false/yes/no/1/0), not {raw[key]!r}"]
+        return False, [bool_problem(key, raw[key])]
     return value, []
 
 
@@ -921,7 +952,10 @@ def parse_engine(value: Any) -> tuple[str | None, list[str]]:
         return None, ["db_engine must be a string"]
     engine = ENGINES.get(value.strip().lower())
     if engine is None:
-        return None, [f"db_engine {value.strip()!r} is not one of {', '.join(ENGINES)}"]
+        return None, [
+            f"db_engine {value.strip()!r} is not one of {', '.join(ENGINES)}"
+            + did_you_mean(value.strip().lower(), ENGINES)
+        ]
     return engine, []
 
 
@@ -930,8 +964,8 @@ def parse_port(value: Any) -> tuple[int | None, list[str]]:
         return None, []
     # ASCII digits only: str.isdigit() also takes "²" and "５", which int() does not.
     digits = isinstance(value, str) and re.fullmatch(r"[0-9]{1,5}", value.strip())
-    port = int(value) if digits else value
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+    port = int(value) if digits else json_int(value)
+    if port is None or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
 
@@ -948,9 +982,12 @@ def parse_schemas(raw: dict) -> tuple[tuple[str, ...], list[str]]:
 def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
     if not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
         return {}, ["secret_tags must be an object of string values"]
-    if "managed-by" in tags:
-        return dict(tags), ["secret_tags must not set 'managed-by': the tool sets it"]
     problems = [
+        f"secret_tags: {key!r} is the tool's own tag: managed-by and {TOOL}:* are set by it"
+        for key in tags
+        if key in TOOL_TAG_KEYS or key.startswith(f"{TOOL}:")
+    ]
+    problems += [
         f"secret_tags: {key!r}: AWS takes tag keys of 1 to 128 and values of up to 256 "
         "letters, digits, blanks and _ . : / = + - @, keys not starting with aws:"
         for key, value in tags.items()
@@ -958,18 +995,26 @@ def parse_tags(tags: Any) -> tuple[dict[str, str], list[str]]:
         or key.lower().startswith("aws:")
     ]
     if len(tags) > TAGS_MAX:
-        problems.append(f"secret_tags: at most {TAGS_MAX} tags (with managed-by)")
+        problems.append(
+            f"secret_tags: at most {TAGS_MAX} tags, not {len(tags)}: AWS allows 50 per secret, "
+            f"and the tool sets {len(TOOL_TAG_KEYS)} ({', '.join(TOOL_TAG_KEYS)})"
+        )
     return dict(tags), problems
 
 
 def parse_recovery_days(value: Any) -> tuple[int, list[str]]:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not (value == 0 or 7 <= value <= 30)
-    ):
+    days = json_int(value)
+    if days is None or not (days == 0 or 7 <= days <= 30):
         return 7, [f"secret_recovery_days must be 0 or 7..30, not {value!r}"]
-    return value, []
+    return days, []
+
+
+def json_int(value: Any) -> int | None:
+    """A JSON integer, None if not. JSON has one kind of number, so 5432.0 is 5432 (as JSON
+    Schema's "integer" says); true is no number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
@@ -978,7 +1023,10 @@ def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
     mode = None if is_none(value) else value.strip()
     mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
     if mode not in SSL_MODES:
-        return "require", [f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"]
+        return "require", [
+            f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"
+            + did_you_mean(mode, SSL_MODES)
+        ]
     return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
 
 
@@ -1006,7 +1054,7 @@ def parse_users(
         name = raw.get("db_user")
         if isinstance(name, str) and name:
             where = f"user {name!r}"
-        found = [f"unknown key {k!r}" for k in sorted(set(raw) - USER_KEYS)]
+        found = unknown_key_problems(raw, USER_KEYS, "a user's")
         found += role_name_problems(name, "db_user")
         user, user_problems = parse_user(raw, name, default_rotation)
         found += user_problems
@@ -1015,6 +1063,20 @@ def parse_users(
         else:
             users.append(user)
     return tuple(users), problems
+
+
+def refused_names(raw_users: Any, users: tuple[UserSpec, ...]) -> frozenset[str]:
+    """The user names the event declares in entries that parse_users left out."""
+    if not isinstance(raw_users, list):
+        return frozenset()
+    declared = {e.get("db_user") for e in raw_users if isinstance(e, dict)}
+    return frozenset(n for n in declared if isinstance(n, str) and n) - {u.name for u in users}
+
+
+def missing_grantor_problem(event: Event, user: UserSpec) -> str:
+    """The grantor is neither on the server nor declared: the nearest user of the event."""
+    names = ({u.name for u in event.users} | event.refused_users) - {user.name}
+    return f"grantor {user.grantor!r} does not exist{did_you_mean(str(user.grantor), names)}"
 
 
 def parse_user(
@@ -1027,7 +1089,8 @@ def parse_user(
     action = raw.get("action", "create")
     action = action.strip().lower() if isinstance(action, str) else action
     if action not in ACTIONS:
-        problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+        near = did_you_mean(action, ACTIONS) if isinstance(action, str) else ""
+        problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}{near}")
     secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
     iam = isinstance(raw.get("auth"), str) and raw["auth"].strip().lower() == "iam"
     if secret_name is None and action != "delete" and not iam:
@@ -1038,7 +1101,7 @@ def parse_user(
     for key in ("grant_ddl", "rotate_password"):
         flags[key] = parse_bool(raw.get(key, False))
         if flags[key] is None:
-            problems.append(f"{key} must be a boolean, not {raw[key]!r}")
+            problems.append(bool_problem(key, raw[key]))
     privileges, everything, found = parse_privileges(raw.get("grant_privileges"))
     problems += [f"grant_privileges: {p}" for p in found]
     grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
@@ -1106,7 +1169,7 @@ def parse_bool(value: Any) -> bool | None:
     """bool-ish: JSON booleans, 1/0, and true/false/yes/no/1/0 in any case; None if not."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
+    if json_int(value) in (0, 1):
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
         return value.strip().lower() in TRUE_WORDS
@@ -1134,7 +1197,16 @@ def parse_privileges(value: Any) -> tuple[frozenset[str], bool, list[str]]:
     names -= {"ALL", "ALL PRIVILEGES"}
     unknown = sorted(names - KNOWN_PRIVILEGES)
     if unknown:
-        return frozenset(), False, [f"unknown privilege(s) {', '.join(unknown)}"]
+        listed = ", ".join([*sorted(KNOWN_PRIVILEGES), "ALL"])
+        return (
+            frozenset(),
+            False,
+            [
+                f"unknown privilege {name}{did_you_mean(name, KNOWN_PRIVILEGES)}; the privileges "
+                f"are {listed}"
+                for name in unknown
+            ],
+        )
     return frozenset(names), everything, []
 
 
@@ -1146,12 +1218,12 @@ def parse_rotation(value: Any) -> tuple[Rotation | None, list[str]]:
         return None, []
     if not isinstance(value, dict):
         return None, ["must be an object"]
-    problems = [f"unknown key {key!r}" for key in sorted(set(value) - ROTATION_KEYS)]
+    problems = unknown_key_problems(value, ROTATION_KEYS, "rotation's")
     flags = {}
     for key, default in (("enabled", True), ("rotate_immediately", False)):
         flags[key] = parse_bool(value.get(key, default))
         if flags[key] is None:
-            problems.append(f"{key} must be a boolean, not {value[key]!r}")
+            problems.append(bool_problem(key, value[key]))
     lambda_arn = None if is_none(value.get("lambda_arn")) else value["lambda_arn"]
     if lambda_arn is not None and not LAMBDA_ARN.match(str(lambda_arn)):
         problems.append(
@@ -1171,7 +1243,7 @@ def parse_rotation(value: Any) -> tuple[Rotation | None, list[str]]:
         enabled=bool(flags["enabled"]),
         lambda_arn=lambda_arn,
         schedule=schedule,
-        days=days,
+        days=None if days is None else json_int(days),
         duration=duration,
         rotate_immediately=bool(flags["rotate_immediately"]),
     ), []
@@ -1182,7 +1254,7 @@ def interval_problems(schedule: Any, days: Any) -> list[str]:
     if schedule is not None and days is not None:
         return ["schedule and days exclude each other: give one"]
     if days is not None:
-        if isinstance(days, bool) or not isinstance(days, int):
+        if json_int(days) is None:
             return [f"days must be a whole number of days, not {days!r}"]
         if not 1 <= days <= ROTATION_MAX_DAYS:
             return [f"days must be from 1 to {ROTATION_MAX_DAYS}, not {days}"]
@@ -1312,9 +1384,10 @@ def host_problems(host: Any) -> list[str]:
 def secret_id_problems(secret_id: str, what: str) -> list[str]:
     """A secret the tool only reads (the master's): any name or ARN Secrets Manager takes as a
     SecretId, RDS's own `rds!db-...` and `rds!cluster-...` included."""
-    if len(secret_id) > SECRET_ID_LIMIT or not secret_id.isprintable():
+    if len(secret_id) > SECRET_ID_LIMIT or CONTROL_CHARACTER.search(secret_id):
         return [
-            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} printable characters"
+            f"{what} must be a secret name or ARN of at most {SECRET_ID_LIMIT} characters, "
+            "none of them a control character"
         ]
     return []
 
@@ -1377,10 +1450,11 @@ def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
                 problems += [f"{where}: {p}" for p in dialect.name_problems(name, what)]
         unknown = sorted(user.privileges - set(allowed) - {"TRUNCATE"})
         if unknown:
-            problems.append(
-                f"{where}: grant_privileges: {', '.join(unknown)} is not a {dialect.label} "
-                f"table privilege (allowed: {', '.join(allowed)}, ALL)"
-            )
+            problems += [
+                f"{where}: grant_privileges: {name} is not a {dialect.label} table privilege"
+                f"{did_you_mean(name, allowed)} (allowed: {', '.join(allowed)}, ALL)"
+                for name in unknown
+            ]
         problems += [f"{where}: {p}" for p in dialect.user_problems(user)]
     return problems
 
@@ -3764,7 +3838,7 @@ def state_problems(event: Event, state: PgState) -> list[str]:
         for s in event.schemas
         if s not in present_schemas
     ]
-    staying = {u.name for u in event.users if not u.deleting}
+    staying = {u.name for u in event.users if not u.deleting} | event.refused_users
     for user in event.users:
         if "MAINTAIN" in user.privileges and not user.all_privileges:
             if state.server_major < PG_MAINTAIN_SINCE:
@@ -3780,7 +3854,7 @@ def state_problems(event: Event, state: PgState) -> list[str]:
             and user.grantor not in staying
             and user.grantor not in state.roles
         ):
-            problems.append(f"user {user.name!r}: grantor {user.grantor!r} does not exist")
+            problems.append(f"user {user.name!r}: {missing_grantor_problem(event, user)}")
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
@@ -4949,7 +5023,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
     problems = []
     if not state.database_exists:
         problems.append(f"database {event.database!r} does not exist on this server")
-    staying = {u.name for u in event.users if not u.deleting}
+    staying = {u.name for u in event.users if not u.deleting} | event.refused_users
     for user in event.users:
         account = state.accounts.get(user.account)
         where = f"user {my_account_text(user.account)}"
@@ -4963,7 +5037,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             and user.grantor not in staying  # finds both gone, and must converge
             and not state.has_name(user.grantor)
         ):
-            problems.append(f"{where}: grantor {user.grantor!r} does not exist")
+            problems.append(f"{where}: {missing_grantor_problem(event, user)}")
         if user.iam and not state.iam_plugin:
             problems.append(
                 f"{where}: auth iam needs {MY_IAM_PLUGIN}, which is not loaded on this server: "

@@ -34,13 +34,30 @@ def problems_of(raw: dict) -> list[str]:
     return caught.value.problems
 
 
-@pytest.mark.parametrize("port", ["５", "²", "５４３２", "54 32", "-1", "99999", 5432.0, True])
+@pytest.mark.parametrize("port", ["５", "²", "５４３２", "54 32", "-1", "99999", 5432.5, True])
 def test_a_port_that_is_not_ascii_digits_is_invalid_input(port):
     assert problems_of(event_of(rds_port=port)) == [f"rds_port must be a port number, not {port!r}"]
 
 
 def test_a_port_in_ascii_digits_is_taken():
     assert parse_event(event_of(rds_port=" 5432 ")).port == 5432
+
+
+def test_a_whole_number_written_with_a_fraction_is_that_number():
+    """JSON has one kind of number, and JSON Schema's "integer" takes 5432.0: so does the
+    handler, wherever it takes a whole number or 0/1 for a boolean."""
+    event = parse_event(
+        event_of(
+            user("app", grant_ddl=1.0, rotation={"days": 7.0}),
+            rds_port=5432.0,
+            secret_recovery_days=0.0,
+            dry_run=0.0,
+        )
+    )
+    assert (event.port, event.recovery_days, event.dry_run) == (5432, 0, False)
+    assert event.users[0].ddl is True
+    assert event.users[0].rotation and event.users[0].rotation.interval == "rate(7 days)"
+    assert isinstance(event.port, int) and isinstance(event.users[0].rotation.days, int)
 
 
 @pytest.mark.parametrize("region", ["us east 1", "US-EAST-1", "useast1", "us-east-1a", "x"])
@@ -117,6 +134,129 @@ def test_the_cli_turns_an_unexpected_error_into_exit_1_without_a_traceback(
     assert "unexpected error: KeyError: 'boom'" in err and "a re-run converges" in err
 
 
+# --- unknown choices name the valid ones and the nearest -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"grant_privileges": "SELEC"},
+            "user 'app': grant_privileges: unknown privilege SELEC (did you mean 'SELECT'?); "
+            "the privileges are ALTER, CREATE, CREATE VIEW, DELETE, DROP, INDEX, INSERT, "
+            "MAINTAIN, REFERENCES, SELECT, SHOW VIEW, TRIGGER, TRUNCATE, UPDATE, ALL",
+        ),
+        (
+            {"grant_dll": True},
+            "user 'app': unknown key 'grant_dll' (did you mean 'grant_ddl'?); a user's keys are "
+            "action, db_user, grant_ddl, grant_privileges, grantor, host, reassign_to, "
+            "rotate_password, rotation, user_secret_name",
+        ),
+        (
+            {"grant_ddl": "yess"},
+            "user 'app': grant_ddl must be a boolean (true/false/yes/no/1/0), not 'yess' "
+            "(did you mean 'yes'?)",
+        ),
+        (
+            {"action": "delet"},
+            "user 'app': action must be one of create, update, delete, not 'delet' "
+            "(did you mean 'delete'?)",
+        ),
+        (
+            {"rotation": {"enable": True}},
+            "user 'app': rotation: unknown key 'enable' (did you mean 'enabled'?); rotation's "
+            "keys are days, duration, enabled, lambda_arn, rotate_immediately, schedule",
+        ),
+    ],
+    ids=["privilege", "user key", "boolean", "action", "rotation key"],
+)
+def test_an_unknown_choice_in_a_user_lists_the_choices_and_the_nearest(change, expected):
+    assert problems_of(event_of(user("app", **change))) == [expected]
+
+
+def test_an_unknown_engine_suggests_the_nearest():
+    assert problems_of(event_of(db_engine="postgress")) == [
+        "db_engine 'postgress' is not one of postgres, postgresql, aurora-postgresql, mysql, "
+        "aurora-mysql, mariadb (did you mean 'postgres'?)"
+    ]
+
+
+def test_an_unknown_event_key_and_tls_mode_suggest_the_nearest():
+    problems = problems_of(event_of(databse_name="app", ssl_mode="verify_full"))
+    assert problems[0].startswith(
+        "unknown key 'databse_name' (did you mean 'database_name'?); the event's keys are "
+        "$schema, database_name, db_engine,"
+    )
+    assert problems[1] == (
+        "ssl_mode must be one of require, verify-full, disable, not 'verify_full' "
+        "(did you mean 'verify-full'?)"
+    )
+
+
+def test_a_privilege_the_engine_lacks_suggests_the_engines_nearest():
+    [problem] = problems_of(event_of(user("app", grant_privileges="SELECT,SHOW VIEW")))
+    assert problem.startswith(
+        "user 'app': grant_privileges: SHOW VIEW is not a PostgreSQL table privilege "
+    )
+    assert "(allowed: SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES" in problem
+
+
+def test_nothing_is_suggested_when_nothing_is_near():
+    [problem] = problems_of(event_of(user("app", grant_privileges="XYZZY")))
+    assert "did you mean" not in problem and "the privileges are ALTER" in problem
+
+
+def grantor_and_grantees(grantees: int, **grantor_keys) -> dict:
+    """The seed's shape: one DDL user and many users it grants to."""
+    users = [user("airflow-rw-ddl", grant_ddl=True, **grantor_keys)]
+    users += [user(f"reader-{i}", grantor="airflow-rw-ddl") for i in range(grantees)]
+    return event_of(*users)
+
+
+def pg_state(*names: str) -> tool.PgState:
+    roles = {n: tool.PgRole(n) for n in ("master", *names)}
+    schema = tool.PgObject("schema", None, "public", "master")
+    return tool.PgState(16, "master", roles, [schema], [])
+
+
+def my_state(*names: str) -> tool.MyState:
+    accounts = {(n, "%"): tool.MyAccount(n, "%") for n in ("master", *names)}
+    return tool.MyState(True, True, True, True, accounts, {})
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_a_grantor_with_its_own_problem_is_not_called_missing_by_its_grantees(engine):
+    """The grantor's entry is refused (an unknown privilege); its 300 grantees are fine and
+    say nothing: one problem, the true one."""
+    raw = {**grantor_and_grantees(300, grant_privileges="SELEC"), "db_engine": engine}
+    event, problems = tool.read_event(raw)
+    event = tool.bind_engine(event, tool.DIALECTS[engine])
+    if engine == "postgres":
+        problems += tool.state_problems(event, pg_state())
+    else:
+        problems += tool.my_state_problems(event, my_state())
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "user 'airflow-rw-ddl': grant_privileges: unknown privilege SELEC"
+    )
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+def test_a_missing_grantor_suggests_the_nearest_user_of_the_event(engine):
+    raw = grantor_and_grantees(1)
+    raw["users"][1]["grantor"] = "airflow-rw-dd1"
+    event = tool.bind_engine(tool.parse_event(raw), tool.DIALECTS[engine])
+    if engine == "postgres":
+        problems = tool.state_problems(event, pg_state())
+        where = "user 'reader-0'"
+    else:
+        problems = tool.my_state_problems(event, my_state())
+        where = "user 'reader-0'@'%'"
+    assert problems == [
+        f"{where}: grantor 'airflow-rw-dd1' does not exist (did you mean 'airflow-rw-ddl'?)"
+    ]
+
+
 # --- with the servers ----------------------------------------------------------------------
 
 
@@ -159,6 +299,30 @@ def test_a_privilege_postgresql_lacks_is_invalid_input_even_with_other_problems(
 
 def test_a_privilege_mariadb_lacks_is_invalid_input_even_with_other_problems(maria):
     a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(maria, "MAINTAIN")
+
+
+def a_grantor_with_its_own_problem_is_the_only_problem(db):
+    """The issue's case: an unknown privilege in the grantor's entry made each of its 300
+    grantees say the grantor does not exist."""
+    users = [user("airflow-rw-ddl", grant_ddl=True, grant_privileges="SELECT,SELEC")]
+    users += [user(f"reader-{i}", grantor="airflow-rw-ddl") for i in range(300)]
+
+    with pytest.raises(InvalidEvent) as caught:
+        db.invoke(db.event(users))
+
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "user 'airflow-rw-ddl': grant_privileges: unknown privilege SELEC (did you mean 'SELECT'?)"
+    )
+    assert len(db.sm.list_secrets()["SecretList"]) == 1  # the master's alone
+
+
+def test_a_grantor_with_its_own_problem_is_the_only_problem_on_postgresql(rds):
+    a_grantor_with_its_own_problem_is_the_only_problem(rds)
+
+
+def test_a_grantor_with_its_own_problem_is_the_only_problem_on_mariadb(maria):
+    a_grantor_with_its_own_problem_is_the_only_problem(maria)
 
 
 @pytest.mark.parametrize(

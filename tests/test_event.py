@@ -103,7 +103,7 @@ def test_every_problem_is_reported_at_once():
         "unknown key 'secret_nam'",
         "dry_run must be a boolean",
         "secret_recovery_days must be 0 or 7..30",
-        "unknown privilege(s) DROP TABLE",
+        "unknown privilege DROP TABLE",
         "user 'b': unknown key 'colour'",
         "grant_ddl must be a boolean",
         "action must be one of create, update, delete",
@@ -417,8 +417,14 @@ def test_rotation_flags_are_bool_ish(value, expected):
     [
         ("yes", "rotation: must be an object"),
         ({"enable": True}, "rotation: unknown key 'enable'"),
-        ({"enabled": "maybe"}, "rotation: enabled must be a boolean, not 'maybe'"),
-        ({"rotate_immediately": 2}, "rotation: rotate_immediately must be a boolean, not 2"),
+        (
+            {"enabled": "maybe"},
+            "rotation: enabled must be a boolean (true/false/yes/no/1/0), not 'maybe'",
+        ),
+        (
+            {"rotate_immediately": 2},
+            "rotation: rotate_immediately must be a boolean (true/false/yes/no/1/0), not 2",
+        ),
         ({"days": 7, "schedule": "rate(7 days)"}, "rotation: schedule and days exclude each other"),
         ({"days": 0}, "rotation: days must be from 1 to 1000, not 0"),
         ({"days": 1001}, "rotation: days must be from 1 to 1000, not 1001"),
@@ -484,10 +490,11 @@ def test_every_rotation_problem_is_reported_at_once():
         rotation={"enabled": "maybe", "schedule": "cron(0 12 * * * *)"},
     )
     assert problems_of(raw) == [
-        "rotation: enabled must be a boolean, not 'maybe'",
+        "rotation: enabled must be a boolean (true/false/yes/no/1/0), not 'maybe'",
         "rotation: schedule cron(0 12 * * * *): exactly one of day-of-month and day-of-week "
         "must be ?",
-        "user 'u': rotation: unknown key 'colour'",
+        "user 'u': rotation: unknown key 'colour'; rotation's keys are days, duration, "
+        "enabled, lambda_arn, rotate_immediately, schedule",
         "user 'u': rotation: days must be from 1 to 1000, not 0",
     ]
 
@@ -517,9 +524,57 @@ def test_an_arn_is_a_valid_secret_name():
     assert parse_event(with_users({"db_user": "u", "user_secret_name": arn})).users[0].secret_name
 
 
+def tags(count: int) -> dict[str, str]:
+    return {f"team-{i}": "x" for i in range(count)}
+
+
+def test_secret_tags_leave_room_for_the_tools_own_four_under_awss_fifty():
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags=tags(46))
+    assert len(parse_event(raw).secret_tags) == 46
+    raw["secret_tags"] = tags(47)
+    assert problems_of(raw) == [
+        "secret_tags: at most 46 tags, not 47: AWS allows 50 per secret, and the tool sets 4 "
+        "(managed-by, rds-initializer:user, rds-initializer:server, rds-initializer:database)"
+    ]
+
+
+def test_a_secret_carries_at_most_fifty_tags_the_tools_included():
+    event = parse_event(with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags=tags(46)))
+    target = tool.Target("postgres", "h", 5432, "app", "master", "pw", "arn", "require")
+    wanted = tool.wanted_tags(event, target, "u")
+    assert len(wanted) == 50 and set(tool.TOOL_TAG_KEYS) <= set(wanted)
+
+
+@pytest.mark.parametrize(
+    "key", ["rds-initializer:user", "rds-initializer:server", "rds-initializer:anything"]
+)
+def test_secret_tags_may_not_set_the_tools_identity_tags(key):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={key: "someone"})
+    assert problems_of(raw) == [
+        f"secret_tags: {key!r} is the tool's own tag: managed-by and rds-initializer:* are set "
+        "by it"
+    ]
+
+
+@pytest.mark.parametrize("key", ["aws:team", "AWS:team", "Aws:x"])
+def test_secret_tags_may_not_use_aws_keys(key):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={key: "x"})
+    [problem] = problems_of(raw)
+    assert problem.startswith(f"secret_tags: {key!r}") and "not starting with aws:" in problem
+
+
+@pytest.mark.parametrize("value", [5, None, ["x"], {"a": 1}])
+def test_schema_must_be_a_string_when_given(value):
+    raw = with_users({"db_user": "u", "user_secret_name": "s"}, **{"$schema": value})
+    assert problems_of(raw) == ["$schema must be a string: the address of the event's JSON Schema"]
+
+
 def test_secret_tags_may_not_take_over_managed_by():
     raw = with_users({"db_user": "u", "user_secret_name": "s"}, secret_tags={"managed-by": "me"})
-    assert problems_of(raw) == ["secret_tags must not set 'managed-by': the tool sets it"]
+    assert problems_of(raw) == [
+        "secret_tags: 'managed-by' is the tool's own tag: managed-by and rds-initializer:* are "
+        "set by it"
+    ]
 
 
 def test_host_is_for_mysql_users_only():
