@@ -1543,8 +1543,7 @@ def gather(
             for u in users_of[secret.name]
         )
 
-    # A delete, or an IAM user (whose password secret is retired), that names no secret.
-    unnamed = [u for u in event.users if (u.deleting or u.iam) and not u.secret_name]
+    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
 
     def read_secrets() -> tuple[dict[str, list[str]], dict[str, SecretState]]:
         found = dict(
@@ -1561,6 +1560,18 @@ def gather(
         reading = pool.submit(read_secrets)
         state = target.dialect.read_state(connection, event, deadline)
         found, secrets = reading.result()
+    # A password account becoming an IAM user retires the secret the tool made for it: found
+    # by its tags when the event names none (an account that is already IAM needs no search,
+    # so a re-run makes no call for it).
+    switching = [
+        u
+        for u in event.users
+        if u.iam and not u.secret_name and state.has_user(u) and not state.other_auth(u)
+    ]
+    if switching:
+        retiring = aws.map(lambda user: aws.find_managed(target, user.name), switching)
+        found.update(zip([u.name for u in switching], retiring, strict=True))
+        secrets.update(aws.read_states([arn for arns in retiring for arn in arns]))
     # An account that exists and is to get a secret it never had gets a new password: any
     # other secret of the tool's for it (one per database on this server) would stop working.
     adopted = [
