@@ -3909,6 +3909,18 @@ def iam_problems(event: Event, state: PgState) -> list[str]:
                 f"changed; first run REVOKE {sql_quote(user.name)} FROM "
                 f"{sql_quote(state.master)} (16+: or keep it WITH INHERIT FALSE)"
             )
+        if user.iam and role and not role.iam:
+            members = sorted(
+                r.name
+                for r in state.roles.values()
+                if user.name in r.member_of and r.name not in (state.master, user.clone)
+            )
+            if members:
+                problems.append(
+                    f"{where}: {', '.join(map(repr, members))} are members of it, and a member "
+                    f"of a role holding {PG_IAM_ROLE} logs in with IAM only: revoke those "
+                    "memberships, or give them the user's privileges otherwise, first"
+                )
         if user.auth == "password" and role and role.iam:
             if PG_IAM_ROLE not in role.member_of:
                 problems.append(

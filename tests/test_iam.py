@@ -280,6 +280,17 @@ def test_a_role_the_master_inherits_is_not_made_an_iam_user(iam):
     assert not holds_rds_iam(iam, "app") and secret_exists(iam, "secret-app")
 
 
+def test_a_role_other_roles_are_members_of_is_not_made_an_iam_user(iam):
+    iam.invoke(iam.event([user("app")]))
+    with iam.as_master() as master:
+        iam.run_sql(master, 'CREATE ROLE "app-reporting" LOGIN IN ROLE "app"')
+
+    with pytest.raises(tool.InvalidEvent, match="'app-reporting' are members of it"):
+        iam.invoke(iam.event([user("app", auth="iam")]))
+
+    assert not holds_rds_iam(iam, "app") and not holds_rds_iam(iam, "app-reporting")
+
+
 def test_an_iam_user_is_a_grantor_and_ddl_owner_as_any_other(iam):
     memberships = inheriting(iam)
     users = [
