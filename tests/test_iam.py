@@ -123,6 +123,8 @@ def secret_exists(db, name: str) -> bool:
 
 def test_the_seed_with_an_iam_reader_creates_it_without_a_password(iam):
     memberships = inheriting(iam)
+    with iam.as_master() as connection:  # before 15, PUBLIC may create in public: not our grant
+        iam.run_sql(connection, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 
     report = iam.invoke(seed_with_iam_reader(iam))
 
@@ -141,8 +143,12 @@ def test_the_seed_with_an_iam_reader_creates_it_without_a_password(iam):
         iam.run_sql(connection, "INSERT INTO dag_run (state) VALUES ('done')")
     assert run_as(iam, RO_USER, "SELECT state FROM dag_run") == [("done",)]
     assert iam.can(DML, "INSERT INTO dag_run (state) VALUES ('queued')")
+    assert iam.can(DML, "SELECT * FROM dag_run")
+    assert not iam.can(DML, "CREATE TABLE t (x int)")
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         run_as(iam, RO_USER, "INSERT INTO dag_run (state) VALUES ('x')")
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        run_as(iam, RO_USER, "CREATE TABLE t (x int)")
     # The master never comes to hold rds_iam: what it inherits is what it was.
     assert not master_inherits_rds_iam(iam)
     assert inheriting(iam) == memberships
