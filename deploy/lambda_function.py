@@ -1091,9 +1091,10 @@ def parse_user(
     if action not in ACTIONS:
         near = did_you_mean(action, ACTIONS) if isinstance(action, str) else ""
         problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}{near}")
+    auth, found = parse_auth(raw.get("auth", "password"))
+    problems += found
     secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
-    iam = isinstance(raw.get("auth"), str) and raw["auth"].strip().lower() == "iam"
-    if secret_name is None and action != "delete" and not iam:
+    if secret_name is None and action != "delete" and auth != "iam":
         problems.append("user_secret_name is required (except for delete and IAM users)")
     elif secret_name is not None:
         problems += secret_name_problems(secret_name, "user_secret_name")
@@ -1121,12 +1122,10 @@ def parse_user(
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
         rotation = default_rotation
-    auth, found = parse_auth(raw, action, rotation if not is_none(raw.get("rotation")) else None)
-    problems += found
-    if auth == "iam":
-        rotation = None  # nothing to rotate: the event's default applies to password users
-    if auth == "iam" and action != "delete" and flags.get("rotate_password"):
-        problems.append("rotate_password: an IAM user has no password (auth iam)")
+    if auth == "iam" and action != "delete":
+        own = rotation if not is_none(raw.get("rotation")) else None
+        problems += iam_user_problems(action, bool(flags["rotate_password"]), own)
+        rotation = None  # nothing to rotate: the event's default is the password users'
     user = UserSpec(
         name=name,
         secret_name=secret_name,
@@ -1139,30 +1138,34 @@ def parse_user(
         reassign_to=reassign_to,
         host=host,
         rotation=None if action == "delete" else rotation,
-        auth=None if action == "delete" else auth,
+        auth=None if action == "delete" or "auth" not in raw else auth,
     )
     return user, problems
 
 
-def parse_auth(
-    raw: dict, action: Any, own_rotation: Rotation | None
-) -> tuple[Auth | None, list[str]]:
-    """`auth`: password or iam, any case; None when not given. An IAM user has no password to
-    change or rotate (secrets, and so rotation, are for passwords only)."""
-    if "auth" not in raw:
-        return None, []
-    value = raw["auth"]
+def parse_auth(value: Any) -> tuple[Auth | None, list[str]]:
+    """`auth`: password or iam, in any case."""
     auth = value.strip().lower() if isinstance(value, str) else value
-    if auth not in AUTHS:
-        return None, [f"auth must be one of {', '.join(AUTHS)}, not {value!r}"]
+    found = next((a for a in AUTHS if a == auth), None)
+    if found is None:
+        near = did_you_mean(value, AUTHS) if isinstance(value, str) else ""
+        return None, [f"auth must be one of {', '.join(AUTHS)}, not {value!r}{near}"]
+    return found, []
+
+
+def iam_user_problems(action: Any, rotate_password: bool, own: Rotation | None) -> list[str]:
+    """An IAM user has no password to change or rotate: secrets, and so rotation, are for
+    passwords only."""
     problems = []
-    if auth == "iam" and action == "update":
+    if action == "update":
         problems.append(
             "action update gives a new password, and an IAM user has none (auth iam): use create"
         )
-    if auth == "iam" and action != "delete" and own_rotation and own_rotation.enabled:
+    if rotate_password:
+        problems.append("rotate_password: an IAM user has no password (auth iam)")
+    if own and own.enabled:
         problems.append("rotation: an IAM user has no password to rotate (auth iam)")
-    return next(a for a in AUTHS if a == auth), problems
+    return problems
 
 
 def parse_bool(value: Any) -> bool | None:
