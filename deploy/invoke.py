@@ -3,15 +3,19 @@
     deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ...
 
 Every argument is checked, and every event file read, before anything is invoked: an unknown
-option, a missing file or a file that is not a JSON object is a usage error (exit 2) that
-invokes nothing. A folder stands for its *.json files (schemas left out). Several events are
+option, `dry-run` without its dashes, a missing file or a file that is not a JSON object is a
+usage error (exit 2) that invokes nothing. Then the AWS CLI's region and credentials are
+checked once (`aws sts get-caller-identity`): without them, one message, exit 2, nothing
+invoked. A folder stands for its *.json files (schemas left out). Several events are
 invoked at most N at a time (default 4), each once: `aws lambda invoke` with one attempt and a
 read timeout as long as Lambda's longest run, since a CLI retry after its default 60 s would
-start a second run while the first is still working.
+start a second run while the first is still working. A read timeout is reported as an
+unknown outcome: the function may still be running.
 
 Each success prints a per-user summary; each failure prints the error type, its message, what
 was applied, and the tail of the function's log. With several events, one table follows
 (database, changed, users, result). Exit 0 when every invocation succeeded, 1 otherwise.
+`--output-dir` keeps one response file per event, even when two events share a file name.
 Needs the AWS CLI (v1 or v2) and Python 3.8+; only the standard library.
 """
 
@@ -31,6 +35,37 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 READ_TIMEOUT = 900  # seconds: Lambda's maximum run time
+CHECK_TIMEOUT = 30  # seconds for `aws sts get-caller-identity`, which answers in one
+
+USAGE = "deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ..."
+EPILOG = """\
+exit status:
+  0  every invocation succeeded (a dry run: every plan was made)
+  1  an invocation failed, or its outcome is unknown (a read timeout); each is reported
+  2  a usage error, a missing AWS region or credentials: nothing was invoked
+
+examples:
+  deploy/invoke.sh --dry-run rds-initializer lambda-invocation/seed-example.json
+  deploy/invoke.sh -j 4 --output-dir reports rds-initializer events/
+
+The AWS CLI (v1 or v2) takes its region and credentials from the environment (AWS_REGION or
+AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, AWS_PROFILE) or
+from an instance or container role; deploy/Jenkinsfile shows both ways in Jenkins."""
+# Positional arguments that are an option without its dashes.
+MISPLACED_OPTIONS = {"dry-run", "dryrun", "dry_run"}
+# What the CLI prints when the request may have reached Lambda but no answer came back: the
+# function may have run, or still be running.
+ANSWER_LOST = ("Read timeout on endpoint URL", "Connection was closed before we received")
+# What the CLI prints when Lambda never ran the function.
+NOT_INVOKED = (
+    "AccessDeniedException",
+    "ResourceNotFoundException",
+    "InvalidRequestContentException",
+    "RequestTooLargeException",
+    "Could not connect to the endpoint URL",
+    "Unable to locate credentials",
+    "You must specify a region",
+)
 
 
 class UsageError(Exception):
@@ -46,7 +81,10 @@ def parse_args(argv):
     parser = Parser(
         prog="deploy/invoke.sh",
         allow_abbrev=False,  # --dry must not pass for --dry-run
+        usage=USAGE,
         description="Invoke the RDS Initializer with event files and summarise the results.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dry-run", action="store_true", help="plan only: change nothing")
     parser.add_argument(
@@ -58,7 +96,70 @@ def parse_args(argv):
     args = parser.parse_intermixed_args(argv)
     if args.jobs < 1:
         raise UsageError("-j needs a number of at least 1")
+    misplaced = [
+        argument
+        for argument in (args.function_name, *args.events)
+        if argument.lower() in MISPLACED_OPTIONS and not Path(argument).exists()
+    ]
+    if misplaced:
+        raise UsageError(f"'{misplaced[0]}' is an option without its dashes: write --dry-run")
     return args
+
+
+def aws_region(aws):
+    """The region the AWS CLI will use, or "": the environment, then the profile's."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name):
+            return os.environ[name]
+    done = run_cli(aws, ["configure", "get", "region"])
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def check_aws(aws, region):
+    """What keeps the CLI from invoking anything (no region, no credentials), or None."""
+    if not region:
+        return (
+            "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), or the profile's "
+            "(aws configure set region REGION)"
+        )
+    done = run_cli(aws, ["sts", "get-caller-identity", "--output", "json"])
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        return (
+            "the AWS CLI has no working credentials (aws sts get-caller-identity: "
+            f"{said[-1] if said else f'exit {done.returncode}'}); give the agent AWS_PROFILE, "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or a role"
+        )
+    return None
+
+
+def run_cli(aws, arguments, timeout=CHECK_TIMEOUT):
+    try:
+        return subprocess.run(  # noqa: S603 - the AWS CLI with our own arguments
+            [aws, *arguments],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "AWS_MAX_ATTEMPTS": "1"},
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(arguments, 1, "", f"no answer in {timeout} s")
+
+
+def response_names(files):
+    """One response file name per event: `<stem>.response.json`, numbered where stems repeat."""
+    stems = [path.stem for path in files]
+    names, taken = [], set()
+    for stem in stems:
+        number = 1
+        name = f"{stem}.response.json" if stems.count(stem) == 1 else f"{stem}-1.response.json"
+        while name in taken:
+            number += 1
+            name = f"{stem}-{number}.response.json"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def event_files(arguments):
@@ -94,8 +195,9 @@ def load_events(files, dry_run):
     return events, problems
 
 
-def invoke(aws, function_name, path, event, output_dir):
-    """One `aws lambda invoke`; returns the outcome as a dict."""
+def invoke(aws, function_name, path, event, target):
+    """One `aws lambda invoke`; returns the outcome as a dict. `target`: where to write the
+    response, or None."""
     outcome = {
         "file": str(path),
         "database": event.get("database_name") or "?",
@@ -128,12 +230,31 @@ def invoke(aws, function_name, path, event, output_dir):
         )
         body = response.read_text() if response.exists() else ""
     if done.returncode != 0:
-        outcome.update(
-            ok=False,
-            error_type="aws lambda invoke failed",
-            message=(done.stderr or done.stdout).strip() or f"exit {done.returncode}",
-            log="",
-        )
+        said = (done.stderr or done.stdout).strip() or f"exit {done.returncode}"
+        if any(marker in said for marker in ANSWER_LOST):
+            outcome.update(
+                ok=False,
+                error_type="no answer",
+                message=said,
+                applied=(
+                    "outcome unknown: the function may still be running; check its log "
+                    f"(/aws/lambda/{function_name}) before running this event again"
+                ),
+                log="",
+            )
+        else:
+            never_ran = any(marker in said for marker in NOT_INVOKED)
+            outcome.update(
+                ok=False,
+                error_type="aws lambda invoke failed",
+                message=said,
+                applied=(
+                    "nothing: Lambda did not run the function"
+                    if never_ran
+                    else f"not known: check the function's log (/aws/lambda/{function_name})"
+                ),
+                log="",
+            )
         return outcome
     try:
         meta = json.loads(done.stdout or "{}")
@@ -147,10 +268,10 @@ def invoke(aws, function_name, path, event, output_dir):
         result = json.loads(body) if body.strip() else None
     except ValueError:
         result = body
-    if output_dir:
-        target = Path(output_dir) / f"{path.stem}.response.json"
+    if target:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body)
+        outcome["response"] = str(target)
     outcome["log"] = log
     if meta.get("FunctionError") or not isinstance(result, dict) or "errorMessage" in result:
         error = result if isinstance(result, dict) else {"errorMessage": str(result)}
@@ -194,6 +315,7 @@ def indent(text, prefix="    "):
 
 def failure_text(outcome, log_lines=40):
     message = outcome["message"]
+    said_applied = outcome.get("applied") or applied(outcome["error_type"], message)
     # One sentence a line: the function's messages are long single lines.
     readable = re.sub(r"(?<=[.:]) (?=[A-Z])", "\n", message)
     parts = [
@@ -202,8 +324,10 @@ def failure_text(outcome, log_lines=40):
         "  message:",
         indent(readable),
         "  applied:",
-        indent(applied(outcome["error_type"], message)),
+        indent(said_applied),
     ]
+    if outcome.get("response"):
+        parts.append(f"  response: {outcome['response']}")
     log = [line for line in outcome.get("log", "").splitlines() if line.strip()]
     if log:
         parts += [f"  log tail (last {min(len(log), log_lines)} lines):"]
@@ -235,6 +359,8 @@ def success_text(outcome):
             )
         )
     lines = [head, *table(rows, indent="  ")]
+    if outcome.get("response"):
+        lines.append(f"  response: {outcome['response']}")
     if report.get("sql"):
         lines += ["  sql:"] + [f"    {statement}" for statement in report["sql"]]
     return "\n".join(lines)
@@ -257,6 +383,8 @@ def summary_rows(outcomes):
             changed = "yes" if report.get("changed") else "no"
             users = str(len(report.get("users") or []))
             result = report.get("status", "success")
+        elif outcome["error_type"] == "no answer":
+            changed, users, result = "?", "?", "UNKNOWN (no answer)"
         else:
             changed, users, result = "?", "?", f"FAILED ({outcome['error_type']})"
         rows.append((outcome["database"], changed, users, result, outcome["file"]))
@@ -276,32 +404,47 @@ def main(argv):
             raise UsageError("\n".join(problems))
     except UsageError as error:
         print(f"deploy/invoke.sh: {error}", file=sys.stderr)
-        print(
-            "usage: deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] "
-            "FUNCTION_NAME EVENT.json|DIR ...\nNothing was invoked.",
-            file=sys.stderr,
-        )
+        print(f"usage: {USAGE}\n(--help for more.) Nothing was invoked.", file=sys.stderr)
         return 2
+    if os.environ.get("AWS_REGION"):
+        # The AWS CLI v1 reads only AWS_DEFAULT_REGION; v2 prefers AWS_REGION anyway.
+        os.environ.setdefault("AWS_DEFAULT_REGION", os.environ["AWS_REGION"])
+    region = aws_region(aws)
+    unusable = check_aws(aws, region)
+    if unusable:
+        print(f"deploy/invoke.sh: {unusable}. Nothing was invoked.", file=sys.stderr)
+        return 2
+    targets = (
+        [Path(args.output_dir) / name for name in response_names([p for p, _ in events])]
+        if args.output_dir
+        else [None] * len(events)
+    )
     mode = "dry run" if args.dry_run else "apply"
     jobs = min(args.jobs, len(events))
-    print(f"invoking {args.function_name}: {len(events)} event(s), {mode}, {jobs} at a time")
+    print(
+        f"invoking {args.function_name} in {region}: "
+        f"{len(events)} event(s), {mode}, {jobs} at a time"
+    )
     sys.stdout.flush()
     with ThreadPoolExecutor(jobs) as pool:
         outcomes = list(
             pool.map(
-                lambda item: invoke(aws, args.function_name, item[0], item[1], args.output_dir),
-                events,
+                lambda item: invoke(aws, args.function_name, *item),
+                [(path, event, targets[i]) for i, (path, event) in enumerate(events)],
             )
         )
     for outcome in outcomes:
         print()
         print(success_text(outcome) if outcome["ok"] else failure_text(outcome))
     failed = sum(not outcome["ok"] for outcome in outcomes)
+    unknown = sum(outcome.get("error_type") == "no answer" for outcome in outcomes)
     if len(outcomes) > 1:
         print()
         print("\n".join(table(summary_rows(outcomes))))
     print()
     print(f"{len(outcomes) - failed} succeeded, {failed} failed")
+    if unknown:
+        print(f"{unknown} of them with an unknown outcome: check the function's log")
     if failed:
         print(f"rds-initializer: {failed} of {len(outcomes)} invocation(s) failed", file=sys.stderr)
     return 1 if failed else 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Invoke the deployed RDS Initializer with event files, print a readable result per event and,
-# for several, one summary table; exit 1 if any invocation failed, 2 on a usage error (then
-# nothing is invoked). The logic is in deploy/invoke.py, next to this script.
+# for several, one summary table. The logic is in deploy/invoke.py, next to this script.
 #   deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ...
+# Exit 0: every invocation succeeded; 1: one failed or its outcome is unknown; 2: a usage
+# error, or no AWS region or credentials (then nothing is invoked). --help says more.
 # Needs the AWS CLI (v1 or v2) and python3.
 set -euo pipefail
 command -v python3 >/dev/null 2>&1 || { echo "deploy/invoke.sh needs python3" >&2; exit 2; }

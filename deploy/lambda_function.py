@@ -244,6 +244,9 @@ def main(argv: list[str]) -> int:
         print(f"failed: {unexpected_error_message(error)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
+    if sys.stdout.isatty():  # a person reads it; a pipe or a file gets the JSON alone
+        sys.stdout.flush()
+        print(summary_table(result), file=sys.stderr)
     return 0
 
 
@@ -2880,6 +2883,34 @@ def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: 
     if not existed:
         return "created"
     return "updated" if changes or outcome not in ("unchanged", "absent") else "unchanged"
+
+
+SUMMARY_CHANGES_WIDTH = 72  # characters of the changes column before it is cut
+
+
+def summary_table(result: dict) -> str:
+    """The report for a person at a terminal, after the JSON: a heading, then one line per
+    user (user, result, changes: how many, and the first ones)."""
+    if result["dry_run"]:
+        verdict = "dry run, nothing was changed; a run would do this"
+    else:
+        verdict = "changed" if result["changed"] else "nothing to change"
+    where = f"{result['database']} on {result['host']} ({result['engine']})"
+    rows = [("user", "result", "changes")]
+    for user in result["users"]:
+        changes = user["changes"]
+        listed = f"{len(changes)}: {'; '.join(changes)}" if changes else "-"
+        if len(listed) > SUMMARY_CHANGES_WIDTH:
+            listed = listed[: SUMMARY_CHANGES_WIDTH - 3] + "..."
+        rows.append((user["db_user"], user["result"], listed))
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    lines = [f"{where}: {verdict}"] + [
+        f"  {name.ljust(widths[0])}  {outcome.ljust(widths[1])}  {changes}".rstrip()
+        for name, outcome, changes in rows
+    ]
+    if result["warnings"]:
+        lines.append(f'  {len(result["warnings"])} warning(s): see "warnings" in the report')
+    return "\n".join(lines)
 
 
 def rotation_summary(call: RotationCall) -> str:

@@ -19,9 +19,27 @@ INVOKE = ROOT / "deploy" / "invoke.sh"
 SEED = ROOT / "lambda-invocation" / "seed-example.json"
 
 FAKE_AWS = """#!PYTHON
-# Stand-in for `aws lambda invoke ... --payload fileb://P --log-type Tail --output json OUT`.
+# Stand-in for `aws lambda invoke ... --payload fileb://P --log-type Tail --output json OUT`,
+# and for the checks before it: `aws configure get region` (the profile's region, from
+# PROFILE_REGION) and `aws sts get-caller-identity` (fails as the CLI does without credentials
+# when NO_CREDENTIALS is set). Every call is counted in CALLS.
 import base64, json, os, sys, time, uuid
 args = sys.argv[1:]
+with open(os.environ["CALLS"], "a") as calls:
+    calls.write(" ".join(args[:2]) + "\\n")
+if args[:3] == ["configure", "get", "region"]:
+    if not os.environ.get("PROFILE_REGION"):
+        sys.exit(1)
+    print(os.environ["PROFILE_REGION"])
+    sys.exit(0)
+if args[:2] == ["sts", "get-caller-identity"]:
+    if os.environ.get("NO_CREDENTIALS"):
+        sys.stderr.write("\\nUnable to locate credentials. You can configure credentials by "
+                         "running \\"aws configure\\".\\n")
+        sys.exit(253)
+    print(json.dumps({"UserId": "AIDA", "Account": "123456789012",
+                      "Arn": "arn:aws:iam::123456789012:user/jenkins"}))
+    sys.exit(0)
 assert args[:2] == ["lambda", "invoke"], args
 payload = next(a for a in args if a.startswith("fileb://"))[len("fileb://"):]
 event = json.load(open(payload))
@@ -31,6 +49,7 @@ answer = answers.get(event.get("database_name"), answers.get("*"))
 started = time.time()
 time.sleep(answer.get("sleep", 0))
 json.dump({"event": event, "args": args, "env_attempts": os.environ.get("AWS_MAX_ATTEMPTS"),
+           "env_region": os.environ.get("AWS_DEFAULT_REGION"),
            "start": started, "end": time.time()}, open(record, "w"))
 if answer.get("exit"):
     sys.stderr.write(answer.get("stderr", "") + "\\n")
@@ -94,14 +113,22 @@ def aws(tmp_path):
     fake.write_text(FAKE_AWS.replace("PYTHON", sys.executable))
     fake.chmod(0o755)
 
-    def run(answers: dict, *args: str):
+    def run(answers: dict, *args: str, environment: dict | None = None):
+        """`environment`: variables to set, or to unset where the value is None."""
         (tmp_path / "answers.json").write_text(json.dumps(answers))
         env = {
             **os.environ,
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "RECORD": str(record),
             "ANSWERS": str(tmp_path / "answers.json"),
+            "CALLS": str(tmp_path / "calls.txt"),
+            "AWS_REGION": "us-east-1",
         }
+        for key, value in (environment or {}).items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         done = subprocess.run(
             [str(INVOKE), *args], capture_output=True, text=True, env=env, check=False
         )
@@ -287,3 +314,137 @@ def test_the_jenkinsfile_dry_runs_the_fleet_then_asks_then_applies():
     assert "deploy/invoke.sh --dry-run -j" in text[dry_run:approve]
     assert "input message" in text[approve:apply]
     assert "deploy/invoke.sh -j" in text[apply:] and "--dry-run" not in text[apply:]
+
+
+def test_without_credentials_one_message_and_nothing_invoked(aws, tmp_path):
+    folder = fleet(tmp_path, *(f"db{n:02}" for n in range(50)))
+    done, records = aws(
+        {"*": {"body": REPORT}}, "rds-initializer", str(folder), environment={"NO_CREDENTIALS": "1"}
+    )
+
+    assert done.returncode == 2 and records == []
+    (message,) = done.stderr.strip().splitlines()
+    assert "no working credentials" in message and "Unable to locate credentials" in message
+    assert message.endswith("Nothing was invoked.")
+    assert done.stdout == ""
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert calls == ["sts get-caller-identity"]  # checked once, for the whole fleet
+
+
+def test_without_a_region_one_message_and_nothing_invoked(aws, tmp_path):
+    done, records = aws(
+        {"*": {"body": REPORT}},
+        "rds-initializer",
+        str(SEED),
+        environment={"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "PROFILE_REGION": None},
+    )
+
+    assert done.returncode == 2 and records == []
+    (message,) = done.stderr.strip().splitlines()
+    assert "no AWS region" in message and "AWS_REGION" in message
+    assert (tmp_path / "calls.txt").read_text().splitlines() == ["configure get"]
+
+
+def test_the_profile_region_is_enough(aws):
+    done, records = aws(
+        {"*": {"body": REPORT}},
+        "rds-initializer",
+        str(SEED),
+        environment={"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "PROFILE_REGION": "eu-west-1"},
+    )
+
+    assert done.returncode == 0 and len(records) == 1
+    assert "invoking rds-initializer in eu-west-1" in done.stdout
+
+
+def test_aws_region_reaches_the_cli_v1_too(aws):
+    """The AWS CLI v1 (botocore) reads AWS_DEFAULT_REGION only."""
+    done, records = aws(
+        {"*": {"body": REPORT}},
+        "rds-initializer",
+        str(SEED),
+        environment={"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": None},
+    )
+
+    assert done.returncode == 0 and len(records) == 1
+    assert records[0]["env_region"] == "eu-central-1"
+
+
+@pytest.mark.parametrize("misplaced", ["dry-run", "dryrun", "DRY-RUN"])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_an_option_without_its_dashes_is_named_as_such(aws, tmp_path, misplaced, where):
+    args = [misplaced, "rds-initializer", str(SEED)]
+    if where == "last":
+        args = ["rds-initializer", str(SEED), misplaced]
+    done, records = aws({"*": {"body": REPORT}}, *args)
+
+    assert done.returncode == 2 and records == []
+    assert f"'{misplaced}' is an option without its dashes: write --dry-run" in done.stderr
+    assert "no such event file" not in done.stderr
+    assert not (tmp_path / "calls.txt").exists()  # not even the credentials check
+
+
+def test_a_read_timeout_says_the_outcome_is_unknown(aws):
+    timeout = (
+        "\nRead timeout on endpoint URL: "
+        '"https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/rds-initializer/invocations"'
+    )
+    done, _ = aws({"*": {"exit": 255, "stderr": timeout}}, "rds-initializer", str(SEED))
+
+    assert done.returncode == 1
+    applied = done.stdout.split("  applied:\n")[1].splitlines()[0].strip()
+    assert applied.startswith(
+        "outcome unknown: the function may still be running; check its log"
+    ), applied
+    assert "/aws/lambda/rds-initializer" in done.stdout
+    assert "1 of them with an unknown outcome" in done.stdout
+
+
+def test_a_refused_invocation_says_nothing_ran(aws):
+    refused = "An error occurred (AccessDeniedException) when calling the Invoke operation: no"
+    done, _ = aws({"*": {"exit": 254, "stderr": refused}}, "rds-initializer", str(SEED))
+
+    assert done.returncode == 1
+    assert "nothing: Lambda did not run the function" in done.stdout
+    assert "see the message and the log below" not in done.stdout
+
+
+def test_responses_of_events_with_the_same_file_name_are_all_kept(aws, tmp_path):
+    seed = json.loads(SEED.read_text())
+    for team in ("billing", "orders"):
+        (tmp_path / team).mkdir()
+        event = {**seed, "database_name": f"{team}_db"}
+        (tmp_path / team / "prod.json").write_text(json.dumps(event))
+    out = tmp_path / "reports"
+    done, _ = aws(
+        {"*": {"body": REPORT}},
+        "--output-dir",
+        str(out),
+        "rds-initializer",
+        str(tmp_path / "billing" / "prod.json"),
+        str(tmp_path / "orders" / "prod.json"),
+    )
+
+    assert done.returncode == 0, done.stderr
+    databases = sorted(json.loads(p.read_text())["database"] for p in out.iterdir())
+    assert databases == ["billing_db", "orders_db"]
+    assert sorted(p.name for p in out.iterdir()) == ["prod-1.response.json", "prod-2.response.json"]
+    assert f"response: {out / 'prod-1.response.json'}" in done.stdout
+
+
+def test_help_shows_the_exit_codes_and_two_examples(aws):
+    done, records = aws({}, "--help")
+
+    assert done.returncode == 0 and records == []
+    help_text = done.stdout
+    assert "exit status:" in help_text
+    for code in ("0  every invocation succeeded", "1  an invocation failed", "2  a usage error"):
+        assert code in help_text
+    examples = help_text.split("examples:\n")[1].split("\n\n")[0].splitlines()
+    assert len(examples) == 2 and all("deploy/invoke.sh" in line for line in examples)
+
+
+def test_the_jenkinsfile_gives_the_agent_a_region_and_credentials():
+    text = (ROOT / "deploy" / "Jenkinsfile").read_text()
+    assert "AWS_DEFAULT_REGION" in text
+    assert "withCredentials" in text and "AmazonWebServicesCredentialsBinding" in text

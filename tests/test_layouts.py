@@ -1,4 +1,4 @@
-"""The ways RDS lays out a PostgreSQL database (README, "Layouts this is tested on"), each run
+"""The ways RDS lays out a PostgreSQL database (docs/postgresql.md, its layouts), each run
 through the command line as a user would: the seed event, a re-run, a new password, a
 narrowing and a delete work on every layout; where the master truly cannot act, the event is
 refused before anything changes, with a remedy a real role can run.

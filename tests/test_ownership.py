@@ -1,4 +1,4 @@
-"""Whose secrets are whose (README, "User secrets" and "Layouts this is tested on"), on real
+"""Whose secrets are whose (docs/secrets-and-rotation.md, docs/postgresql.md), on real
 PostgreSQL (14 to 18) and MariaDB, every scenario written once and run on both:
 - the master secret is found by any name Secrets Manager takes, RDS's own `rds!db-...`
   included, whose value holds only a username and a password;

@@ -2,7 +2,7 @@
 no failure, and the role grants exactly the Secrets Manager calls the handler makes, found in
 the handler's source, so that neither the code nor the policy can drift from the other.
 
-No Terraform binary or provider runs here: what is checked is the HCL as written."""
+What is checked here is the HCL as written; tests/test_terraform_cli.py runs Terraform itself."""
 
 from __future__ import annotations
 

@@ -2,8 +2,12 @@
 # dp-sec-db-ue1-<app>-master_user-<env> and whose user secrets start with dp-sec-db-ue1-,
 # PostgreSQL and MariaDB rotation deployed from the Serverless Application Repository.
 #
+#   curl -fsSLO https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 #   bash build.sh --arch arm64 --python 3.13 --ca-bundle global-bundle.pem
-#   cd deploy/terraform/examples/basic && terraform init && terraform apply
+#   cd deploy/terraform/examples/basic
+#   terraform init && terraform validate
+#   terraform plan -out=tfplan      # read it: what will be created, changed, destroyed
+#   terraform apply tfplan          # applies exactly that plan
 
 terraform {
   required_version = ">= 1.5.0"
