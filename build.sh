@@ -4,22 +4,21 @@
 # boto3 (and with it botocore, s3transfer, ...) is left out: the Lambda runtime ships it.
 # --ca-bundle FILE adds FILE as rds-ca-bundle.pem, which makes verify-full the function's default
 # TLS mode (for RDS: AWS's global bundle, global-bundle.pem, downloaded from AWS).
-# --output FILE writes the zip elsewhere. Wheels are cached in .cache/wheels/<python>-<arch>/,
-# zopfli's deflate streams of the large libraries in .cache/deflate/.
-# A zip over 6 MB (6000000 bytes) fails the build unless --max-bytes raises the limit.
+# --output FILE writes the zip elsewhere. Wheels are cached in .cache/wheels/<python>-<arch>/.
+# The zip holds the handler, psycopg2 (with the shared libraries its wheel bundles), PyMySQL and
+# their licenses, nothing else; deflated by zlib, with fixed modes and timestamps (reproducible).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
     echo "usage: $0 [--arch x86_64|arm64] [--python 3.12|3.13] [--ca-bundle FILE.pem]" \
-        "[--output FILE.zip] [--max-bytes N]"
+        "[--output FILE.zip]"
 }
 
 arch=x86_64
 python_version=3.12
 ca_bundle=
 zip_path=
-max_bytes=6000000
 while [ $# -gt 0 ]; do
     case "$1" in
         --arch) arch="${2:?--arch needs a value}"; shift 2 ;;
@@ -30,8 +29,6 @@ while [ $# -gt 0 ]; do
         --ca-bundle=*) ca_bundle="${1#*=}"; shift ;;
         --output) zip_path="${2:?--output needs a file}"; shift 2 ;;
         --output=*) zip_path="${1#*=}"; shift ;;
-        --max-bytes) max_bytes="${2:?--max-bytes needs a number}"; shift 2 ;;
-        --max-bytes=*) max_bytes="${1#*=}"; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -61,9 +58,6 @@ handler=deploy/lambda_function.py
 package=build/package-$arch
 zip_path=${zip_path:-dist/rds-initializer-$arch.zip}
 wheels=.cache/wheels/$python_version-$arch
-case "$max_bytes" in
-    '' | *[!0-9]*) echo "--max-bytes must be a number of bytes, not: $max_bytes" >&2; exit 2 ;;
-esac
 [ -f "$handler" ] || { echo "missing $handler" >&2; exit 1; }
 
 echo "build: requirements for Lambda python$python_version on $arch (boto3 left out)"
@@ -106,115 +100,37 @@ if [ -n "$ca_bundle" ]; then
 fi
 find "$package" -name __pycache__ -type d -prune -exec rm -rf {} +
 rm -rf "$package/bin"
-
-# zopfli finds a deflate stream about 4% smaller than zlib's best for the large shared libraries
-# (about 180 KB on arm64, where the zip is closest to its limit), once per file: the result is
-# cached in .cache/deflate by content. It is installed for the build only, into
-# .cache/build-tools; without it (no network, Python < 3.10) the zip is plain zlib -9.
-tools=.cache/build-tools
-zopfli_version=0.4.3
-if [ ! -f "$tools/zopfli-$zopfli_version.dist-info/RECORD" ]; then
-    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-        --upgrade --target "$tools" "zopfli==$zopfli_version" >/dev/null 2>&1 ||
-        echo "build: zopfli $zopfli_version could not be installed: zlib only" >&2
-fi
+# The wheels' metadata is pip's, not the function's: only their licenses stay, in licenses/.
+for info in "$package"/*.dist-info; do
+    if [ -d "$info/licenses" ]; then
+        mkdir -p "$package/licenses"
+        cp -R "$info/licenses" "$package/licenses/$(basename "$info" .dist-info)"
+    fi
+    rm -rf "$info"
+done
 
 echo "build: zipping $zip_path"
 mkdir -p "$(dirname "$zip_path")"
 rm -f "$zip_path"
-PYTHONPATH="$tools${PYTHONPATH:+:$PYTHONPATH}" "$python" - "$package" "$zip_path" .cache/deflate <<'EOF'
-"""Zip the package dir with its contents at the zip root.
+"$python" - "$package" "$zip_path" <<'EOF'
+"""Zip the package dir with its contents at the zip root, deflated by zlib.
 
 Modes are normalised to 0644/0755: Lambda runs the code as a non-root user, so a file
 that is not world-readable fails at import time. Fixed timestamps keep builds reproducible.
-Files of 1 MB and more get zopfli's deflate stream when it is smaller (zopfli is
-deterministic, so builds stay reproducible); the zip is checked by decompressing it whole.
 """
 
-import hashlib
-import os
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
-try:
-    import zopfli.zopfli as zopfli
-except ImportError:
-    zopfli = None
-
-source, target, cache = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-LARGE = 1_000_000
-
-
-def zlib_deflate(data):
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush()
-
-
-def best_deflate(data):
-    """A raw deflate stream smaller than zlib's, or None. The cache holds zopfli's stream, or
-    nothing when zlib's was smaller."""
-    if zopfli is None or len(data) < LARGE:
-        return None
-    cached = cache / f"{hashlib.sha256(data).hexdigest()}.zopfli1"
-    if not cached.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        stream = zopfli.compress(data, numiterations=1, gzip_mode=0)[2:-4]  # zlib -> raw
-        partial = cached.parent / f"{cached.name}.{os.getpid()}.tmp"
-        partial.write_bytes(stream if len(stream) < len(zlib_deflate(data)) else b"")
-        partial.rename(cached)
-    return cached.read_bytes() or None
-
-
-class Precompressed:
-    """Stands in for zipfile's compressor: hands over a stream deflated beforehand."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def compress(self, data):
-        stream, self.stream = self.stream, b""
-        return stream
-
-    def flush(self):
-        return b""
-
-
-pending = []
-zlib_compressor = zipfile._get_compressor
-
-
-def get_compressor(compress_type, compresslevel=None):
-    if pending:
-        return Precompressed(pending.pop())
-    return zlib_compressor(compress_type, compresslevel)
-
-
-zipfile._get_compressor = get_compressor
+source, target = Path(sys.argv[1]), Path(sys.argv[2])
 with zipfile.ZipFile(target, "w") as zf:
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         info = zipfile.ZipInfo(path.relative_to(source).as_posix(), (1980, 1, 1, 0, 0, 0))
         mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
         info.external_attr = (0o100000 | mode) << 16
-        data = path.read_bytes()
-        stream = best_deflate(data)
-        if stream is not None:
-            pending.append(stream)
-        zf.writestr(info, data, zipfile.ZIP_DEFLATED, compresslevel=9)
-        assert not pending, "the precompressed stream was not used"
-with zipfile.ZipFile(target) as zf:
-    broken = zf.testzip()
-    if broken is not None:
-        sys.exit(f"build: {broken} does not decompress to its content")
+        zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED, compresslevel=9)
 EOF
 
 size=$(stat -c %s "$zip_path")
 echo "build: $zip_path ($arch, python$python_version): $size bytes ($((size / 1024)) KiB)"
-if [ "$size" -gt "$max_bytes" ]; then
-    echo "build: $zip_path is $size bytes, over the limit of $max_bytes: a dependency grew or" \
-        "came back, zopfli could not be used (see above), or the CA bundle is large (the" \
-        "region's bundle is a few KB, the global one about 160 KB). --max-bytes raises the" \
-        "limit; Lambda accepts zips up to 50 MB." >&2
-    exit 1
-fi

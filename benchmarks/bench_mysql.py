@@ -24,7 +24,7 @@ import pymysql
 import pymysql.connections
 from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, count, tool
 
-from tests.servers import RDS_MARIADB_MASTER_PRIVILEGES, start_mariadb
+from dev.servers import RDS_MARIADB_MASTER_PRIVILEGES, start_mariadb
 
 
 def connect(server, user, password, database=None):

@@ -31,7 +31,7 @@ import psycopg2.extensions
 from common import DATABASE, DML, MASTER, MASTER_PASSWORD, RO, count, tool
 from psycopg2 import sql
 
-from tests.servers import start_postgres
+from dev.servers import start_postgres
 
 
 def connect(server, user, password, database):

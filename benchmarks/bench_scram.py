@@ -21,7 +21,7 @@ import psycopg2
 from common import tool
 from psycopg2 import sql
 
-from tests.servers import start_postgres
+from dev.servers import start_postgres
 
 
 def create_roles(server, passwords: list[str | None]) -> float:

@@ -9,7 +9,7 @@ with moto in yet another process, as AWS is: moto's work is not the tool's, in t
 memory. The servers live in temporary directories of their own (never pytest's basetemp).
 
 Importing this module puts deploy/ and the repository on sys.path, so a script imports it
-before tests.servers (isort keeps that order: this module sorts as third-party, tests as
+before dev.servers (isort keeps that order: this module sorts as third-party, dev as
 first-party)."""
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def start_moto_process() -> tuple[subprocess.Popen, str]:
     code = (
         "import sys, time; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/benchmarks']; "
         "import common; common.index_moto_secrets(); "
-        "from tests.servers import start_moto; server, url = start_moto(); "
+        "from dev.servers import start_moto; server, url = start_moto(); "
         "print(url, flush=True); time.sleep(86400)"
     )
     process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code
@@ -230,8 +230,8 @@ def refusal(server, engine: str, entries: list[dict]) -> dict:
     clients: list[Any] = []
     make = tool.SecretsManager.__init__
 
-    def keep(self: Any, region: str | None) -> None:
-        make(self, region)
+    def keep(self: Any, region: str | None, settings: Any = None) -> None:
+        make(self, region, settings)
         clients.append(self)
 
     tool.SecretsManager.__init__ = keep
@@ -264,7 +264,7 @@ def floor(server, engine: str, entries: list[dict]) -> float:
     connection = target.dialect.connect(target)
     try:
         target.dialect.read_state(
-            connection, tool.bind_engine(event, target.dialect), tool.Deadline(None)
+            connection, target, tool.bind_engine(event, target.dialect), tool.Deadline(None)
         )
     finally:
         connection.close()

@@ -14,7 +14,8 @@ The file reads as the data flows:
    6. planning: the whole plan from event + state (pure)
    7. applying, with the never-lose-a-password protocol
    8. the report
-   9. the engines' interface (a Protocol), and what both engines share
+   9. the engines' interface (a Protocol), the settings (the only reader of the
+      environment), and what both engines share
   10. PostgreSQL, in one block: names, catalog state, plan, I/O
   11. MySQL and MariaDB, in one block: the same parts
   12. the engines by name
@@ -39,8 +40,8 @@ import time
 import unicodedata
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import cache, cached_property
@@ -80,15 +81,6 @@ class ApplyError(Exception):
     """Applying failed part-way; the message says what was applied and that a re-run converges."""
 
 
-class StepFailedError(Exception):
-    """A statement the server refused, on its way to becoming an ApplyError that says what the
-    engine did with the statements before it."""
-
-    def __init__(self, number: int, error: Exception):
-        super().__init__(number, error)
-        self.number, self.error = number, error
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. The run: event -> gather -> plan -> apply -> report. The rest of the file, in this order,
 #    is the parts these functions put together.
@@ -124,17 +116,17 @@ def unexpected_error_message(error: BaseException) -> str:
     )
 
 
-def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
-    """One invocation. Every problem with the event or with the state it meets is raised once,
-    together, before anything is written; then the plan is applied (or only rehearsed)."""
+def run(
+    raw: Any, context: Any = None, *, dry_run: bool = False, settings: Settings | None = None
+) -> dict:
+    """One invocation. Every problem with the environment, the event, the master secret or the
+    state it meets is raised once, together, before anything is written; then the plan is
+    applied (or only rehearsed)."""
     started = time.monotonic()
     REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
-    event, problems = read_event(raw, dry_run=dry_run)
-    settings = Settings.read(os.environ)
-    if settings.problems:  # before any call: a bad environment is invalid input, like the event
-        raise InvalidEvent([*settings.problems, *problems])
-    aws = SecretsManager(event.region or os.environ.get("AWS_REGION"))
-    target, problems = locate(event, aws, problems)
+    settings = settings or Settings.read(os.environ)
+    event, problems = read_event(raw, dry_run=dry_run, settings=settings)
+    aws, target, problems = locate(event, settings, [*settings.problems, *problems])
     event = bind_engine(event, target.dialect)
     info(
         "start",
@@ -144,15 +136,20 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
         dry_run=event.dry_run,
     )
     deadline = Deadline(context)
-    with database_session(target, deadline, problems) as connection:
+    with database_session(target, event, deadline, problems) as connection:
         facts = gather(connection, event, target, aws, deadline)
-        passwords = aws.random_passwords if not event.dry_run else local_passwords
-        plan = make_plan(event, target, facts, passwords, problems, os.environ)
+        plan = make_plan(event, target, facts, problems)
+        for warning in plan.warnings:
+            log.warning(warning)
+        draw = local_passwords if event.dry_run else aws.random_passwords
+        plan = plan.with_passwords(draw(plan.passwords_wanted) if plan.passwords_wanted else [])
         if event.dry_run:
-            target.dialect.rehearse(connection, plan.steps, plan.counter)
+            plan = planned(plan)
+            applied = Applied(target.dialect.rehearse(connection, plan.steps))
         else:
-            apply(connection, plan, aws, deadline)
-        result = report(plan, aws, connection)
+            plan, first = planned_while_writing(plan, aws, deadline)
+            applied = apply_plan(connection, plan, first, aws, deadline)
+        result = report(plan, applied, aws)
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
     info(
         "done",
@@ -164,23 +161,80 @@ def run(raw: Any, context: Any = None, *, dry_run: bool = False) -> dict:
     return result
 
 
-def locate(event: Event, aws: SecretsManager, problems: list[str]) -> tuple[Target, list[str]]:
-    """The target, from the event and the master secret, and the problems so far with the
-    checks that need the target. Without a target there is no state to check against: raise."""
+def planned(plan: Plan) -> Plan:
+    """The plan with its SQL steps: the new passwords hashed first, one thread a CPU (PBKDF2
+    releases the GIL)."""
+    dialect, hashed = plan.target.dialect, plan.hashed
+    with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
+        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), hashed)
+        identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
+    plan = with_steps(plan, identified_by)
+    info("planned", users=len(plan.event.users), steps=len(plan.steps), dry_run=plan.event.dry_run)
+    return plan
+
+
+def planned_while_writing(
+    plan: Plan, aws: SecretsManager, deadline: Deadline
+) -> tuple[Plan, dict[str, tuple[SecretState, str | None]]]:
+    """The plan with its SQL steps, and the secret writes that come before the database. The
+    writes, paced by Secrets Manager's quota, need only the credentials: a first run's password
+    hashing, and the SQL plan after it, go on meanwhile. With nothing to hash, the plan comes
+    first."""
+    if not plan.hashed:
+        plan = planned(plan)
+        return plan, write_secrets_first(plan, aws, deadline)
+    planner = ThreadPoolExecutor(1)
+    try:
+        planning = planner.submit(planned, plan)
+        first = write_secrets_first(plan, aws, deadline)
+        return planning.result(), first
+    finally:
+        planner.shutdown(wait=False)  # a failed write is reported without waiting for hashes
+
+
+def locate(
+    event: Event, settings: Settings, problems: list[str]
+) -> tuple[SecretsManager, Target, list[str]]:
+    """Secrets Manager, the target (from the event and the master secret), and the problems so
+    far with the checks that need the target. Without a target there is no state to check
+    against: raise every problem found, the master secret's with the event's."""
     if not event.secret_name or not event.database:
-        raise InvalidEvent(problems)
-    master, master_arn = aws.master_secret(event.secret_name)
-    target, target_problems = resolve_target(event, master, master_arn)
+        raise InvalidEvent(problems + unchecked_grantors(event, "the event names no database"))
+    try:
+        aws = SecretsManager(event.region or settings.region, settings)
+        master, master_arn = aws.master_secret(event.secret_name)
+    except InvalidEvent as invalid:  # the master secret is missing, unreadable or malformed
+        unchecked = unchecked_grantors(event, "the master secret could not be used")
+        raise InvalidEvent([*problems, *invalid.problems, *unchecked]) from None
+    except (ApplyError, botocore.exceptions.BotoCoreError) as error:  # no credentials, no region
+        if problems:  # the event's problems are the user's to fix first, with or without AWS
+            raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
+        raise
+    target, target_problems = resolve_target(event, master, master_arn, settings)
     problems = problems + target_problems
     if target is None:
-        raise InvalidEvent(problems)
-    problems += rotation_problems(event, target.dialect, os.environ)
+        why = "the master secret does not say where or as whom to connect"
+        raise InvalidEvent(problems + unchecked_grantors(event, why))
+    problems += rotation_function_problems(event, target.dialect, settings)
     problems += rotation_host_problems(event, target, master)
-    return target, problems
+    return aws, target, problems
+
+
+def unchecked_grantors(event: Event, why: str) -> list[str]:
+    """The grantors the event names but does not declare: only the server can say whether they
+    exist, and it was not asked."""
+    return [
+        f"user {user.name!r}: grantor {user.grantor!r} is not declared in the event and was not "
+        f"looked up on the server ({why}): it must exist there"
+        for user in event.users
+        if user.grantor and not user.deleting and event.user(user.grantor) is None
+    ]
 
 
 @contextmanager
-def database_session(target: Target, deadline: Deadline, problems: list[str]) -> Iterator[Any]:
+def database_session(
+    target: Target, event: Event, deadline: Deadline, problems: list[str]
+) -> Iterator[Any]:
     """The master's connection, under the cluster-wide lock. When the database cannot be
     reached, the problems found so far are what the user hears about."""
     with ExitStack() as stack:
@@ -189,7 +243,10 @@ def database_session(target: Target, deadline: Deadline, problems: list[str]) ->
             connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
-                raise InvalidEvent([*problems, f"(nothing else was checked: {error})"]) from None
+                unchecked = unchecked_grantors(event, "the database could not be reached")
+                raise InvalidEvent(
+                    [*problems, *unchecked, f"(nothing else was checked: {error})"]
+                ) from None
             raise
         stack.callback(close_quietly, connection)
         yield connection
@@ -407,6 +464,8 @@ class Target:
     master_password: str = field(repr=False)
     master_arn: str
     ssl_mode: SslMode
+    # the deployment's: timeouts and the CA bundle of every connection to the target
+    settings: Settings = field(default_factory=lambda: Settings(), repr=False, compare=False)
 
     @property
     def dialect(self) -> Dialect:
@@ -479,25 +538,18 @@ class RotationCall:
 
 @dataclass(frozen=True)
 class Step:
-    """One SQL statement of the plan, and whose changes it makes."""
+    """One SQL statement of the plan, and whose changes it makes. The statement is in the
+    engine's own form (what its driver executes); Dialect.render shows it as text."""
 
-    statement: sql.Composable | str  # MySQL statements are text, quoted by the planner
+    statement: Any
     summary: str
     users: tuple[str, ...]
     as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
-    shown: sql.Composable | str | None = None  # the statement as shown: its password blanked
+    shown: Any = None  # the statement as shown: its password blanked
 
     @property
     def who(self) -> str:
         return ", ".join(self.users) or "the master"
-
-    def display(self, context: Any) -> str:
-        """The statement as a person reads it, passwords blanked, with the role it runs as."""
-        text = self.shown or self.statement
-        text = text if isinstance(text, str) else text.as_string(context)
-        if self.as_role:
-            return f"SET ROLE {sql.Identifier(self.as_role).as_string(context)}; {text}"
-        return text
 
 
 class EngineState(Protocol):
@@ -528,28 +580,22 @@ class Facts:
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
 
 
-PasswordSource = Callable[[int], list[str]]  # count -> that many new passwords
-
-
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """The whole of what a run does, decided before anything is written: the SQL steps, each
-    user's credential (which says how its secret is written), the rotation calls, and what
-    the report says of each secret. A dry run is this plan, not applied."""
+    """The whole of what a run does, decided before anything is written: each user's
+    credential (which says how its secret is written), what happens to each secret, the
+    rotation calls, and the SQL steps. A dry run is this plan, not applied. Built in stages
+    (make_plan, with_passwords, with_steps), each a new value."""
 
     event: Event
     target: Target
     state: EngineState
-    secrets: dict[str, SecretState]  # by secret name
-    credentials: dict[str, Credential]  # by user, for the users that stay
-    steps: list[Step]
-    secret_results: dict[str, str]  # by user: what happens to its secret
-    rotations: dict[str, RotationCall]  # by user, for the users whose rotation changes
-    warnings: list[str] = field(default_factory=list)  # what the tool cannot change, said
-    counter: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # The steps while they are still being planned (a first run's password hashing overlaps
-    # its secret writes: see make_plan); apply waits for them before the database.
-    planning: Future[list[Step]] | None = None
+    secrets: Mapping[str, SecretState]  # by secret name, as read
+    credentials: Mapping[str, Credential]  # by user, for the users that stay
+    secret_results: Mapping[str, str]  # by user: what happens to its secret
+    rotations: Mapping[str, RotationCall]  # by user, for the users whose rotation changes
+    warnings: tuple[str, ...] = ()  # what the tool cannot change, said
+    steps: tuple[Step, ...] = ()
 
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
@@ -558,6 +604,45 @@ class Plan:
         """Whether applying writes anything to the user's secret: an unchanged secret is one
         no write touches (secret_result), and a rotation call is a write of its own."""
         return self.secret_results.get(user.name) != "unchanged" or user.name in self.rotations
+
+    @property
+    def passwords_wanted(self) -> int:
+        """How many new passwords the plan needs drawn."""
+        return sum(c.password is None for c in self.credentials.values())
+
+    def with_passwords(self, passwords: Sequence[str]) -> Plan:
+        """The plan with each credential that needs one given a new password, in order."""
+        if len(passwords) != self.passwords_wanted:
+            raise ValueError(f"{len(passwords)} passwords for {self.passwords_wanted} wanted")
+        drawn = iter(passwords)
+        credentials = {
+            user: replace(c, password=next(drawn)) if c.password is None else c
+            for user, c in self.credentials.items()
+        }
+        return replace(self, credentials=credentials)
+
+    @property
+    def hashed(self) -> list[Credential]:
+        """The credentials whose password the database is given now: to hash before planning
+        the SQL."""
+        return [c for c in self.credentials.values() if c.set_in_database and c.password]
+
+
+@dataclass(frozen=True)
+class SqlStats:
+    """What running the steps cost: statements sent (role switches too) and their time."""
+
+    statements: int = 0
+    sql_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying (or rehearsing) a plan did: the SQL run, and each user's secret as the
+    writes left it (a created secret's ARN, its new versions), by user."""
+
+    sql: SqlStats = SqlStats()
+    secrets: Mapping[str, SecretState] = field(default_factory=dict)
 
 
 class Deadline:
@@ -673,11 +758,6 @@ log.addHandler(_handler)
 log.propagate = False
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-# An unknown LOG_LEVEL must not break the import: INFO then, and run() reports it (Settings).
-log.setLevel(
-    next((v for v in LOG_LEVELS if v == os.environ.get("LOG_LEVEL", "").strip().upper()), "INFO")
-)
 
 
 def info(message: str, **fields: Any) -> None:
@@ -797,9 +877,13 @@ def parse_event(raw: Any) -> Event:
     return bind_engine(event, DIALECTS[event.engine]) if event.engine else event
 
 
-def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
+def read_event(
+    raw: Any, *, dry_run: bool = False, settings: Settings | None = None
+) -> tuple[Event, list[str]]:
     """The event and every problem with it. A user entry with problems is left out of the
-    event, so that the rest can still be checked against the database's state."""
+    event, so that the rest can still be checked against the database's state. `settings`:
+    the deployment's defaults (none given: the defaults of an empty environment)."""
+    settings = settings or Settings.read({})
     if not isinstance(raw, dict):
         raise InvalidEvent(["the event must be a JSON object"])
     unreadable = unreadable_values(raw)
@@ -827,7 +911,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     problems += found
     recovery, found = parse_recovery_days(raw.get("secret_recovery_days", 7))
     problems += found
-    ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"))
+    ssl_mode, found = parse_ssl_mode(raw.get("ssl_mode"), settings.ssl_mode)
     problems += found
     flags = {}
     for key in ("dry_run", "verify_logins", "move_secrets"):
@@ -858,7 +942,7 @@ def read_event(raw: Any, *, dry_run: bool = False) -> tuple[Event, list[str]]:
     )
     problems += relationship_problems(event)
     if engine:
-        problems += engine_problems(event, DIALECTS[engine])
+        problems += engine_problems(event, DIALECTS[engine], settings)
     return event, problems
 
 
@@ -1020,27 +1104,17 @@ def json_int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def parse_ssl_mode(value: Any) -> tuple[SslMode, list[str]]:
+def parse_ssl_mode(value: Any, default: SslMode) -> tuple[SslMode, list[str]]:
+    """The event's ssl_mode, else the deployment's (Settings.ssl_mode)."""
     if not is_none(value) and not isinstance(value, str):
         return "require", ["ssl_mode must be a string"]
-    mode = None if is_none(value) else value.strip()
-    mode = mode or os.environ.get("DB_SSL_MODE") or default_ssl_mode()
+    mode = (None if is_none(value) else value.strip()) or default
     if mode not in SSL_MODES:
         return "require", [
             f"ssl_mode must be one of {', '.join(SSL_MODES)}, not {mode!r}"
             + did_you_mean(mode, SSL_MODES)
         ]
-    return mode, []  # type: ignore[return-value]  # checked against SSL_MODES just above
-
-
-def ca_bundle() -> str | None:
-    """The CA bundle verify-full checks against: DB_SSL_CA, else the one bundled in the zip."""
-    return os.environ.get("DB_SSL_CA") or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
-
-
-def default_ssl_mode() -> str:
-    """verify-full when there is a CA bundle to verify against, else require."""
-    return "verify-full" if ca_bundle() else "require"
+    return cast(SslMode, mode), []  # checked against SSL_MODES just above
 
 
 def parse_users(
@@ -1057,13 +1131,12 @@ def parse_users(
         name = raw.get("db_user")
         if isinstance(name, str) and name:
             where = f"user {name!r}"
-        found = unknown_key_problems(raw, USER_KEYS, "a user's")
-        found += role_name_problems(name, "db_user")
+        unknown = unknown_key_problems(raw, USER_KEYS, "a user's")
+        found = role_name_problems(name, "db_user")
         user, user_problems = parse_user(raw, name, default_rotation)
         found += user_problems
-        if found:
-            problems += [f"{where}: {p}" for p in found]
-        else:
+        problems += [f"{where}: {p}" for p in unknown + found]
+        if not found:  # a typo'd key leaves the entry readable: its relations are checked too
             users.append(user)
     return tuple(users), problems
 
@@ -1437,7 +1510,7 @@ def relationship_problems(event: Event) -> list[str]:
     return problems
 
 
-def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
+def engine_problems(event: Event, dialect: Dialect[Any], settings: Settings) -> list[str]:
     """What the event asks that the engine does not have. Run once the engine is known: from
     the event, or else from the master secret."""
     problems = dialect.event_problems(event)
@@ -1461,7 +1534,7 @@ def engine_problems(event: Event, dialect: Dialect[Any]) -> list[str]:
                 f"{did_you_mean(name, allowed)} (allowed: {', '.join(allowed)}, ALL)"
                 for name in unknown
             ]
-        problems += [f"{where}: {p}" for p in dialect.user_problems(user)]
+        problems += [f"{where}: {p}" for p in dialect.user_problems(user, settings)]
     return problems
 
 
@@ -1542,7 +1615,9 @@ def gather(
             or (
                 u.rotation is not None
                 and rotation_change(
-                    u.rotation, secret, rotation_function(u.rotation, target.dialect, os.environ)
+                    u.rotation,
+                    secret,
+                    rotation_function(u.rotation, target.dialect, target.settings),
                 )
                 is not None
             )
@@ -1564,7 +1639,7 @@ def gather(
 
     with ThreadPoolExecutor(1) as pool:
         reading = pool.submit(read_secrets)
-        state = target.dialect.read_state(connection, event, deadline)
+        state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
     # A password account becoming an IAM user retires the secret the tool made for it: found
     # by its tags when the event names none (an account that is already IAM needs no search,
@@ -1599,10 +1674,12 @@ def gather(
 
 
 def resolve_target(
-    event: Event, master_secret: dict, master_arn: str
+    event: Event, master_secret: dict, master_arn: str, settings: Settings | None = None
 ) -> tuple[Target | None, list[str]]:
     """Fill in what the event left out from the master secret. The problems found; no target
-    when where or as whom to connect is missing."""
+    when where or as whom to connect is missing. `settings`: the deployment's (none given:
+    the defaults)."""
+    settings = settings or Settings()
     problems = []
     username, password = master_secret.get("username"), master_secret.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
@@ -1614,8 +1691,8 @@ def resolve_target(
     if not engine:
         problems.append("db_engine is required (the master secret names no engine it knows)")
     elif not event.engine:
-        problems += engine_problems(event, DIALECTS[engine])
-    if event.ssl_mode == "verify-full" and not ca_bundle():
+        problems += engine_problems(event, DIALECTS[engine], settings)
+    if event.ssl_mode == "verify-full" and not settings.ca_bundle:
         problems.append(
             "ssl_mode verify-full needs a CA bundle to verify against: DB_SSL_CA, or one built "
             "into the zip (build.sh --ca-bundle)"
@@ -1637,18 +1714,19 @@ def resolve_target(
         master_password=password,
         master_arn=master_arn,
         ssl_mode=event.ssl_mode,
+        settings=settings,
     )
     return target, problems
 
 
-def rotation_function(
-    rotation: Rotation, dialect: Dialect[Any], environ: Mapping[str, str]
-) -> str | None:
+def rotation_function(rotation: Rotation, dialect: Dialect[Any], settings: Settings) -> str | None:
     """The function that rotates the secret: the event's own, else the engine's AWS one."""
-    return rotation.lambda_arn or environ.get(dialect.rotation_variable, "").strip() or None
+    return rotation.lambda_arn or settings.rotation_functions.get(dialect.rotation_variable)
 
 
-def rotation_problems(event: Event, dialect: Dialect[Any], environ: Mapping[str, str]) -> list[str]:
+def rotation_function_problems(
+    event: Event, dialect: Dialect[Any], settings: Settings
+) -> list[str]:
     """Rotation without a function of the event's own needs the engine's AWS function, which
     only the deployment can name; checked once the engine is known, before anything changes.
     The AWS function is deployed from the Serverless Application Repository template the
@@ -1657,11 +1735,8 @@ def rotation_problems(event: Event, dialect: Dialect[Any], environ: Mapping[str,
         u.name for u in event.users if u.rotation and u.rotating and not u.rotation.lambda_arn
     ]
     variable, template = dialect.rotation_variable, dialect.rotation_template
-    function = environ.get(variable, "").strip()
-    if not relying or LAMBDA_ARN.match(function):
-        return []
-    if function:
-        return [f"{variable} must be a Lambda function ARN, not {function!r}"]
+    if not relying or variable in settings.rotation_functions or variable in settings.rejected:
+        return []  # a variable that is not an ARN is one of the settings' problems
     return [
         f"rotation of {', '.join(map(repr, relying))} needs a rotation function: give "
         f"rotation.lambda_arn, or deploy the AWS template {template} and set {variable} to "
@@ -1715,16 +1790,17 @@ class RateLimiter:
 SECRETS_PACES = {"SECRETS_WRITES_PER_SECOND": 40.0, "SECRETS_READS_PER_SECOND": 80.0}
 
 
-def calls_per_second(environ: Mapping[str, str], variable: str) -> float:
-    """The pace a variable of SECRETS_PACES sets, else its default."""
+def calls_per_second(environ: Mapping[str, str], variable: str) -> tuple[float, str | None]:
+    """The pace a variable of SECRETS_PACES sets, else its default; and what is wrong with it
+    (Settings.read reports it)."""
     text = environ.get(variable, "").strip()
     try:
         pace = float(text) if text else SECRETS_PACES[variable]
     except ValueError:
         pace = 0.0
     if not 0 < pace <= 10_000:
-        raise InvalidEvent([f"{variable} must be a number of calls per second, not {text!r}"])
-    return pace
+        return SECRETS_PACES[variable], f"must be a number of calls per second, not {text!r}"
+    return pace, None
 
 
 @cache
@@ -1732,8 +1808,7 @@ def aws_session() -> botocore.session.Session:
     """One botocore session a process, as boto3's default one (a warm Lambda keeps it: loading
     the service's model costs more than a call). It leaves timestamps as AWS sends them: the
     tool only asks whether a date is there (DeletedDate), and turning the three dates of each
-    listed secret into datetimes was half the time spent parsing a re-run's responses (1,500
-    dates for 500 secrets)."""
+    listed secret into datetimes is most of the work of parsing a re-run's responses."""
     session = botocore.session.get_session()
     parsers = session.get_component("response_parser_factory")
     parsers.set_parser_defaults(timestamp_parser=lambda value: value)
@@ -1743,9 +1818,9 @@ def aws_session() -> botocore.session.Session:
 @cache
 def freeze_what_lives_on() -> None:
     """Once a process, after its first client: the modules and botocore's service model (about
-    100,000 objects) live as long as the process, and each full collection of the garbage
-    collector walked them all again, 60 to 90 ms, once or twice in a run of 500 to 2,000
-    users. Frozen, they are left out of its walks (what a run allocates is collected as ever)."""
+    100,000 objects) live as long as the process, yet each full collection of the garbage
+    collector would walk them all again. Frozen, they are left out of its walks (what a run
+    allocates is collected as ever)."""
     gc.freeze()
 
 
@@ -1757,7 +1832,8 @@ class SecretsManager:
     LIST_PAGE = 100  # ListSecrets' MaxResults is at most 100
     LIST_PAGES = 3  # pages a ListSecrets chain may take before its names are described instead
 
-    def __init__(self, region: str | None):
+    def __init__(self, region: str | None, settings: Settings | None = None):
+        settings = settings or Settings()
         config = botocore.config.Config(
             retries={"mode": "standard", "max_attempts": 8},
             connect_timeout=5,
@@ -1770,25 +1846,26 @@ class SecretsManager:
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
-        self._writes = RateLimiter(calls_per_second(os.environ, "SECRETS_WRITES_PER_SECOND"))
-        reads = calls_per_second(os.environ, "SECRETS_READS_PER_SECOND")
+        self.list_reads = settings.secrets_list_reads
+        self._writes = RateLimiter(settings.secrets_writes_per_second)
+        reads = settings.secrets_reads_per_second
         self._bulk_reads = RateLimiter(reads, burst=int(reads))
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
 
     def map(self, function: Callable, items: Iterable) -> list:
-        """function(item) for each item, WORKERS at a time, in order. The items go in runs of
-        a few (four runs a worker): most of a re-run's items need no call at all, and a task
+        """function(item) for each item, WORKERS at a time, in order. The items go in chunks of
+        a few (four chunks a worker): most of a re-run's items need no call at all, and a task
         per item would cost more than the items."""
         items = list(items)
         if len(items) <= 1:
             return [function(item) for item in items]
         size = -(-len(items) // (self.WORKERS * 4))
-        runs = [items[i : i + size] for i in range(0, len(items), size)]
-        with ThreadPoolExecutor(min(self.WORKERS, len(runs))) as pool:
-            done = pool.map(lambda run: [function(item) for item in run], runs)
-            return [result for run in done for result in run]
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        with ThreadPoolExecutor(min(self.WORKERS, len(chunks))) as pool:
+            done = pool.map(lambda chunk: [function(item) for item in chunk], chunks)
+            return [result for chunk in done for result in chunk]
 
     def write(self, operation: str, **kwargs: Any) -> dict:
         self._writes.wait()
@@ -1881,7 +1958,7 @@ class SecretsManager:
     #   the same change and stages again, superseding it; a run of another event within those
     #   minutes keeps the AWSCURRENT password this once, and the next run, the list caught up,
     #   finishes or undoes the change (the staged password stays in AWSPENDING, never lost).
-    #   SECRETS_LIST_READS=false describes every secret, as before, for no such window at all.
+    #   SECRETS_LIST_READS=false describes every secret, for no such window at all.
     # Tags and rotation settings may lag in the list the same way: a listed secret for which
     # `recheck` says a write would rest on them (gather: a tag to add, a rotation to change)
     # is described too, so no write is decided from the list alone.
@@ -1892,8 +1969,7 @@ class SecretsManager:
         """The state of each named secret: listed and batch-read in bulk, described where the
         two disagree or say nothing, then the values the description found unread."""
         names = list(dict.fromkeys(names))
-        use_list = os.environ.get("SECRETS_LIST_READS", "").strip().lower() not in FALSE_WORDS
-        chains = name_prefix_chains(names) if use_list and names else []
+        chains = name_prefix_chains(names) if self.list_reads and names else []
         batches = [names[i : i + self.BATCH] for i in range(0, len(names), self.BATCH)]
         tasks = [("list", chain) for chain in chains] + [("batch", b) for b in batches]
         listed: dict[str, dict] = {}
@@ -2217,24 +2293,20 @@ def probe_logins(
 
 # ---------------------------------------------------------------------------------------------
 # 6. Planning: event + state -> the whole plan (SQL steps, secret writes, rotation calls).
-#    Pure: no I/O; new passwords come from the source it is given.
+#    Pure: no AWS call, thread, log or clock; run() draws and hashes the new passwords.
 # ---------------------------------------------------------------------------------------------
 
 
-def make_plan(
-    event: Event,
-    target: Target,
-    facts: Facts,
-    passwords: PasswordSource,
-    problems: list[str],
-    environ: Mapping[str, str],
-) -> Plan:
-    """The event and what was read -> the plan. Every problem (the event's, given, and those
-    found here against the state and the secrets) is raised at once, before any password is
-    drawn: a user fixes everything in one round."""
+def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str] = ()) -> Plan:
+    """The event and what was read -> every decision of the run: each user's credential (a
+    new password still to be drawn: None), what happens to each secret, the rotation calls,
+    the warnings. Every problem (the ones given, and those found here against the state and
+    the secrets) is raised at once: a user fixes everything in one round. Pure: no AWS call,
+    thread, log or clock; the SQL steps come once the new passwords are drawn and hashed
+    (with_steps)."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
     event, found_problems = with_found_secrets(event, facts.found)
-    problems = problems + found_problems + dialect.state_problems(event, state)
+    problems = [*problems, *found_problems, *dialect.state_problems(event, state)]
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secrets[user.secret_name], target, event)
@@ -2253,7 +2325,7 @@ def make_plan(
         if user.iam and state.has_clone(user)
     ]
     staying = [u for u in event.users if u.has_password]
-    decided = []
+    credentials = {}
     for user in staying:
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
@@ -2264,23 +2336,11 @@ def make_plan(
         credential = decide_credential(user, login, secret, password_login, probe, target)
         problems += credential_problems(credential, secret)
         problems += downgrade_problems(user, state)
-        decided.append(credential)
-    rotations = rotation_calls(staying, secrets, dialect, environ)
+        credentials[user.name] = credential
+    rotations = rotation_calls(staying, secrets, dialect, target.settings)
     problems += rotation_call_problems(staying, rotations, secrets)
     if problems:
         raise InvalidEvent(problems)
-    credentials = {c.user: c for c in with_new_passwords(decided, passwords)}
-    hashed = [c for c in credentials.values() if c.set_in_database and c.password]
-
-    def plan_steps() -> list[Step]:
-        """Hash the passwords (PBKDF2 releases the GIL: one thread a CPU), then plan."""
-        with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
-            verifiers = pool.map(lambda c: dialect.identified_by(c.password, state), hashed)
-            identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
-        steps = dialect.plan(event, state, identified_by)
-        info("planned", users=len(event.users), steps=len(steps), dry_run=event.dry_run)
-        return steps
-
     results = {
         u.name: secret_result(
             u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
@@ -2288,30 +2348,23 @@ def make_plan(
         for u in event.users
         if u.secret_name
     }
-    warnings = dialect.warnings(event, state)
-    for warning in warnings:
-        log.warning(warning)
-    if hashed and not event.dry_run:
-        # A first run: the secret writes, paced by Secrets Manager's quota, need only the
-        # credentials. The hashing and the SQL plan go on meanwhile; apply waits for them
-        # before the database (secrets first, as ever).
-        planner = ThreadPoolExecutor(1)
-        planning = planner.submit(plan_steps)
-        planner.shutdown(wait=False)
-        return Plan(
-            event,
-            target,
-            state,
-            secrets,
-            credentials,
-            [],
-            results,
-            rotations,
-            warnings,
-            planning=planning,
-        )
-    steps = plan_steps()
-    return Plan(event, target, state, secrets, credentials, steps, results, rotations, warnings)
+    return Plan(
+        event,
+        target,
+        state,
+        secrets,
+        credentials,
+        results,
+        rotations,
+        tuple(dialect.warnings(event, state)),
+    )
+
+
+def with_steps(plan: Plan, identified_by: Mapping[str, str]) -> Plan:
+    """The plan with its SQL steps, given what each login that gets a password now is
+    identified by (its SCRAM verifier, its hash: Dialect.identified_by). Pure."""
+    steps = plan.target.dialect.plan(plan.event, plan.state, dict(identified_by))
+    return replace(plan, steps=tuple(steps))
 
 
 def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
@@ -2492,13 +2545,13 @@ def rotation_calls(
     users: list[UserSpec],
     secrets: dict[str, SecretState],
     dialect: Dialect[Any],
-    environ: Mapping[str, str],
+    settings: Settings,
 ) -> dict[str, RotationCall]:
     """By user: the call its secret's rotation needs, for the users whose rotation differs."""
     calls = {}
     for user in users:
         if user.rotation:
-            function = rotation_function(user.rotation, dialect, environ)
+            function = rotation_function(user.rotation, dialect, settings)
             change = rotation_change(user.rotation, secrets[user.secret_name or ""], function)
             if change:
                 calls[user.name] = RotationCall(change, user.rotation, function)
@@ -2576,14 +2629,6 @@ def secret_result(
     return "unchanged"
 
 
-def with_new_passwords(credentials: list[Credential], passwords: PasswordSource) -> list:
-    """Give every credential that needs one a new password, from one draw."""
-    needy = [c for c in credentials if c.password is None]
-    fresh = passwords(len(needy)) if needy else []
-    drawn = {c.user: password for c, password in zip(needy, fresh, strict=True)}
-    return [replace(c, password=drawn[c.user]) if c.password is None else c for c in credentials]
-
-
 def local_passwords(count: int) -> list[str]:
     """A dry run's passwords: never stored, never set, so drawn here without an AWS call."""
     return [base64.b64encode(os.urandom(24)).decode() for _ in range(count)]
@@ -2598,8 +2643,12 @@ def local_passwords(count: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) -> None:
-    """Secrets first, then the database, then the secrets that wait for it."""
+def write_secrets_first(
+    plan: Plan, aws: SecretsManager, deadline: Deadline
+) -> dict[str, tuple[SecretState, str | None]]:
+    """What the database change needs in the secrets first (restored, created, a new
+    password stored or staged), by user: the secret as written, and the version id of a
+    staged AWSPENDING password."""
     deadline.check("writing the secrets")
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
@@ -2608,26 +2657,34 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
         u for u in plan.event.users if u.name in plan.credentials and plan.writes_secret_of(u)
     ]
 
-    def before(user: UserSpec) -> str | None:
+    def before(user: UserSpec) -> tuple[SecretState, str | None]:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
-    staged = dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
-    if plan.planning:
-        plan.steps, plan.planning = plan.planning.result(), None
-    deadline.check("changing the database")
-    plan.target.dialect.apply(connection, plan.target, plan.steps, plan.counter)
+    return dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
 
-    def after(user: UserSpec) -> None:
-        writer.after_database(
-            plan.credentials[user.name],
-            plan.secret_of(user),
-            staged[user.name],
-            plan.rotations.get(user.name),
-        )
+
+def apply_plan(
+    connection: Any,
+    plan: Plan,
+    first: dict[str, tuple[SecretState, str | None]],
+    aws: SecretsManager,
+    deadline: Deadline,
+) -> Applied:
+    """The database, then the secrets that wait for it (`first`: what write_secrets_first
+    wrote). Returns what was done."""
+    deadline.check("changing the database")
+    stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
+    writer = SecretWriter(aws, plan.event, plan.target)
+
+    def after(user: str) -> SecretState:
+        secret, staged = first[user]
+        rotation = plan.rotations.get(user)
+        writer.after_database(plan.credentials[user], secret, staged, rotation)
+        return secret
 
     try:
         deadline.check("promoting the new passwords")
-        aws.map(after, staying)
+        written = dict(zip(first, aws.map(after, list(first)), strict=True))
         doomed = [u for u in plan.event.users if (u.deleting or u.iam) and u.secret_name]
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, botocore.exceptions.ClientError) as error:
@@ -2635,10 +2692,13 @@ def apply(connection: Any, plan: Plan, aws: SecretsManager, deadline: Deadline) 
             f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
             "statements); some secrets are not yet final. A re-run converges."
         ) from None
+    return Applied(stats, written)
 
 
 class SecretWriter:
-    """The secret writes of one run, before and after the database transaction."""
+    """The secret writes of one run, before and after the database transaction. They are made
+    on a copy of the secret's state (before_database makes it), which then says what was
+    written; the state read stays as it was."""
 
     def __init__(self, aws: SecretsManager, event: Event, target: Target):
         self.aws, self.event, self.target = aws, event, target
@@ -2694,10 +2754,13 @@ class SecretWriter:
             RemoveFromVersionId=version,
         )
 
-    def before_database(self, credential: Credential, secret: SecretState) -> str | None:
-        """Restore, create, or stage what the database change needs; returns the version id
-        of a staged AWSPENDING password."""
-        user = credential.user
+    def before_database(
+        self, credential: Credential, secret: SecretState
+    ) -> tuple[SecretState, str | None]:
+        """Restore, create, or stage what the database change needs; returns the secret as
+        written (a copy: the one read stays as it was) and the version id of a staged
+        AWSPENDING password."""
+        user, secret = credential.user, replace(secret)
         if secret.scheduled_for_deletion:
             self.aws.write("restore_secret", SecretId=secret.arn)
         if credential.undo_pending and secret.pending_version:
@@ -2710,8 +2773,8 @@ class SecretWriter:
         elif credential.mode == "change":
             if not secret.exists:
                 self.create(user, secret, None)
-            return self.put(secret, credential.final_value, pending=True)
-        return None
+            return secret, self.put(secret, credential.final_value, pending=True)
+        return secret, None
 
     def after_database(
         self,
@@ -2774,23 +2837,14 @@ def another_invocation(wait_ms: int) -> ApplyError:
     )
 
 
-def applied_so_far(steps: list[Step]) -> str:
-    """What a failed MySQL run left applied, for the error message (first ones named)."""
-    if not steps:
-        return "Nothing was applied before it."
-    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
-    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
-    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
-
-
 # ---------------------------------------------------------------------------------------------
 # 8. The report.
 # ---------------------------------------------------------------------------------------------
 
 
-def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
+def report(plan: Plan, applied: Applied, aws: SecretsManager) -> dict:
     event = plan.event
-    users = [user_report(user, plan) for user in event.users]
+    users = [user_report(user, plan, applied) for user in event.users]
     changed = (
         bool(plan.steps)
         or bool(plan.rotations)
@@ -2804,20 +2858,20 @@ def report(plan: Plan, aws: SecretsManager, connection: Any) -> dict:
         "host": plan.target.host,
         "database": plan.target.database,
         "users": users,
-        "warnings": plan.warnings,
+        "warnings": list(plan.warnings),
         "stats": {
-            "sql_statements": plan.counter["statements"],
-            "sql_ms": plan.counter["sql_ms"],
+            "sql_statements": applied.sql.statements,
+            "sql_ms": applied.sql.sql_ms,
             "catalog_queries": plan.state.catalog_queries,
             "aws_calls": dict(sorted(aws.calls.items())),
         },
     }
     if event.dry_run:
-        result["sql"] = [step.display(connection) for step in plan.steps]
+        result["sql"] = [plan.target.dialect.render(step) for step in plan.steps]
     return result
 
 
-def user_report(user: UserSpec, plan: Plan) -> dict:
+def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
     credential = plan.credentials.get(user.name)
     changes = [step.summary for step in plan.steps if user.name in step.users]
     if credential and credential.mode == "finish":
@@ -2827,7 +2881,8 @@ def user_report(user: UserSpec, plan: Plan) -> dict:
     secret: dict[str, Any] | None = None
     if user.secret_name:
         result = plan.secret_results[user.name]
-        secret = {"name": user.secret_name, "arn": plan.secret_of(user).arn, "result": result}
+        arn = applied.secrets.get(user.name, plan.secret_of(user)).arn
+        secret = {"name": user.secret_name, "arn": arn, "result": result}
         if user.secret_found:
             secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
@@ -2948,20 +3003,21 @@ class Dialect(Protocol[StateT]):
 
     def name_problems(self, name: str, what: str) -> list[str]: ...
     def event_problems(self, event: Event) -> list[str]: ...
-    def user_problems(self, user: UserSpec) -> list[str]: ...
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]: ...
     def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> StateT: ...
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> StateT: ...
     def state_problems(self, event: Event, state: StateT) -> list[str]: ...
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
     def identified_by(self, password: str, state: StateT) -> str: ...
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None: ...
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None: ...
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats: ...
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats: ...
+    def render(self, step: Step) -> str: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
@@ -2975,7 +3031,7 @@ def step_applied(step: Step, target: Target) -> None:
     )
 
 
-def step_failed(steps: list[Step], number: int, error: Exception, outcome: str) -> ApplyError:
+def step_failed(steps: Sequence[Step], number: int, error: Exception, outcome: str) -> ApplyError:
     """The error of a statement that failed: which step, why, and what that left (outcome:
     what the engine did with the steps before it)."""
     step = steps[number - 1]
@@ -2991,159 +3047,153 @@ SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal
 
 TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
 
-# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
-# the variable a deployment that raised it in the function's environment declares it in.
-AWS_MYSQL_CLONE_LIMIT = 16
-
-MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
-
-MYSQL_NAME_LIMIT = 32
-
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's environment, read and checked at the start of every run (run()): a bad
-    value is invalid input naming the variable, found before anything is touched. Where a value
-    is bad, its default stands in, so the helpers below never fail on it."""
+    """The function's environment, read and checked once, at the start of every run (run()),
+    and passed where it is needed: nothing else reads the environment. A bad value is invalid
+    input naming the variable, reported with the event's other problems; its default stands
+    in meanwhile, so what reads a setting never fails on it."""
 
     connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
     lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
     log_level: str = "INFO"
-    mysql_clone_limit: int = AWS_MYSQL_CLONE_LIMIT
+    ssl_mode: SslMode = "require"  # DB_SSL_MODE; else verify-full when there is a CA bundle
+    ca_bundle: str | None = None  # DB_SSL_CA, else the one build.sh --ca-bundle put in the zip
+    rotation_functions: Mapping[str, str] = field(default_factory=dict)  # by variable: an ARN
+    mysql_clone_limit: int | None = None  # declared: see MYSQL_CLONE_LIMIT_VARIABLE
+    secrets_writes_per_second: float = SECRETS_PACES["SECRETS_WRITES_PER_SECOND"]
+    secrets_reads_per_second: float = SECRETS_PACES["SECRETS_READS_PER_SECOND"]
+    secrets_list_reads: bool = True  # SECRETS_LIST_READS=false describes every secret
+    region: str | None = None  # AWS_REGION: where the secrets are when the event names none
     problems: tuple[str, ...] = ()
+    rejected: frozenset[str] = frozenset()  # the variables whose values were refused
 
     @classmethod
     def read(cls, environ: Mapping[str, str]) -> Settings:
         problems: list[str] = []
+        rejected: set[str] = set()
 
         def given(name: str) -> str:
             return environ.get(name, "").strip()
+
+        def refuse(name: str, problem: str) -> None:
+            """`problem`: what follows the variable's name ("must be...", ": ...")."""
+            problems.append(f"environment variable {name}{problem}")
+            rejected.add(name)
 
         def seconds(name: str, default: float) -> float:
             text = given(name)
             if not text:
                 return default
             if not SECONDS.match(text) or not 0 < float(text) <= TIMEOUT_MAX_S:
-                problems.append(
-                    f"environment variable {name} must be a number of seconds above 0 and at "
-                    f"most {TIMEOUT_MAX_S}, such as 10 or 2.5, not {environ[name]!r}"
+                refuse(
+                    name,
+                    f" must be a number of seconds above 0 and at most {TIMEOUT_MAX_S}, such as "
+                    f"10 or 2.5, not {environ[name]!r}",
                 )
                 return default
             return float(text)
+
+        def pace(name: str) -> float:
+            value, problem = calls_per_second(environ, name)
+            if problem:
+                refuse(name, f" {problem}")
+            return value
 
         connect = seconds("DB_CONNECT_TIMEOUT", cls.connect_timeout)
         lock = seconds("DB_LOCK_TIMEOUT", cls.lock_timeout)
         level = given("LOG_LEVEL").upper()
         if level and level not in LOG_LEVELS:
-            problems.append(
-                f"environment variable LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not "
-                f"{environ['LOG_LEVEL']!r}"
-            )
-        mode = given("DB_SSL_MODE")
-        if mode and mode not in SSL_MODES:
-            problems.append(
-                f"environment variable DB_SSL_MODE must be one of {', '.join(SSL_MODES)}, not "
-                f"{environ['DB_SSL_MODE']!r}"
+            refuse(
+                "LOG_LEVEL",
+                f" must be one of {', '.join(LOG_LEVELS)}, not {environ['LOG_LEVEL']!r}",
             )
         ca = given("DB_SSL_CA")
         if ca and not (os.path.isfile(ca) and os.access(ca, os.R_OK)):
-            problems.append(f"environment variable DB_SSL_CA: {ca!r} is not a readable file")
+            refuse("DB_SSL_CA", f": {ca!r} is not a readable file")
+            ca = ""
+        bundle = ca or (BUNDLED_CA if os.path.isfile(BUNDLED_CA) else None)
+        mode = given("DB_SSL_MODE")
+        if mode and mode not in SSL_MODES:
+            refuse(
+                "DB_SSL_MODE",
+                f" must be one of {', '.join(SSL_MODES)}, not {environ['DB_SSL_MODE']!r}",
+            )
+            mode = ""
+        functions = {}
         for dialect in DIALECTS.values():
             arn = given(dialect.rotation_variable)
             if arn and not LAMBDA_ARN.match(arn):
-                problems.append(
-                    f"environment variable {dialect.rotation_variable} must be a Lambda function "
-                    f"ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), not {arn!r}"
+                refuse(
+                    dialect.rotation_variable,
+                    f" must be a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME),"
+                    f" not {arn!r}",
                 )
+            elif arn:
+                functions[dialect.rotation_variable] = arn
         limit = given(MYSQL_CLONE_LIMIT_VARIABLE)
         whole = limit.isascii() and limit.isdigit() and 0 < int(limit) <= MYSQL_NAME_LIMIT
         if limit and not whole:
-            problems.append(
-                f"environment variable {MYSQL_CLONE_LIMIT_VARIABLE} must be a whole number of "
-                f"characters from 1 to {MYSQL_NAME_LIMIT} (the USERNAME_CHARACTER_LIMIT of the "
-                f"AWS MySQL rotation function), not {environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}"
+            refuse(
+                MYSQL_CLONE_LIMIT_VARIABLE,
+                f" must be a whole number of characters from 1 to {MYSQL_NAME_LIMIT} (the "
+                "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function), not "
+                f"{environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}",
             )
         return cls(
             connect_timeout=connect,
             lock_timeout=lock,
             log_level=level if level in LOG_LEVELS else cls.log_level,
-            mysql_clone_limit=int(limit) if limit and whole else cls.mysql_clone_limit,
+            ssl_mode=cast(SslMode, mode or ("verify-full" if bundle else "require")),
+            ca_bundle=bundle,
+            rotation_functions=functions,
+            mysql_clone_limit=int(limit) if limit and whole else None,
+            secrets_writes_per_second=pace("SECRETS_WRITES_PER_SECOND"),
+            secrets_reads_per_second=pace("SECRETS_READS_PER_SECOND"),
+            secrets_list_reads=given("SECRETS_LIST_READS").lower() not in FALSE_WORDS,
+            region=given("AWS_REGION") or None,
             problems=tuple(problems),
+            rejected=frozenset(rejected),
         )
 
 
-# What a driver's connection error means to the user, by the words of the error (libpq's
-# messages, and MySQL's error numbers as PyMySQL prints them).
-CONNECT_FAILURES = (
-    (
-        # libpq's words when pg_hba.conf turns away a session without TLS (RDS for PostgreSQL
-        # 15 and later, whose rds.force_ssl is on by default); MySQL's error 3159. First: the
-        # PostgreSQL message also names the database, which the entry below looks for.
-        ("no encryption", "(3159,"),
-        "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl; "
-        "MySQL or MariaDB with require_secure_transport): use ssl_mode require or verify-full",
-    ),
-    (
-        ("could not translate host name", "Name or service not known", "(2005,", "getaddrinfo"),
-        "the host name does not resolve: check rds_host (or the master secret's host) and the "
-        "DNS of the function's VPC",
-    ),
-    (
-        ("password authentication failed", "authentication failed"),
-        "authentication failed: the master secret's username and password do not log in "
-        "(changed outside the secret, or the wrong secret?)",
-    ),
-    (
-        ("(1045,",),
-        "authentication failed: the master secret's username and password do not log in "
-        "(changed outside the secret, or the wrong secret?), or the server requires TLS "
-        "(require_secure_transport: MariaDB refuses a session without it the same way) and "
-        "ssl_mode is disable",
-    ),
-    (
-        ('database "', "(1049,"),
-        "the database does not exist on this server: check database_name",
-    ),
-    (
-        ("permission denied", "not permitted to log in", "no pg_hba.conf entry", "(1044,"),
-        "permission denied: the master may not connect to this database (its CONNECT "
-        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
-    ),
-    (
-        ("server does not support SSL", "SSL", "certificate"),
-        "the TLS connection failed: check ssl_mode and DB_SSL_CA",
-    ),
-    (
-        ("Connection refused", "timeout expired", "timed out", "No route to host", "(2003,"),
-        "the host is unreachable: check rds_host and rds_port, that the function runs in the "
-        "database's VPC, and that the security groups let it in",
-    ),
+# What a driver's connection error means to the user: (words of the error, meaning), the first
+# match wins. Each engine has its table (PG_CONNECT_FAILURES, MY_CONNECT_FAILURES).
+ConnectFailures = tuple[tuple[tuple[str, ...], str], ...]
+
+AUTHENTICATION_FAILED = (
+    "authentication failed: the master secret's username and password do not log in "
+    "(changed outside the secret, or the wrong secret?)"
 )
 
+HOST_UNKNOWN = (
+    "the host name does not resolve: check rds_host (or the master secret's host) and the DNS "
+    "of the function's VPC"
+)
 
-def connect_failure(where: str, error: str) -> str:
+HOST_UNREACHABLE = (
+    "the host is unreachable: check rds_host and rds_port, that the function runs in the "
+    "database's VPC, and that the security groups let it in"
+)
+
+TLS_FAILED = "the TLS connection failed: check ssl_mode and DB_SSL_CA"
+
+
+def connect_failure(where: str, error: str, failures: ConnectFailures) -> str:
     """A connection error as what the user can do about it, the driver's own words attached."""
-    meaning = next(
-        (text for needles, text in CONNECT_FAILURES if any(n in error for n in needles)), None
-    )
+    meaning = next((text for needles, text in failures if any(n in error for n in needles)), None)
     if meaning is None:
         return f"cannot connect to {where}: {error}. Nothing was changed."
     return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
 
 
-def lock_timeout_seconds() -> float:
-    return Settings.read(os.environ).lock_timeout
-
-
-def connect_timeout() -> float:
-    return Settings.read(os.environ).connect_timeout
-
-
-def no_answer(error: str) -> str:
+def no_answer(error: str, settings: Settings) -> str:
     """What a driver's timeout while connecting means, in the tool's terms."""
     if "timed out" in error or "timeout expired" in error:
         return (
-            f" (no answer within DB_CONNECT_TIMEOUT, {connect_timeout():g} s: check the host, "
+            f" (no answer within DB_CONNECT_TIMEOUT, {settings.connect_timeout:g} s: check the "
+            "host, "
             "the port, and that the database's security group lets this function in)"
         )
     return ""
@@ -3171,17 +3221,6 @@ class HeldLock:
                 "passwords already stored in their secrets are reused by the next run: a "
                 "re-run converges."
             )
-
-
-def tls_context(ssl_mode: SslMode) -> ssl.SSLContext:
-    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
-    certificate and the host name checked against the CA bundle (ca_bundle)."""
-    if ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=ca_bundle())
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3223,6 +3262,37 @@ SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_b
 """
 
 PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
+
+# libpq's words for what went wrong while connecting (see connect_failure).
+PG_CONNECT_FAILURES: ConnectFailures = (
+    (
+        # pg_hba.conf turning away a session without TLS (RDS for PostgreSQL 15 and later,
+        # whose rds.force_ssl is on by default). First: the message also names the database,
+        # which the entry for a missing database looks for.
+        ("no encryption",),
+        "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl): "
+        "use ssl_mode require or verify-full",
+    ),
+    (("could not translate host name", "Name or service not known"), HOST_UNKNOWN),
+    (("password authentication failed", "authentication failed"), AUTHENTICATION_FAILED),
+    (('database "',), "the database does not exist on this server: check database_name"),
+    (
+        ("permission denied", "not permitted to log in", "no pg_hba.conf entry"),
+        "permission denied: the master may not connect to this database (its CONNECT "
+        "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
+    ),
+    (("server does not support SSL", "SSL", "certificate"), TLS_FAILED),
+    (("Connection refused", "timeout expired", "timed out", "No route to host"), HOST_UNREACHABLE),
+)
+
+
+class StepFailedError(Exception):
+    """A statement the server refused, on its way to becoming an ApplyError that says what the
+    transaction's rollback means for the statements before it."""
+
+    def __init__(self, number: int, error: Exception):
+        super().__init__(number, error)
+        self.number, self.error = number, error
 
 
 class PgConnection(psycopg2.extensions.connection):
@@ -3271,7 +3341,7 @@ class Postgres:
             return [f"database_name {event.database!r} is longer than {PG_NAME_LIMIT} bytes"]
         return []
 
-    def user_problems(self, user: UserSpec) -> list[str]:
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         if user.host is not None:
             return ["host applies only to MySQL/MariaDB users"]
         return []
@@ -3295,7 +3365,7 @@ class Postgres:
             "sslmode": target.ssl_mode,
             # libpq counts whole seconds, 2 at least; it bounds the whole connection attempt
             # (TCP, TLS, the server's answers to the startup and the authentication).
-            "connect_timeout": max(2, int(-(-connect_timeout() // 1))),
+            "connect_timeout": max(2, int(-(-target.settings.connect_timeout // 1))),
             "application_name": TOOL,
             # A peer that vanished (no FIN, no RST) is noticed while a session waits idle.
             "keepalives": 1,
@@ -3303,8 +3373,8 @@ class Postgres:
             "keepalives_interval": PG_KEEPALIVE_S,
             "keepalives_count": 3,
         }
-        if target.ssl_mode == "verify-full" and ca_bundle():
-            args["sslrootcert"] = ca_bundle()
+        if target.ssl_mode == "verify-full" and target.settings.ca_bundle:
+            args["sslrootcert"] = target.settings.ca_bundle
         return args
 
     def connect(
@@ -3318,7 +3388,8 @@ class Postgres:
         except psycopg2.OperationalError as error:
             where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
+            failure = connect_failure(where, said, PG_CONNECT_FAILURES)
+            raise ApplyError(failure + no_answer(said, target.settings)) from None
         connection.cluster_lock = lock
         return connection
 
@@ -3350,7 +3421,7 @@ class Postgres:
         master role or the parameter group sets), and apply checks it still holds the lock
         just before committing."""
         wait_ms = deadline.lock_wait_ms()
-        connect_ms = round(connect_timeout() * 1000)
+        connect_ms = round(target.settings.connect_timeout * 1000)
         connection = self.connect(target, database=LOCK_DATABASE)
         try:
             connection.autocommit = True
@@ -3377,13 +3448,15 @@ class Postgres:
         finally:
             connection.close()
 
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> PgState:
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> PgState:
         """Every statement of the run's session is bounded: a wait for an application's lock
         by DB_LOCK_TIMEOUT, any statement by the Lambda's remaining time; the transaction may
         stay idle while the secrets are written, as long as the Lambda runs."""
         with connection.cursor() as cursor:
             remaining = deadline.remaining_ms()
-            bounds = {"lock_timeout": round(lock_timeout_seconds() * 1000)}
+            bounds = {"lock_timeout": round(target.settings.lock_timeout * 1000)}
             if remaining:
                 bounds["statement_timeout"] = max(remaining, 1000)
             # 0 (off) for the command line, which has no time limit
@@ -3392,7 +3465,7 @@ class Postgres:
             return read_pg_state(cursor, event)
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
-        return state_problems(event, state)
+        return pg_state_problems(event, state)
 
     def warnings(self, event: Event, state: PgState) -> list[str]:
         return public_warnings(event, state)
@@ -3407,13 +3480,11 @@ class Postgres:
     def plan(self, event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
         return plan_postgres(event, state, identified_by)
 
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None:
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
         """The steps in one transaction, committed only while the run still holds the cluster
         lock; each gets its audit line once they are committed."""
         try:
-            self.execute(connection, steps, counter)
+            stats = self.execute(connection, steps)
             lock = getattr(connection, "cluster_lock", None)
             if lock:
                 lock.check("committing")
@@ -3439,10 +3510,18 @@ class Postgres:
             ) from None
         for step in steps:
             step_applied(step, target)
+        return stats
 
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def render(self, step: Step) -> str:
+        """The statement as a person reads it, passwords blanked, with the role it runs as."""
+        text = pg_text(step.shown or step.statement)
+        if step.as_role:
+            return f"SET ROLE {pg_text(sql.Identifier(step.as_role))}; {text}"
+        return text
+
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         try:
-            self.execute(connection, steps, counter)
+            return self.execute(connection, steps)
         except StepFailedError as failed:
             raise step_failed(
                 steps, failed.number, failed.error, "This was a dry run: nothing was changed."
@@ -3450,10 +3529,10 @@ class Postgres:
         finally:
             rollback_quietly(connection)
 
-    def execute(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def execute(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
         acting: str | None = None
-        started = time.monotonic()
+        started, statements = time.monotonic(), 0
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 if step.as_role != acting:
@@ -3462,18 +3541,35 @@ class Postgres:
                         if step.as_role
                         else sql.SQL("RESET ROLE")
                     )
-                    counter["statements"] += 1
+                    statements += 1
                     acting = step.as_role
                 try:
                     cursor.execute(step.statement)
                 except psycopg2.Error as error:
                     raise StepFailedError(number, error) from None
-                counter["statements"] += 1
+                statements += 1
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
+                    log.debug("executed", extra={"fields": {"sql": self.render(step)}})
             if acting:
                 cursor.execute("RESET ROLE")
-        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+        return SqlStats(statements, round((time.monotonic() - started) * 1000))
+
+
+def pg_text(statement: sql.Composable) -> str:
+    """A statement as text, with no connection (psycopg2's own rendering needs one): names
+    always quoted, as the driver quotes them, literals as the driver quotes them for a server
+    with standard_conforming_strings on (the default since 9.1, and RDS's). For showing only:
+    the driver quotes what is executed."""
+    if isinstance(statement, sql.Composed):
+        return "".join(pg_text(part) for part in statement)
+    if isinstance(statement, sql.Identifier):
+        return ".".join('"' + name.replace('"', '""') + '"' for name in statement.strings)
+    if isinstance(statement, sql.Literal):
+        value = statement.wrapped
+        return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+    if isinstance(statement, sql.SQL):
+        return statement.string
+    raise TypeError(f"cannot show {type(statement).__name__}")
 
 
 def rollback_quietly(connection: Any) -> None:
@@ -3603,7 +3699,7 @@ class PgState:
     catalog_queries: int = 4
     # 16+: for the roles the master may not grant, the roles that may (to name in a remedy)
     admins: dict[str, list[str]] = field(default_factory=dict)
-    # privilege_plan's answer for the event it was asked about (state_problems and the plan
+    # privilege_plan's answer for the event it was asked about (pg_state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
     self_grant: str = ""  # 16+: createrole_self_grant, how a role made is granted to its maker
@@ -3663,15 +3759,14 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
 FROM pg_roles r
 """
 
-# Every managed object with the grants the managed users hold on it.
 # Every managed object, with the grants the managed users hold on it and what PUBLIC holds.
 # - pg_database_owner (15+: the owner of `public`, and so the grantor of what its owner grants
 #   there) stands for the database's owner, which is the role the master must act as.
 # - A NULL ACL means the defaults (acldefault): on a database, PUBLIC may CONNECT.
 # - The ACL is detoasted once (array_cat) and the managed roles read once (MATERIALIZED):
 #   otherwise PostgreSQL does both again for every object.
-# - The grants come as three parallel arrays (grantee, grantor, privilege): a JSON value
-#   built per grant cost four times as much, server and client (a no-op run at 2,000 users).
+# - The grants come as three parallel arrays (grantee, grantor, privilege): a JSON value per
+#   grant costs far more to build on the server and to parse here.
 OBJECTS_QUERY = """
 WITH managed AS MATERIALIZED (SELECT oid FROM pg_roles WHERE rolname = ANY(%(users)s)),
 stand_in AS MATERIALIZED (
@@ -3874,7 +3969,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     )
 
 
-def state_problems(event: Event, state: PgState) -> list[str]:
+def pg_state_problems(event: Event, state: PgState) -> list[str]:
     """What the event asks that this database cannot give; checked before anything changes."""
     problems = []
     present_schemas = {o.name for o in state.objects_of("schema")}
@@ -4079,7 +4174,7 @@ def reassign_target(user: UserSpec, state: PgState) -> str:
 def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
     """Every statement that brings the database to the event's state, in order.
     `identified_by` holds the SCRAM verifier of each login that gets a password now. What the
-    master cannot do was refused before, by state_problems (through privilege_plan)."""
+    master cannot do was refused before, by pg_state_problems (through privilege_plan)."""
     staying = [u for u in event.users if not u.deleting]
     leaving = [u for u in event.users if u.deleting]
     privileges = privilege_plan(event, state)
@@ -4198,7 +4293,7 @@ def sequence_privileges(table_privileges: frozenset[str]) -> set[str]:
     return wanted
 
 
-def table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
+def pg_table_privileges(user: UserSpec, server_major: int) -> frozenset[str]:
     if server_major < PG_MAINTAIN_SINCE:
         return user.privileges - {"MAINTAIN"}
     return user.privileges
@@ -4212,7 +4307,7 @@ def desired_privileges(user: UserSpec, kind: str, server_major: int) -> frozense
     if kind == "schema":
         return frozenset({"USAGE", "CREATE"} if user.ddl else {"USAGE"})
     if kind == "table":
-        return table_privileges(user, server_major)
+        return pg_table_privileges(user, server_major)
     return frozenset(sequence_privileges(user.privileges))
 
 
@@ -4266,7 +4361,9 @@ def default_privilege_changes(
         want: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         if user.grantor and not user.deleting:
             for schema in event.schemas:
-                want[(user.grantor, schema, "tables")] |= table_privileges(user, state.server_major)
+                want[(user.grantor, schema, "tables")] |= pg_table_privileges(
+                    user, state.server_major
+                )
                 want[(user.grantor, schema, "sequences")] |= sequence_privileges(user.privileges)
         have: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         for grant in defaults_by_grantee.get(user.name, ()):
@@ -4490,9 +4587,9 @@ def delete_steps(users: list[UserSpec], state: PgState) -> list[Step]:
     """Hand over what the roles own, drop their grants, drop them: a role's objects go to its
     target (reassign_to, its grantor, or the master) before that target is dropped itself, so
     the roles go in rounds, those that are nobody's target first. Each round is one REASSIGN
-    OWNED per target, one DROP OWNED and one DROP ROLE naming all its roles: a statement per
-    role made PostgreSQL work out the master's memberships again after each DROP ROLE, which
-    grew with the roles dropped (quadratic: 1.2 ms a role at 1,000)."""
+    OWNED per target, one DROP OWNED and one DROP ROLE naming all its roles: with a statement
+    per role, PostgreSQL works out the master's memberships again after each DROP ROLE, a cost
+    quadratic in the roles dropped."""
     doomed = {u.name: u for u in users if u.name in state.roles}
     feeding: dict[str, list[str]] = defaultdict(list)  # target -> the roles whose objects it gets
     for user in doomed.values():
@@ -4638,6 +4735,58 @@ MY_DDL_PRIVILEGES = (
 
 MY_DATABASE_LIMIT = 64
 
+MYSQL_NAME_LIMIT = 32
+
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
+# the variable a deployment that raised it in the function's environment declares it in.
+AWS_MYSQL_CLONE_LIMIT = 16
+
+MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
+
+# MySQL's error numbers, as PyMySQL prints them "(1045, ...)", and the system's words for what
+# went wrong while connecting (see connect_failure).
+MY_CONNECT_FAILURES: ConnectFailures = (
+    (
+        ("(3159,",),  # ER_SECURE_TRANSPORT_REQUIRED
+        "the server requires TLS (MySQL or MariaDB with require_secure_transport): use ssl_mode "
+        "require or verify-full",
+    ),
+    (("(2005,", "getaddrinfo", "Name or service not known"), HOST_UNKNOWN),
+    (
+        ("(1045,",),  # ER_ACCESS_DENIED_ERROR
+        f"{AUTHENTICATION_FAILED}, or the server requires TLS (require_secure_transport: "
+        "MariaDB refuses a session without it the same way) and ssl_mode is disable",
+    ),
+    (("(1049,",), "the database does not exist on this server: check database_name"),
+    (
+        ("(1044,",),  # ER_DBACCESS_DENIED_ERROR
+        "permission denied: the master may not use this database (its privileges on it)",
+    ),
+    (("SSL", "certificate"), TLS_FAILED),
+    (("Connection refused", "timed out", "No route to host", "(2003,"), HOST_UNREACHABLE),
+)
+
+
+def my_tls_context(target: Target) -> ssl.SSLContext:
+    """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
+    certificate and the host name checked against the CA bundle (Settings.ca_bundle)."""
+    if target.ssl_mode == "verify-full":
+        return ssl.create_default_context(cafile=target.settings.ca_bundle)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def applied_so_far(steps: Sequence[Step]) -> str:
+    """What a failed MySQL run left applied, for the error message (first ones named): each
+    statement is final as it runs."""
+    if not steps:
+        return "Nothing was applied before it."
+    named = "; ".join(f"{step.who}: {step.summary}" for step in steps[:10])
+    more = f"; and {len(steps) - 10} more" if len(steps) > 10 else ""
+    return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
+
 
 class MySql:
     """MySQL 8 and MariaDB (told apart by the server's version). DDL commits by itself there:
@@ -4687,7 +4836,7 @@ class MySql:
             )
         return problems
 
-    def user_problems(self, user: UserSpec) -> list[str]:
+    def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         problems = []
         if "TRUNCATE" in user.privileges and not (
             user.ddl or user.all_privileges or "DROP" in user.privileges
@@ -4698,9 +4847,9 @@ class MySql:
             )
         if user.reassign_to:
             problems.append("reassign_to applies only to PostgreSQL")
-        return problems + self.rotation_problems(user)
+        return problems + self.aws_rotation_problems(user, settings)
 
-    def rotation_problems(self, user: UserSpec) -> list[str]:
+    def aws_rotation_problems(self, user: UserSpec, settings: Settings) -> list[str]:
         """What the engine's AWS multi-user rotation function would fail on, for a user that
         relies on it (no rotation.lambda_arn of its own): it runs SHOW GRANTS FOR 'U', which
         means 'U'@'%', so an account at another host fails at its first rotation; and the
@@ -4717,7 +4866,7 @@ class MySql:
                 f"{name!r}, which means {name!r}@'%', and fails for {name!r}@{host!r}. Give "
                 "the user host '%', or rotation.lambda_arn of a rotation function of your own"
             )
-        limit = self.aws_clone_limit()
+        limit = self.aws_clone_limit(settings)
         if limit < self.name_limit and len(user.clone) > limit:
             problems.append(
                 f"rotation through {function}: the clone name {user.clone!r} is longer than "
@@ -4728,12 +4877,12 @@ class MySql:
             )
         return problems
 
-    def aws_clone_limit(self) -> int:
+    def aws_clone_limit(self, settings: Settings) -> int:
         """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
         USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
         is 80, the server's own limit."""
         if self.engine == "mysql":
-            return Settings.read(os.environ).mysql_clone_limit
+            return settings.mysql_clone_limit or AWS_MYSQL_CLONE_LIMIT
         return self.name_limit
 
     def privileges_of(self, user: UserSpec) -> frozenset[str]:
@@ -4753,12 +4902,12 @@ class MySql:
     ) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
         ssl_mode disable is no TLS at all: left to itself PyMySQL would try TLS where the
-        server offers it (and build a CA context, 25 ms, for every connection). PyMySQL
+        server offers it (and build a CA context, which is slow, for every connection). PyMySQL
         reads the server's greeting under its read timeout, so the whole handshake is bounded
         by DB_CONNECT_TIMEOUT; after it, each wait for an answer by `read_timeout` (default:
         DB_CONNECT_TIMEOUT too), each write by DB_CONNECT_TIMEOUT."""
-        tls = None if target.ssl_mode == "disable" else tls_context(target.ssl_mode)
-        timeout = connect_timeout()
+        tls = None if target.ssl_mode == "disable" else my_tls_context(target)
+        timeout = target.settings.connect_timeout
         try:
             connection: Any = pymysql.connect(
                 host=target.host,
@@ -4793,7 +4942,8 @@ class MySql:
         DB_LOCK_TIMEOUT and DB_CONNECT_TIMEOUT together (read_state bounds the statements on
         the server too). MySQL has no transaction to guard with the lock: each statement is
         final as it runs, and a re-run converges from whatever a lost lock let happen."""
-        return self.connect_as_master(target, connect_timeout() + lock_timeout_seconds())
+        settings = target.settings
+        return self.connect_as_master(target, settings.connect_timeout + settings.lock_timeout)
 
     def connect_as_master(self, target: Target, read_timeout: float) -> Any:
         try:
@@ -4801,7 +4951,8 @@ class MySql:
         except pymysql.Error as error:
             where = f"{target.host}:{target.port} as {target.master_user!r}"
             said = REDACT(str(error)).strip()
-            raise ApplyError(connect_failure(where, said) + no_answer(said)) from None
+            failure = connect_failure(where, said, MY_CONNECT_FAILURES)
+            raise ApplyError(failure + no_answer(said, target.settings)) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -4823,10 +4974,11 @@ class MySql:
         server must not end that session while it waits idle (wait_timeout)."""
         wait_ms = deadline.lock_wait_ms()
         wait_s = max(wait_ms // 1000, 1)
-        connection = self.connect_as_master(target, wait_s + connect_timeout())
+        read_timeout = wait_s + target.settings.connect_timeout
+        connection = self.connect_as_master(target, read_timeout)
         try:
             with connection.cursor() as cursor:
-                self.bound_session(cursor, wait_s + connect_timeout())
+                self.bound_session(cursor, read_timeout)
                 cursor.execute("SELECT GET_LOCK(%s, %s)", (TOOL, wait_s))
                 if cursor.fetchone()[0] != 1:
                     raise another_invocation(wait_ms)
@@ -4840,13 +4992,15 @@ class MySql:
         finally:
             connection.close()
 
-    def read_state(self, connection: Any, event: Event, deadline: Deadline) -> MyState:
+    def read_state(
+        self, connection: Any, target: Target, event: Event, deadline: Deadline
+    ) -> MyState:
         """Every statement of the run is bounded by DB_LOCK_TIMEOUT (and the Lambda's time
         left): lock_wait_timeout for metadata locks, and on MariaDB max_statement_time for any
         wait, behind FLUSH TABLES WITH READ LOCK too. MySQL 8 has max_execution_time for
         SELECT only; its other statements are bounded by the client's read timeout."""
-        bound = deadline.bound_s(lock_timeout_seconds())
-        connection._read_timeout = bound + connect_timeout()
+        bound = deadline.bound_s(target.settings.lock_timeout)
+        connection._read_timeout = bound + target.settings.connect_timeout
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION lock_wait_timeout = %s", (max(round(bound), 1),))
             self.bound_session(cursor, bound)
@@ -4882,11 +5036,9 @@ class MySql:
     def plan(self, event: Event, state: MyState, identified_by: dict[str, str]) -> list[Step]:
         return plan_mysql(event, state, identified_by)
 
-    def apply(
-        self, connection: Any, target: Target, steps: list[Step], counter: dict[str, int]
-    ) -> None:
+    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
         """Each step is final as it runs, so each gets its audit line at once."""
-        started = time.monotonic()
+        started, statements = time.monotonic(), 0
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 try:
@@ -4895,13 +5047,18 @@ class MySql:
                     done = applied_so_far(steps[: number - 1])
                     raise step_failed(steps, number, error, done) from None
                 step_applied(step, target)
-                counter["statements"] += 1
+                statements += 1
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("executed", extra={"fields": {"sql": step.display(connection)}})
-        counter["sql_ms"] += round((time.monotonic() - started) * 1000)
+                    log.debug("executed", extra={"fields": {"sql": self.render(step)}})
+        return SqlStats(statements, round((time.monotonic() - started) * 1000))
 
-    def rehearse(self, connection: Any, steps: list[Step], counter: dict[str, int]) -> None:
+    def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
+        return SqlStats()
+
+    def render(self, step: Step) -> str:
+        """The statement as the planner wrote it (quoted by it), its password blanked."""
+        return str(step.shown or step.statement)
 
 
 def native_password_hash(password: str) -> str:
@@ -5265,7 +5422,9 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
 # ---------------------------------------------------------------------------------------------
 
 POSTGRES: Dialect[PgState] = Postgres()
-MYSQL: Dialect[MyState] = MySql("mysql", "mysql", 32, "SecretsManagerRDSMySQLRotationMultiUser")
+MYSQL: Dialect[MyState] = MySql(
+    "mysql", "mysql", MYSQL_NAME_LIMIT, "SecretsManagerRDSMySQLRotationMultiUser"
+)
 MARIADB: Dialect[MyState] = MySql(
     "mariadb", "mariadb", 80, "SecretsManagerRDSMariaDBRotationMultiUser"
 )
@@ -5273,6 +5432,10 @@ DIALECTS: dict[str, Dialect[Any]] = {"postgres": POSTGRES, "mysql": MYSQL, "mari
 
 # What grant_privileges may name before the engine is known: any engine's table privileges.
 KNOWN_PRIVILEGES = frozenset(p for d in DIALECTS.values() for p in d.table_privileges)
+
+# The logger is set up once a process, at import (a warm Lambda keeps it). An unknown LOG_LEVEL
+# must not break the import: INFO then, and run() reports it with the other settings.
+log.setLevel(Settings.read(os.environ).log_level)
 
 
 if __name__ == "__main__":

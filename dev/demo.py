@@ -19,7 +19,6 @@ prepares the virtualenv first. Exit status: 0 when every step worked, 1 otherwis
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,7 +37,8 @@ from psycopg2 import errors, sql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import (  # noqa: E402
+from dev.options import demo_options  # noqa: E402
+from dev.servers import (  # noqa: E402
     RDS_MARIADB_MASTER_PRIVILEGES,
     moto_client,
     start_mariadb,
@@ -650,23 +650,7 @@ def run_demo(engine: Engine, workdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--engine",
-        choices=("postgres", "mariadb"),
-        default="postgres",
-        help="database engine to run (default postgres)",
-    )
-    parser.add_argument(
-        "--pg-major",
-        type=int,
-        choices=range(14, 19),
-        metavar="{14..18}",
-        help="PostgreSQL major version to run (default 16; only with --engine postgres)",
-    )
-    args = parser.parse_args(argv)
-    if args.engine == "mariadb" and args.pg_major is not None:
-        parser.error("--pg-major applies only to --engine postgres")
+    args = demo_options(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     engine = MariaDb() if args.engine == "mariadb" else Postgres(args.pg_major or 16)
 

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Read the options here, before any setup, so that --help answers at once and setup fetches
-# only the one PostgreSQL major, or MariaDB, that the demo will run. dev/demo.py checks them.
+# Read the options here, before any setup, so that --help answers at once, a wrong option is
+# refused at once (dev/options.py, dev/demo.py's own parser, on the machine's python3), and setup
+# fetches only the one PostgreSQL major, or MariaDB, that the demo will run.
 engine=postgres
 pg_major=16
 args=("$@")
@@ -26,14 +27,14 @@ while [ $# -gt 0 ]; do
     --engine=*) engine=${1#--engine=}; shift ;;
     --pg-major) pg_major=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
     --pg-major=*) pg_major=${1#--pg-major=}; shift ;;
-    *) shift ;; # dev/demo.py reports unknown options
+    *) shift ;; # dev/options.py reports unknown options
     esac
 done
+python3 dev/options.py demo ${args[@]+"${args[@]}"} >/dev/null
 case "$engine" in
 mariadb) setup=(--packages local --pg none) ;;
 *) setup=(--packages local --pg "$pg_major" --no-mariadb) ;;
 esac
-case "$pg_major" in 1[4-8]) ;; *) setup=(--packages local --pg none --no-mariadb) ;; esac
 
 bash dev/setup.sh "${setup[@]}"
 echo "demo: starting dev/demo.py"

@@ -8,16 +8,19 @@
 #   --pg LIST       PostgreSQL majors to fetch: "16", "14,16", "all" (default) or "none"
 #   --no-mariadb    do not install MariaDB
 #   --mariadb-only  same as --pg none (MariaDB and the packages only)
+#   --no-checkov    do not install checkov (only tests/test_terraform.py runs it)
 #   --packages SET  "dev" (default: requirements-dev.txt, tests and lint) or "local" (only what
-#                   the demo and the local stack need: dev/requirements-local.txt)
-# The same as environment variables: SETUP_PG_MAJORS, SETUP_MARIADB=0|1, SETUP_PACKAGES.
+#                   the demo and the local stack need: dev/requirements-local.txt, no checkov)
+# The same as environment variables: SETUP_PG_MAJORS, SETUP_MARIADB=0|1, SETUP_CHECKOV=0|1,
+# SETUP_PACKAGES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
 
 pg_majors=${SETUP_PG_MAJORS:-all}
 mariadb=${SETUP_MARIADB:-1}
+checkov=${SETUP_CHECKOV:-1}
 packages=${SETUP_PACKAGES:-dev}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -25,6 +28,7 @@ while [ $# -gt 0 ]; do
     --pg=*) pg_majors=${1#--pg=}; shift ;;
     --no-mariadb) mariadb=0; shift ;;
     --mariadb-only) pg_majors=none; mariadb=1; shift ;;
+    --no-checkov) checkov=0; shift ;;
     --packages) packages=${2:?--packages needs dev or local}; shift 2 ;;
     --packages=*) packages=${1#--packages=}; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -125,7 +129,7 @@ fi
 # its own venv, so that it never moves the versions pinned in .venv. Tests only: not for the
 # demo or the local stack.
 CHECKOV_VERSION=3.3.30
-if [ "$packages" = dev ]; then
+if [ "$packages" = dev ] && [ "$checkov" != 0 ]; then
     if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" = "$CHECKOV_VERSION" ]; then
         echo "setup: checkov $CHECKOV_VERSION already in .venv-checkov"
     else
@@ -144,7 +148,7 @@ if [ "$pg_majors" != none ]; then
 import sys
 import time
 
-from tests.servers import PG_VERSIONS, pg_bindir
+from dev.servers import PG_VERSIONS, pg_bindir
 
 wanted = sys.argv[1]
 try:

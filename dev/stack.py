@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.servers import (  # noqa: E402
-    PG_VERSIONS,
+from dev.options import stack_options  # noqa: E402
+from dev.servers import (  # noqa: E402
     RDS_MARIADB_MASTER_PRIVILEGES,
     PostgresServer,
     create_moto_functions,
@@ -197,7 +197,7 @@ def rotate_as_aws_does() -> None:
 
 def serve_moto(port: int) -> None:
     """The moto daemon (started by start_moto_daemon): serve until SIGTERM."""
-    from tests.servers import start_moto
+    from dev.servers import start_moto
 
     rotate_as_aws_does()
     start_moto(port)
@@ -664,38 +664,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bash dev/stack.sh",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the stack (or what of it is not running)")
-    up.add_argument(
-        "--pg",
-        type=int,
-        default=16,
-        choices=sorted(PG_VERSIONS),
-        metavar="N",
-        help="PostgreSQL major, 14 to 18 (default 16)",
-    )
-    up.add_argument("--mariadb", action="store_true", help="also start MariaDB")
-    up.set_defaults(func=cmd_up)
-    commands.add_parser("down", help="stop everything and delete its data").set_defaults(
-        func=cmd_down
-    )
-    commands.add_parser("status", help="what runs, where").set_defaults(func=cmd_status)
-    env = commands.add_parser("env", help="print the environment to export")
-    env.add_argument("--mariadb", action="store_true", help="MariaDB's moto and rotation ARNs")
-    env.set_defaults(func=cmd_env)
-    run = commands.add_parser("run", help="run the handler on an event against the stack")
-    run.add_argument("event", help="an event file, e.g. lambda-invocation/seed-example.json")
-    run.add_argument("handler_args", nargs=argparse.REMAINDER, help="e.g. --dry-run")
-    run.set_defaults(func=cmd_run)
-    args = parser.parse_args(argv)
+    args = stack_options(argv)
+    command = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env, "run": cmd_run}
     try:
-        return args.func(args)
+        return command[args.command](args)
     except StackError as exc:
         say(f"ERROR: {exc}")
         return 2

@@ -8,7 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "${1:-}" = up ]; then
+# The options first, before any setup: dev/options.py is dev/stack.py's own parser, on the
+# machine's python3. It prints "ok", or the help that was asked for; a wrong option exits 2.
+checked=$(python3 dev/options.py stack "$@")
+if [ "$checked" != ok ]; then
+    echo "$checked"
+    exit 0
+fi
+
+if [ "$1" = up ]; then
     # Set up only what this stack runs: one PostgreSQL major, MariaDB if asked.
     pg=16
     mariadb=--no-mariadb
@@ -17,17 +25,12 @@ if [ "${1:-}" = up ]; then
         case "$arg" in
         --pg=*) pg=${arg#--pg=} ;;
         --mariadb) mariadb= ;;
-        -h | --help) exec .venv/bin/python dev/stack.py "$@" ;;
         esac
         [ "$prev" = --pg ] && pg=$arg
         prev=$arg
     done
-    case "$pg" in 1[4-8]) ;; *) pg=none ;; esac # dev/stack.py reports a wrong --pg
     bash dev/setup.sh --packages local --pg "$pg" $mariadb
 elif [ ! -x .venv/bin/python ]; then
-    case "${1:-}" in
-    "" | -h | --help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;;
-    esac
     echo "stack: no .venv yet: run bash dev/stack.sh up first" >&2
     exit 2
 fi

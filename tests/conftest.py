@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import itertools
 import json
 import os
@@ -17,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any, ClassVar
 
 import boto3
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import lambda_function as tool  # noqa: E402
 
-from tests.servers import (  # noqa: E402
+from dev.servers import (  # noqa: E402
     PG_VERSIONS,
     RDS_MARIADB_MASTER_PRIVILEGES,
     create_moto_functions,
@@ -107,7 +108,7 @@ def secretsmanager(moto_url):
 def rotation_function(secretsmanager, moto_url) -> str:
     """The ARN of a Lambda function in moto's Lambda service, where moto's RotateSecret looks
     up the function it is given (it refuses one that does not exist, as AWS does). moto runs
-    no rotation function without Docker (tests/servers.py turns Docker off): RotateSecret
+    no rotation function without Docker (dev/servers.py turns Docker off): RotateSecret
     stores the settings and never moves a staging label of its own."""
     (arn,) = create_moto_functions(moto_url, ["rotate-db-users"], REGION)
     return arn
@@ -144,6 +145,67 @@ def announced(config: pytest.Config, name: str, marker: str, start):
         announce(config, f"{name} stopped")
 
 
+# The per-engine fixture `db`: a test that takes it runs once on every engine, as `rds`
+# (PostgreSQL, once per major of PG_MAJORS) and as `maria` (MariaDB).
+ENGINE_FIXTURES = ("rds", "maria")
+
+
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> list | None:
+    """Collect a test that takes `db` once per engine fixture, each copy using that fixture, so
+    that its server is among the test's fixtures before any runs: the markers below, the ids
+    (pg14..pg18, mariadb) and pytest's grouping of the tests by server all follow from it, as
+    for a test that takes `rds` or `maria` itself. (A fixture that looks its server up while
+    the test runs, `request.getfixturevalue`, is seen by none of them.)"""
+    if not (
+        inspect.isfunction(obj)
+        and collector.istestfunction(obj, name)
+        and "db" in inspect.signature(obj).parameters
+        and not hasattr(obj, "engine_fixture")
+    ):
+        return None
+    items: list = []
+    for fixture in ENGINE_FIXTURES:
+        on_engine = _on_engine(obj, fixture)
+        items += collector.ihook.pytest_pycollect_makeitem(
+            collector=collector, name=name, obj=on_engine
+        )
+    return items
+
+
+def _on_engine(test: Any, fixture: str) -> Any:
+    """A clone of `test` with a `usefixtures(fixture)` mark, which puts that fixture (and its
+    server) among the test's fixtures. pytest takes the items' fixtures and parameters from the
+    clone, and then runs `test` itself, found by its name."""
+    clone = FunctionType(
+        test.__code__, test.__globals__, test.__name__, test.__defaults__, test.__closure__
+    )
+    clone.__dict__.update(test.__dict__)
+    clone.__qualname__, clone.__module__ = test.__qualname__, test.__module__
+    clone.engine_fixture = fixture  # type: ignore[attr-defined]
+    clone.pytestmark = [  # type: ignore[attr-defined]
+        *getattr(test, "pytestmark", []),
+        pytest.mark.usefixtures(fixture),
+    ]
+    return clone
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest) -> RdsLike:
+    """The RDS-like database of each engine in turn (`rds`, then `maria`), through the shared
+    `RdsLike` API: the engine fixture pytest_pycollect_makeitem gave this copy of the test. A
+    test takes `db` itself; a fixture that takes it would run on no engine."""
+    engines = [name for name in ENGINE_FIXTURES if name in request.fixturenames]
+    if len(engines) != 1:
+        pytest.fail(
+            f"{request.node.name}: `db` needs exactly one of {ENGINE_FIXTURES} among the test's"
+            f" fixtures, not {engines}: take `db` in the test's own arguments only",
+            pytrace=False,
+        )
+    return request.getfixturevalue(engines[0])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test by the servers it runs on, from its fixtures, so that `-m postgres`,
     `-m mariadb` or `-m "not postgres and not mariadb"` (no server at all) pick a subset."""
@@ -172,6 +234,7 @@ class RdsLike:
     way an application would. Subclasses say how to open a connection and pass SQL params."""
 
     ENGINE: ClassVar[str]  # the event's db_engine
+    OTHER_ENGINES_PRIVILEGE: ClassVar[str]  # a privilege of the other engine, not of this one
 
     server: Any
     database: str
@@ -301,6 +364,44 @@ class RdsLike:
             connection.rollback()
             connection.close()
 
+    def logs_in(self, user: str, password: str) -> bool:
+        """Whether `user` logs in with `password`: False when the server says the password is
+        wrong; any other error is raised."""
+        try:
+            self.connect(user, password).close()
+        except Exception as error:
+            if self.wrong_password(error):
+                return False
+            raise
+        return True
+
+    # What each engine does its own way; the engine-neutral tests call these.
+
+    def current_user(self, connection) -> str:
+        """The name of the account the connection logged in as."""
+        raise NotImplementedError
+
+    @staticmethod
+    def wrong_password(error: Exception) -> bool:
+        raise NotImplementedError
+
+    def hold_the_tools_lock(self):
+        """A master connection holding the lock every invocation takes; closing it releases it."""
+        raise NotImplementedError
+
+    def grant_by_hand(self, privilege: str, to: str, owner_secret: str) -> None:
+        """Give `to` `privilege` on the database's tables behind the tool's back, as someone
+        allowed to would (PostgreSQL: the tables' owner, logged in from `owner_secret`)."""
+        raise NotImplementedError
+
+    def set_password_by_hand(self, user: str, password: str) -> None:
+        raise NotImplementedError
+
+    def grants_target(self, tables: int) -> str:
+        """How a change in the report names the tables a user's privileges are on, when the
+        database holds `tables` tables."""
+        raise NotImplementedError
+
     @staticmethod
     def denied(error: Exception) -> bool:
         """Whether the server refused the statement for want of a privilege."""
@@ -316,6 +417,7 @@ class Rds(RdsLike):
     owns the database."""
 
     ENGINE: ClassVar[str] = "postgres"
+    OTHER_ENGINES_PRIVILEGE: ClassVar[str] = "DROP"
 
     @property
     def major(self) -> int:
@@ -339,6 +441,39 @@ class Rds(RdsLike):
         return {name for (name,) in rows}
 
     user_names = roles  # what the engine-neutral tests ask: which users exist
+
+    def current_user(self, connection) -> str:
+        return self.run_sql(connection, "SELECT session_user")[0][0]
+
+    @staticmethod
+    def wrong_password(error: Exception) -> bool:
+        return isinstance(error, psycopg2.OperationalError) and "authentication failed" in str(
+            error
+        )
+
+    def hold_the_tools_lock(self):
+        connection = self.as_master("postgres")
+        self.run_sql(connection, "SELECT pg_advisory_lock(%s)", tool.LOCK_KEY)
+        return connection
+
+    def grant_by_hand(self, privilege: str, to: str, owner_secret: str) -> None:
+        with self.login(owner_secret) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA public TO {}").format(
+                    sql.SQL(privilege), sql.Identifier(to)
+                )
+            )
+
+    def set_password_by_hand(self, user: str, password: str) -> None:
+        with self.as_master() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+
+    def grants_target(self, tables: int) -> str:
+        return f"{tables} table{'' if tables == 1 else 's'} in public"
 
     def master_memberships(self) -> set[tuple]:
         """The master's memberships with their options (16+: inherit and set)."""
@@ -507,6 +642,7 @@ class Maria(RdsLike):
     """
 
     ENGINE: ClassVar[str] = "mariadb"
+    OTHER_ENGINES_PRIVILEGE: ClassVar[str] = "MAINTAIN"
 
     preexisting: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False)
 
@@ -533,6 +669,34 @@ class Maria(RdsLike):
 
     def user_names(self) -> set[str]:
         return {user for user, _ in self.accounts()}
+
+    def current_user(self, connection) -> str:
+        (account,) = self.run_sql(connection, "SELECT CURRENT_USER()")[0]
+        return account.rsplit("@", 1)[0]  # user@host; the tool's hosts hold no @
+
+    @staticmethod
+    def wrong_password(error: Exception) -> bool:
+        return isinstance(error, pymysql.err.OperationalError) and error.args[0] == 1045
+
+    def hold_the_tools_lock(self):
+        connection = self.as_master()
+        self.run_sql(connection, "SELECT GET_LOCK(%s, 0)", tool.TOOL)
+        return connection
+
+    def grant_by_hand(self, privilege: str, to: str, owner_secret: str) -> None:
+        with self.root() as connection:
+            self.run_sql(
+                connection,
+                f"GRANT {privilege} ON {mariadb_quote(self.database)}.* TO %s@'%%'",
+                to,
+            )
+
+    def set_password_by_hand(self, user: str, password: str) -> None:
+        with self.root() as connection:
+            self.run_sql(connection, "ALTER USER %s@'%%' IDENTIFIED BY %s", user, password)
+
+    def grants_target(self, tables: int) -> str:
+        return f"{self.database}.*"
 
     def grants(self, user: str, host: str = "%", database: str | None = None) -> set[str]:
         """The privileges `user`@`host` holds on `database`.* (default: the test database), from

@@ -1,6 +1,7 @@
 """Applying events to a real MariaDB whose master holds only what an RDS master holds (no
 SUPER), with moto's Secrets Manager: every assertion looks at effects, by logging in with the
-secret's password and trying what the application would try."""
+secret's password and trying what the application would try. What is MariaDB's own; the
+engine-neutral tests, which run here too, are in tests/test_apply.py."""
 
 from __future__ import annotations
 
@@ -15,59 +16,25 @@ DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
 DDL_USER = "airflow-rw-ddl"
 
 
-def update(maria, name: str, **keys):
-    return maria.event([user(name, **keys)])
-
-
-def test_the_seed_example_creates_three_users_whose_secrets_log_in(maria):
-    report = maria.invoke(maria.seed_event())
-
-    assert report["status"] == "success" and report["engine"] == "mariadb"
-    assert [(u["db_user"], u["result"]) for u in report["users"]] == [
-        ("airflow-rw-ddl", "created"),
-        ("airflow-rw-dml", "created"),
-        ("airflow-ro-dml", "created"),
-    ]
-    for name in (DDL, DML, RO):
-        with maria.login(name) as connection:
-            (current,) = maria.run_sql(connection, "SELECT CURRENT_USER()")[0]
-            assert current == f"{maria.secret(name)['username']}@%"
-    assert maria.accounts() == {(u["db_user"], "%") for u in SEED["users"]}
-
-
-def test_a_table_the_ddl_user_creates_later_is_usable_by_its_grantees(maria):
-    maria.invoke(maria.seed_event())
-    with maria.login(DDL) as connection:
-        maria.run_sql(connection, "CREATE TABLE dag_run (id int PRIMARY KEY, state text)")
-
-    assert maria.can(DML, "INSERT INTO dag_run VALUES (1, 'queued')")
-    assert maria.can(DML, "UPDATE dag_run SET state = 'done'")
-    assert maria.can(RO, "SELECT * FROM dag_run")
-    assert not maria.can(RO, "INSERT INTO dag_run VALUES (2, 'queued')")
-    assert not maria.can(DML, "CREATE TABLE other (x int)")
-    assert not maria.can(DML, "TRUNCATE dag_run")
-    assert maria.can(DML, "DELETE FROM dag_run")
-    assert maria.can(DDL, "TRUNCATE dag_run")
-
-
 def test_no_user_gets_a_privilege_on_every_database(maria):
     maria.invoke(maria.seed_event())
     for entry in SEED["users"]:
         assert maria.global_grants(entry["db_user"]) == set()
         assert "GRANT OPTION" not in maria.grants(entry["db_user"])
+    assert not maria.can(DML, "CREATE TABLE other (x int)")
 
 
-def test_a_second_identical_run_changes_nothing_and_adds_no_secret_version(maria):
+def test_a_grant_option_given_by_hand_is_revoked_and_reported(maria):
     maria.invoke(maria.seed_event())
-    before = {name: maria.versions(name) for name in (DDL, DML, RO)}
+    with maria.root() as connection:
+        maria.run_sql(
+            connection, "GRANT DELETE ON airflow.* TO 'airflow-ro-dml'@'%%' WITH GRANT OPTION"
+        )
 
     report = maria.invoke(maria.seed_event())
 
-    assert report["changed"] is False
-    assert report["stats"]["sql_statements"] == 0
-    assert {u["result"] for u in report["users"]} == {"unchanged"}
-    assert {name: maria.versions(name) for name in (DDL, DML, RO)} == before
-    assert not {"PutSecretValue", "CreateSecret"} & set(report["stats"]["aws_calls"])
+    assert maria.grants("airflow-ro-dml") == {"SELECT"}
+    assert report["users"][2]["changes"] == ["revoke DELETE, GRANT OPTION on airflow.*"]
 
 
 def test_the_secret_has_the_structure_the_aws_mariadb_rotation_function_reads(maria):
@@ -82,50 +49,6 @@ def test_the_secret_has_the_structure_the_aws_mariadb_rotation_function_reads(ma
         "dbname": "airflow",
         "masterarn": master_arn,
     }
-
-
-def test_changing_privileges_revokes_what_was_removed(maria):
-    maria.invoke(maria.seed_event())
-    event = maria.seed_event()
-    event["users"][1]["grant_privileges"] = "SELECT"
-
-    report = maria.invoke(event)
-
-    assert maria.grants("airflow-rw-dml") == {"SELECT"}
-    assert report["users"][1]["changes"] == ["revoke INSERT, UPDATE, DELETE on airflow.*"]
-    with maria.login(DDL) as connection:
-        maria.run_sql(connection, "CREATE TABLE t (x int)")
-    assert not maria.can(DML, "INSERT INTO t VALUES (1)")
-
-
-def test_privileges_granted_by_hand_are_revoked_and_reported(maria):
-    maria.invoke(maria.seed_event())
-    with maria.root() as connection:
-        maria.run_sql(
-            connection, "GRANT DELETE ON airflow.* TO 'airflow-ro-dml'@'%%' WITH GRANT OPTION"
-        )
-
-    report = maria.invoke(maria.seed_event())
-
-    assert maria.grants("airflow-ro-dml") == {"SELECT"}
-    assert report["users"][2]["changes"] == ["revoke DELETE, GRANT OPTION on airflow.*"]
-
-
-def test_update_gives_a_new_password_through_awspending(maria):
-    maria.invoke(maria.seed_event())
-    old = maria.secret(RO)["password"]
-
-    report = maria.invoke(
-        update(maria, "airflow-ro-dml", secret=RO, action="update", grant_privileges="SELECT")
-    )
-
-    assert report["users"][0]["changes"] == ["new password", "secret updated"]
-    assert maria.secret(RO)["password"] != old
-    assert maria.can(RO, "SELECT 1")
-    with pytest.raises(pymysql.err.OperationalError):
-        maria.connect("airflow-ro-dml", old).close()
-    stages = sorted(s for stages in maria.versions(RO).values() for s in stages)
-    assert stages == ["AWSCURRENT", "AWSPREVIOUS"]
 
 
 def test_delete_removes_the_user_and_its_secret(maria):
@@ -172,35 +95,6 @@ def test_a_user_that_defines_objects_is_not_deleted_and_nothing_changes(maria, s
     assert maria.secret(RO)["username"] == "airflow-ro-dml"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "x'@'%'; DROP DATABASE airflow; --",
-        "back\\slash",
-        "`tick`",
-        "per%cent_s %s",
-        "Ünïcødé",
-        'double"quote',
-    ],
-)
-def test_hostile_names_are_created_as_given_and_nothing_else_is_touched(maria, name):
-    report = maria.invoke(maria.event([user(name, "secret-hostile", grant_privileges="SELECT")]))
-
-    assert report["users"][0]["result"] == "created"
-    assert maria.accounts() == {(name, "%")}
-    assert maria.grants(name) == {"SELECT"}
-    with maria.login("secret-hostile") as connection:
-        assert maria.run_sql(connection, "SELECT CURRENT_USER()")[0][0] == f"{name}@%"
-    with maria.root() as connection:
-        assert maria.run_sql(connection, "SHOW DATABASES LIKE 'airflow'") == [("airflow",)]
-    assert (
-        maria.invoke(maria.event([user(name, "secret-hostile", grant_privileges="SELECT")]))[
-            "changed"
-        ]
-        is False
-    )
-
-
 def test_an_account_host_is_managed_as_given(maria):
     maria.invoke(maria.event([user("app", grant_privileges="SELECT", host="127.0.0.1")]))
     assert maria.accounts() == {("app", "127.0.0.1")}
@@ -224,14 +118,6 @@ def test_a_database_that_does_not_exist_is_refused(maria):
         maria.invoke(maria.event([user("app")], database_name="airflw"))
     assert caught.value.problems == ["database 'airflw' does not exist on this server"]
     assert maria.accounts() == set()
-
-
-def test_a_grantor_that_does_not_exist_is_refused_before_anything_changes(maria):
-    with pytest.raises(tool.InvalidEvent) as caught:
-        maria.invoke(maria.event([user("app", grantor="nobody")]))
-    assert caught.value.problems == ["user 'app'@'%': grantor 'nobody' does not exist"]
-    with pytest.raises(maria.sm.exceptions.ResourceNotFoundException):
-        maria.sm.describe_secret(SecretId="secret-app")
 
 
 @pytest.mark.parametrize("name", ["master", "mariadb.sys", "mysql.session", "rdsadmin"])
@@ -284,37 +170,6 @@ def test_a_failure_part_way_says_what_was_applied_and_a_rerun_converges(maria):
     assert maria.can("secret-app", "SELECT 1")
 
 
-def test_killed_after_the_database_changed_the_next_run_finishes_the_change(maria, monkeypatch):
-    maria.invoke(maria.seed_event())
-    event = update(maria, "airflow-ro-dml", secret=RO, action="update", grant_privileges="SELECT")
-
-    class Killed(BaseException):
-        pass
-
-    def die(*_args, **_kwargs):
-        raise Killed
-
-    with monkeypatch.context() as patch:
-        patch.setattr(tool.SecretWriter, "promote", die)
-        with pytest.raises(Killed):
-            maria.invoke(event)
-    assert not can_login_with_current(maria, RO)
-
-    report = maria.invoke(maria.seed_event())
-
-    assert "finish an interrupted password change" in report["users"][2]["changes"]
-    assert can_login_with_current(maria, RO)
-
-
-def can_login_with_current(maria, secret_name: str) -> bool:
-    value = maria.secret(secret_name)
-    try:
-        maria.connect(value["username"], value["password"]).close()
-    except pymysql.err.OperationalError:
-        return False
-    return True
-
-
 def test_concurrent_invocations_take_turns_and_see_each_others_work(maria):
     """The same seed event four times at once: one creates, the others wait on GET_LOCK and
     then find nothing left to do (without the lock, two would both try CREATE USER)."""
@@ -335,16 +190,6 @@ def test_concurrent_invocations_take_turns_and_see_each_others_work(maria):
     assert errors == []
     assert sorted(r["changed"] for r in reports) == [False, False, False, True]
     assert all(maria.can(name, "SELECT 1") for name in (DDL, DML, RO))
-
-
-def test_an_invocation_waits_for_another_one_while_it_has_time(maria):
-    other_invocation = maria.as_master()
-    maria.run_sql(other_invocation, "SELECT GET_LOCK('rds-initializer', 0)")
-    release = threading.Timer(1.0, other_invocation.close)  # its end releases the lock
-    release.start()
-    report = maria.invoke(maria.seed_event())  # waits about a second, then runs
-    release.join()
-    assert report["status"] == "success"
 
 
 def test_a_concurrent_invocation_waits_for_the_lock_then_fails_cleanly_when_time_is_up(maria):
@@ -377,25 +222,6 @@ def test_an_existing_account_without_a_secret_is_adopted_with_a_new_password(mar
     assert maria.can("secret-legacy", "SELECT 1")
     with pytest.raises(pymysql.err.OperationalError):
         maria.connect("legacy", "old-password").close()
-
-
-def test_verify_logins_repairs_a_password_changed_behind_the_tools_back(maria):
-    maria.invoke(maria.seed_event())
-    with maria.root() as connection:
-        maria.run_sql(connection, "ALTER USER 'airflow-ro-dml'@'%%' IDENTIFIED BY 'by-hand'")
-
-    assert maria.invoke(maria.seed_event())["changed"] is False  # not checked unless asked
-    report = maria.invoke(maria.seed_event(verify_logins="yes"))
-
-    assert report["users"][2]["changes"] == ["new password", "secret updated"]
-    assert maria.can(RO, "SELECT 1")
-
-
-def test_a_secret_that_belongs_to_another_user_is_not_overwritten(maria):
-    maria.sm.create_secret(Name="taken", SecretString='{"username": "someone", "password": "x"}')
-    with pytest.raises(tool.InvalidEvent, match="belongs to user 'someone'"):
-        maria.invoke(maria.event([user("app", "taken")]))
-    assert maria.accounts() == set()
 
 
 def test_debug_logs_show_the_sql_with_passwords_and_hashes_blanked(maria, capsys):

@@ -57,9 +57,9 @@ def patch_apply(monkeypatch, dialect: type, at: int | None, drop) -> list[Droppi
     used: list[Dropping] = []
     apply = dialect.apply
 
-    def dropping_apply(self, connection, target, steps, counter):
+    def dropping_apply(self, connection, target, steps):
         used.append(Dropping(connection, at, drop))
-        return apply(self, used[-1], target, steps, counter)
+        return apply(self, used[-1], target, steps)
 
     monkeypatch.setattr(dialect, "apply", dropping_apply)
     return used

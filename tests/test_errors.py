@@ -5,6 +5,7 @@ status 1 saying what it means; the command line never prints a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import pytest
 from conftest import ROOT, tool, user
 from lambda_function import InvalidEvent, parse_event
 
-from tests.servers import free_port
+from dev.servers import free_port
 
 CLI = [sys.executable, str(ROOT / "deploy" / "lambda_function.py")]
 
@@ -232,7 +233,7 @@ def test_a_grantor_with_its_own_problem_is_not_called_missing_by_its_grantees(en
     event, problems = tool.read_event(raw)
     event = tool.bind_engine(event, tool.DIALECTS[engine])
     if engine == "postgres":
-        problems += tool.state_problems(event, pg_state())
+        problems += tool.pg_state_problems(event, pg_state())
     else:
         problems += tool.my_state_problems(event, my_state())
     assert len(problems) == 1
@@ -247,7 +248,7 @@ def test_a_missing_grantor_suggests_the_nearest_user_of_the_event(engine):
     raw["users"][1]["grantor"] = "airflow-rw-dd1"
     event = tool.bind_engine(tool.parse_event(raw), tool.DIALECTS[engine])
     if engine == "postgres":
-        problems = tool.state_problems(event, pg_state())
+        problems = tool.pg_state_problems(event, pg_state())
         where = "user 'reader-0'"
     else:
         problems = tool.my_state_problems(event, my_state())
@@ -276,10 +277,11 @@ def test_a_numeric_password_in_a_user_secret_is_invalid_input_and_nothing_change
     assert len(rds.sm.list_secrets()["SecretList"]) == 2  # the master's and this one
 
 
-def a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db, privilege):
+def test_a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db):
     """Found by the generated events: with a problem the engine check alone sees, the run went
     on to plan against the state (to report every problem at once), and the planner met a
     privilege it has no order for on a table: an unexpected error, not exit 2."""
+    privilege = db.OTHER_ENGINES_PRIVILEGE
     with db.as_master() as connection:
         db.run_sql(connection, "CREATE TABLE t (id int)")
     event = db.event([user("app", grant_privileges=["SELECT", privilege])], rds_port="５")
@@ -293,15 +295,7 @@ def a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(db, p
         db.sm.describe_secret(SecretId="secret-app")
 
 
-def test_a_privilege_postgresql_lacks_is_invalid_input_even_with_other_problems(rds):
-    a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(rds, "DROP")
-
-
-def test_a_privilege_mariadb_lacks_is_invalid_input_even_with_other_problems(maria):
-    a_privilege_the_engine_lacks_is_invalid_input_even_with_other_problems(maria, "MAINTAIN")
-
-
-def a_grantor_with_its_own_problem_is_the_only_problem(db):
+def test_a_grantor_with_its_own_problem_is_the_only_problem(db):
     """The issue's case: an unknown privilege in the grantor's entry made each of its 300
     grantees say the grantor does not exist."""
     users = [user("airflow-rw-ddl", grant_ddl=True, grant_privileges="SELECT,SELEC")]
@@ -315,14 +309,6 @@ def a_grantor_with_its_own_problem_is_the_only_problem(db):
         "user 'airflow-rw-ddl': grant_privileges: unknown privilege SELEC (did you mean 'SELECT'?)"
     )
     assert len(db.sm.list_secrets()["SecretList"]) == 1  # the master's alone
-
-
-def test_a_grantor_with_its_own_problem_is_the_only_problem_on_postgresql(rds):
-    a_grantor_with_its_own_problem_is_the_only_problem(rds)
-
-
-def test_a_grantor_with_its_own_problem_is_the_only_problem_on_mariadb(maria):
-    a_grantor_with_its_own_problem_is_the_only_problem(maria)
 
 
 @pytest.mark.parametrize(
@@ -393,3 +379,71 @@ def test_mariadb_authentication_failure_is_named(maria):
     )
     with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
         maria.invoke(maria.event([user("app")]))
+
+
+def test_every_problem_at_once_environment_event_grantor_and_master_secret(rds, tmp_path):
+    """One event with a bad environment variable, an unknown key, a grantor it neither declares
+    nor lets the server be asked about (its master secret is missing), and that missing master
+    secret: one exit 2 naming all four, and nothing written."""
+    event = rds.event(
+        [user("app", grantor="owner"), user("ro", colour="blue")], secret_name="no-such-master"
+    )
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    done = subprocess.run(
+        [*CLI, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DB_CONNECT_TIMEOUT": "soon"},
+    )
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == "invalid event:"
+    problems = [line.removeprefix("- ") for line in lines[1:]]
+    assert len(problems) == 4, problems
+    assert problems[0].startswith("environment variable DB_CONNECT_TIMEOUT must be a number")
+    assert problems[1].startswith("user 'ro': unknown key 'colour'; a user's keys are ")
+    assert problems[2].startswith("master secret 'no-such-master' does not exist")
+    assert problems[3] == (
+        "user 'app': grantor 'owner' is not declared in the event and was not looked up on the "
+        "server (the master secret could not be used): it must exist there"
+    )
+    assert [s["Name"] for s in rds.sm.list_secrets()["SecretList"]] == [rds.secret_name]
+
+
+def test_a_typod_key_and_a_grantor_missing_on_the_server_are_reported_together(rds):
+    """A user entry with an unknown key still has its relations checked against the state."""
+    event = rds.event([user("app", grantor="nobody", colour="blue")])
+
+    with pytest.raises(InvalidEvent) as caught:
+        rds.invoke(event)
+
+    [unknown_key, missing_grantor] = caught.value.problems
+    assert unknown_key.startswith("user 'app': unknown key 'colour'; a user's keys are ")
+    assert missing_grantor == "user 'app': grantor 'nobody' does not exist"
+    assert "app" not in rds.roles()
+
+
+def test_the_events_problems_are_reported_without_aws_credentials(tmp_path):
+    """The event is checked before anything needs AWS: a typo'd engine is the answer, not the
+    missing credentials."""
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event_of(db_engine="postgress", rds_host="db.example")))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update(
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+
+    done = subprocess.run(
+        [*CLI, str(path)], capture_output=True, text=True, timeout=60, env=environment
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "db_engine 'postgress' is not one of" in done.stderr
+    assert "nothing else was checked" in done.stderr and "credentials" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 from conftest import SEED, user
 
 DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
@@ -37,7 +36,7 @@ def create_database(db, name: str) -> None:
         db.run_sql(connection, f"CREATE DATABASE {quoted}")
 
 
-def an_rds_managed_master_secret_works_by_name(db):
+def test_an_rds_managed_master_secret_works_by_name(db):
     """RDS's ManageMasterUserPassword secret: named rds!db-<uuid>, username and password only
     (so the event gives host, port and engine), tagged with the instance it belongs to."""
     master = db.secret(db.secret_name)
@@ -52,7 +51,7 @@ def an_rds_managed_master_secret_works_by_name(db):
     assert all(db.can(secret, "SELECT 1") for secret in SECRETS)
 
 
-def another_databases_event_naming_the_secrets_is_refused(db):
+def test_another_databases_event_naming_the_secrets_is_refused(db):
     cli_report(db, db.seed_event())
     before = snapshot(db)
     create_database(db, "second")
@@ -67,7 +66,7 @@ def another_databases_event_naming_the_secrets_is_refused(db):
     assert all(db.can(secret, "SELECT 1") for secret in SECRETS)
 
 
-def a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
+def test_a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
     cli_report(db, db.seed_event())
     for name in SECRETS:  # as if the secrets were written when the database lived elsewhere
         value = {**db.secret(name), "host": "old-endpoint.example", "port": 1234}
@@ -87,7 +86,7 @@ def a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
     assert cli_report(db, db.seed_event())["changed"] is False
 
 
-def a_second_secret_for_an_account_is_refused(db):
+def test_a_second_secret_for_an_account_is_refused(db):
     cli_report(db, db.seed_event())
     create_database(db, "second")
     before = snapshot(db)
@@ -104,7 +103,7 @@ def a_second_secret_for_an_account_is_refused(db):
     assert "second-ro-secret" not in [s["Name"] for s in db.sm.list_secrets()["SecretList"]]
 
 
-def a_delete_that_names_no_secret_deletes_the_users_secret(db):
+def test_a_delete_that_names_no_secret_deletes_the_users_secret(db):
     cli_report(db, db.seed_event())
     event = db.seed_event()
     event["users"] = [{"db_user": "airflow-ro-dml", "action": "delete"}]
@@ -120,25 +119,6 @@ def a_delete_that_names_no_secret_deletes_the_users_secret(db):
     again = cli_report(db, event)
     assert again["users"][0]["changes"] == ["no secret of the tool's found for it by its tags"]
     assert again["changed"] is False
-
-
-BOTH_ENGINES = [
-    an_rds_managed_master_secret_works_by_name,
-    another_databases_event_naming_the_secrets_is_refused,
-    a_moved_endpoint_is_followed_only_when_the_event_says_so,
-    a_second_secret_for_an_account_is_refused,
-    a_delete_that_names_no_secret_deletes_the_users_secret,
-]
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_postgresql(rds, scenario):
-    scenario(rds)
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_mariadb(maria, scenario):
-    scenario(maria)
 
 
 def test_the_tags_say_whose_secret_it_is_whatever_the_names(rds):

@@ -13,7 +13,7 @@ import pymysql
 import pytest
 from conftest import PG_MAJORS, open_session, tool, user
 
-from tests.servers import start_mariadb, start_postgres
+from dev.servers import start_mariadb, start_postgres
 
 # Passwords an existing secret may hold, which the tool adopts: SASLprep leaves the first as
 # it is, maps or normalizes the second and third, refuses the next two (unassigned in Unicode
@@ -38,7 +38,7 @@ def pg_server(request, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["mariadb"])  # one param: the ids say mariadb
 def mariadb_server(tmp_path_factory):
     """This module's own MariaDB, with its general log on (overrides conftest's)."""
     workdir = tmp_path_factory.mktemp("mariadblog")

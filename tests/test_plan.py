@@ -7,10 +7,13 @@ import pytest
 from conftest import spec
 from lambda_function import (
     PG_ACL_ENTRIES_LIMIT,
+    POSTGRES,
     Credential,
     DefaultGrant,
     Event,
+    Facts,
     Held,
+    InvalidEvent,
     PgObject,
     PgRole,
     PgState,
@@ -20,8 +23,10 @@ from lambda_function import (
     Target,
     UserSpec,
     decide_credential,
+    make_plan,
+    pg_state_problems,
     plan_postgres,
-    state_problems,
+    with_steps,
 )
 from psycopg2 import sql
 
@@ -240,7 +245,7 @@ def test_deleting_an_absent_user_plans_nothing():
 
 def test_objects_of_a_superuser_in_scope_are_refused():
     roles = [PgRole("postgres", superuser=True)]
-    problems = state_problems(
+    problems = pg_state_problems(
         event(spec("r", privileges="SELECT")), state(table("t", "postgres"), roles=roles)
     )
     assert problems == [
@@ -258,7 +263,7 @@ def test_more_grantees_on_a_table_than_its_catalog_row_holds_are_refused_up_fron
     have been written."""
     crowded = state(table("t", "ddl", entries=1), roles=[PgRole("ddl")])
 
-    problems = state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT + 1)), crowded)
+    problems = pg_state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT + 1)), crowded)
 
     [problem] = problems
     assert problem.startswith("too many grantees for PostgreSQL on table public.t (2,202)")
@@ -269,7 +274,7 @@ def test_more_grantees_on_a_table_than_its_catalog_row_holds_are_refused_up_fron
 def test_up_to_the_limit_of_entries_a_table_takes_its_grantees():
     fits = state(table("t", "ddl", entries=1), roles=[PgRole("ddl")])
 
-    assert state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT - 1)), fits) == []
+    assert pg_state_problems(event(*readers(PG_ACL_ENTRIES_LIMIT - 1)), fits) == []
 
 
 def test_entries_of_roles_the_event_does_not_name_count_and_its_deletes_free_theirs():
@@ -278,8 +283,8 @@ def test_entries_of_roles_the_event_does_not_name_count_and_its_deletes_free_the
     crowded = state(table("t", "ddl", *held_now, entries=2_100), roles=[PgRole("ddl")])
     leaving = [spec(f"r{i}", action="delete") for i in range(300)]
 
-    assert state_problems(event(*readers(600)), crowded) != []
-    assert state_problems(event(*leaving, *readers(600, start=300)), crowded) == []
+    assert pg_state_problems(event(*readers(600)), crowded) != []
+    assert pg_state_problems(event(*leaving, *readers(600, start=300)), crowded) == []
 
 
 def test_passwords_are_shown_blanked():
@@ -290,7 +295,7 @@ def test_passwords_are_shown_blanked():
 
 def test_state_problems_are_listed_together():
     roles = [PgRole("boss", superuser=True)]
-    problems = state_problems(
+    problems = pg_state_problems(
         event(
             spec("boss"),
             spec("r", grantor="ghost"),
@@ -367,7 +372,7 @@ def test_the_secret_value_is_the_aws_structure_and_keeps_other_keys():
 
 def test_a_role_the_master_may_not_grant_itself_is_refused_with_the_fix():
     roles = [PgRole("stranger", master_is_admin=False), PgRole("reader")]
-    problems = state_problems(
+    problems = pg_state_problems(
         event(spec("reader", privileges="SELECT")), state(table("t", "stranger"), roles=roles)
     )
     assert len(problems) == 1
@@ -445,9 +450,98 @@ def test_a_delete_takes_the_clone_with_its_user():
 
 def test_on_16_a_clone_for_a_user_the_master_may_not_grant_is_refused_with_the_fix():
     roles = [PgRole("legacy", master_is_admin=False)]
-    problems = state_problems(event(spec("legacy", rotation=ROTATING)), state(roles=roles))
+    problems = pg_state_problems(event(spec("legacy", rotation=ROTATING)), state(roles=roles))
     assert len(problems) == 1
     assert 'GRANT "legacy" TO "master" WITH ADMIN OPTION' in problems[0]
+
+
+def facts_of(state: PgState, *users: UserSpec, secrets=()) -> Facts:
+    """What a run would have read: the state, each user's secret (absent unless given), and no
+    login tried."""
+    read = {u.secret_name: SecretState(u.secret_name) for u in users if u.secret_name}
+    read.update({s.name: s for s in secrets})
+    return Facts(state, read, {u.name: Probe() for u in users})
+
+
+def test_the_planning_function_decides_and_plans_from_values_alone():
+    """make_plan and with_steps: the event, the state and the secrets as values in, the
+    decisions and the SQL out; nothing read or written, and the values given stay as they were."""
+    ro_secret = SecretState(
+        "secret-ro", arn="arn:ro", exists=True, value={"username": "ro", "password": "kept-pw"}
+    )
+    users = (
+        spec("ddl", ddl=True, privileges="SELECT"),
+        spec("ro", grantor="ddl", privileges="SELECT"),
+    )
+    current = state(roles=[PgRole("ro")])
+    facts = facts_of(current, *users, secrets=[ro_secret])
+
+    plan = make_plan(event(*users), TARGET, facts)
+
+    assert {u: (c.mode, c.password) for u, c in plan.credentials.items()} == {
+        "ddl": ("new-user", None),
+        "ro": ("keep", "kept-pw"),
+    }
+    assert plan.secret_results == {"ddl": "created", "ro": "updated"}
+    assert plan.passwords_wanted == 1 and plan.steps == () and plan.rotations == {}
+
+    plan = with_steps(plan.with_passwords(["new-pw"]), {"ddl": "SCRAM-SHA-256$verifier"})
+
+    assert plan.credentials["ddl"].final_value == {
+        "engine": "postgres",
+        "host": "db.example",
+        "port": 5432,
+        "username": "ddl",
+        "dbname": "app",
+        "masterarn": "arn:master",
+        "password": "new-pw",
+    }
+    assert statements(plan.steps)[0] == (
+        'CREATE ROLE "ddl" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+        "PASSWORD 'SCRAM-SHA-256$verifier'"
+    )
+    assert any("GRANT SELECT ON TABLE" in s or "GRANT CONNECT" in s for s in statements(plan.steps))
+    with pytest.raises(AttributeError):
+        plan.steps = ()  # type: ignore[misc]  # an immutable value
+    assert ro_secret.value == {"username": "ro", "password": "kept-pw"}  # read, never written
+    assert (
+        make_plan(event(*users), TARGET, facts).credentials
+        == make_plan(event(*users), TARGET, facts).credentials
+    )
+
+
+def test_the_planning_function_raises_every_problem_at_once():
+    users = (spec("app", grantor="nobody"), spec("su"))
+    current = state(roles=[PgRole("su", superuser=True)])
+
+    with pytest.raises(InvalidEvent) as invalid:
+        make_plan(event(*users), TARGET, facts_of(current, *users), ["a problem found before"])
+
+    assert invalid.value.problems == [
+        "a problem found before",
+        "user 'app': grantor 'nobody' does not exist",
+        "user 'su' is a superuser: never managed",
+    ]
+
+
+HOSTILE = ["it's", 'x"; DROP ROLE master; --', "back\\slash", "ünï"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_plan_is_shown_without_a_connection_as_the_driver_quotes_it(rds, name):
+    """A dry run's report renders its SQL with no connection (POSTGRES.render): the same text
+    psycopg2 renders with one, hostile names included."""
+    users = (spec(name, privileges="SELECT", rotation=Rotation(True, days=30)), spec("plain"))
+    steps = plan_postgres(
+        event(*users), state(table("t", MASTER)), {name: "SCRAM-SHA-256$v", "plain": "v"}
+    )
+    assert steps
+    with rds.as_master() as connection:
+        for step in steps:
+            driver = (step.shown or step.statement).as_string(connection)
+            if step.as_role:
+                driver = f"SET ROLE {sql.Identifier(step.as_role).as_string(connection)}; {driver}"
+            assert POSTGRES.render(step) == driver
 
 
 # IAM database authentication (auth iam): no password, a member of rds_iam (docs/iam.md).
@@ -534,5 +628,5 @@ def test_a_createrole_self_grant_is_off_while_iam_roles_are_created():
 )
 def test_what_iam_needs_is_checked_before_anything_changes(app, user, said):
     roles = [r for r in (app,) if r] + ([] if said.startswith("needs") else [IAM_ROLE])
-    problems = state_problems(event(user), state(roles=roles))
+    problems = pg_state_problems(event(user), state(roles=roles))
     assert any(said in p for p in problems), problems

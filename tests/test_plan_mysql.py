@@ -11,14 +11,22 @@ from lambda_function import (
     DIALECTS,
     MY_DDL_PRIVILEGES,
     Event,
+    Facts,
     MyAccount,
     MyState,
+    Probe,
+    Rotation,
+    SecretState,
+    Settings,
+    Target,
     UserSpec,
     bind_engine,
+    make_plan,
     my_literal,
     my_state_problems,
     native_password_hash,
     plan_mysql,
+    with_steps,
 )
 
 MASTER = "admin"
@@ -69,7 +77,7 @@ def test_mysql8_new_users_of_the_seed_shape():
 
 def test_passwords_are_shown_blanked_in_plans():
     (create,) = plan_mysql(event(spec("u")), state(), {"u": "secret-pw"})
-    assert create.display(None) == "CREATE USER 'u'@'%' IDENTIFIED BY '***'"
+    assert DIALECTS["mysql"].render(create) == "CREATE USER 'u'@'%' IDENTIFIED BY '***'"
 
 
 def test_mariadb_gets_the_native_password_hash_never_the_password():
@@ -78,7 +86,7 @@ def test_mariadb_gets_the_native_password_hash_never_the_password():
 
     assert hashed == "*0D3CED9BEC10A777AEC23CCC353A8C08A633045E"  # MariaDB's PASSWORD('abc')
     assert create.statement == f"CREATE USER 'u'@'%' IDENTIFIED BY PASSWORD '{hashed}'"
-    assert create.display(None) == "CREATE USER 'u'@'%' IDENTIFIED BY PASSWORD '***'"
+    assert DIALECTS["mariadb"].render(create) == "CREATE USER 'u'@'%' IDENTIFIED BY PASSWORD '***'"
 
 
 def test_a_new_password_for_an_existing_account_is_alter_user():
@@ -249,6 +257,45 @@ def test_a_clone_that_defines_a_view_blocks_the_delete():
     )
     (problem,) = my_state_problems(event(spec("u", action="delete", secret_name=None)), current)
     assert "it is the DEFINER of view app.v" in problem
+
+
+def test_the_planning_function_decides_and_plans_from_values_alone_on_mariadb():
+    """make_plan and with_steps on MariaDB state values: a new user, and an existing one whose
+    password changes (update) and whose rotation is turned on with the deployment's function."""
+    function = "arn:aws:lambda:us-east-1:123456789012:function:rotate-mariadb"
+    settings = Settings.read({"ROTATION_LAMBDA_ARN_MARIADB": function})
+    target = Target(
+        "mariadb", "db.example", 3306, "app", MASTER, "pw", "arn:m", "require", settings
+    )
+    users = (
+        spec("new", privileges="SELECT"),
+        spec("old", privileges="SELECT", action="update", rotation=Rotation(True, days=30)),
+    )
+    old_secret = SecretState(
+        "secret-old", arn="arn:old", exists=True, value={"username": "old", "password": "was"}
+    )
+    current = state(MyAccount("old", "%"), grants={("old", "%"): {"SELECT"}}, mariadb=True)
+    secrets = {"secret-new": SecretState("secret-new"), "secret-old": old_secret}
+    facts = Facts(current, secrets, {"new": Probe(), "old": Probe()})
+
+    plan = make_plan(event(*users, engine="mariadb"), target, facts)
+
+    assert {u: c.mode for u, c in plan.credentials.items()} == {"new": "new-user", "old": "change"}
+    assert plan.secret_results == {"new": "created", "old": "updated"}
+    assert plan.rotations["old"].change == "enable"
+    assert plan.rotations["old"].function_arn == function
+    assert plan.passwords_wanted == 2
+
+    plan = plan.with_passwords(["pw-new", "pw-old"])
+    hashes = {c.login: native_password_hash(c.password) for c in plan.hashed}
+    plan = with_steps(plan, hashes)
+
+    assert statements(plan.steps) == [
+        f"CREATE USER 'new'@'%' IDENTIFIED BY PASSWORD '{native_password_hash('pw-new')}'",
+        f"ALTER USER 'old'@'%' IDENTIFIED BY PASSWORD '{native_password_hash('pw-old')}'",
+        "GRANT SELECT ON `app`.* TO 'new'@'%'",
+    ]
+    assert old_secret.value == {"username": "old", "password": "was"}
 
 
 # IAM database authentication (auth iam): RDS's plugin for MySQL and MariaDB alike, as AWS

@@ -16,7 +16,7 @@ def all_passwords(db) -> list[str]:
     return [db.secret(n)["password"] for n in names if "password" in db.secret(n)]
 
 
-def the_report_names_every_user_and_its_secret(db, capsys):
+def test_the_report_names_every_user_and_its_secret(db):
     report = db.invoke(db.seed_event())
 
     assert set(report) >= {
@@ -40,7 +40,7 @@ def the_report_names_every_user_and_its_secret(db, capsys):
     assert ro["result"] == "created" and "secret created" in ro["changes"]
 
 
-def no_password_in_the_report_or_the_logs(db, capsys):
+def test_no_password_in_the_report_or_the_logs(db, capsys):
     report = db.invoke(db.seed_event())
     db.invoke(
         db.event([user("airflow-ro-dml", SEED["users"][2]["user_secret_name"], action="update")])
@@ -56,7 +56,7 @@ def no_password_in_the_report_or_the_logs(db, capsys):
     assert {"start", "planned", "done"} <= {line["message"] for line in lines}
 
 
-def every_applied_statement_and_secret_write_has_one_audit_line(db, capsys):
+def test_every_applied_statement_and_secret_write_has_one_audit_line(db, capsys):
     planned = db.invoke(db.seed_event(dry_run=True))["sql"]  # one statement per step
     capsys.readouterr()
     report = db.invoke(db.seed_event())
@@ -73,7 +73,7 @@ def every_applied_statement_and_secret_write_has_one_audit_line(db, capsys):
     assert {line["secret"] for line in writes} == {u["user_secret_name"] for u in SEED["users"]}
 
 
-def the_command_line_prints_the_report_and_exits_0(db, capsys):
+def test_the_command_line_prints_the_report_and_exits_0(db):
     done = db.cli(db.seed_event())
 
     assert done.returncode == 0, done.stderr
@@ -81,21 +81,21 @@ def the_command_line_prints_the_report_and_exits_0(db, capsys):
     assert json.loads(db.cli(db.seed_event()).stdout)["changed"] is False
 
 
-def the_command_line_dry_run_flag(db, capsys):
+def test_the_command_line_dry_run_flag(db):
     done = db.cli(db.seed_event(), "--dry-run")
 
     assert done.returncode == 0 and json.loads(done.stdout)["status"] == "dry_run"
     assert "airflow-rw-ddl" not in db.user_names()
 
 
-def the_command_line_exits_2_on_an_invalid_event_and_lists_every_problem(db, capsys):
+def test_the_command_line_exits_2_on_an_invalid_event_and_lists_every_problem(db):
     done = db.cli({**db.seed_event(), "colour": "red", "dry_run": "maybe"})
 
     assert done.returncode == 2 and done.stdout == ""
     assert "unknown key 'colour'" in done.stderr and "dry_run must be a boolean" in done.stderr
 
 
-def event_and_state_problems_are_reported_together(db, capsys):
+def test_event_and_state_problems_are_reported_together(db):
     event = db.seed_event(colour="red")
     event["users"][1]["grantor"] = "nobody-by-that-name"
 
@@ -107,21 +107,21 @@ def event_and_state_problems_are_reported_together(db, capsys):
     assert "airflow-rw-ddl" not in db.user_names()
 
 
-def the_command_line_exits_1_when_applying_fails(db, capsys):
+def test_the_command_line_exits_1_when_applying_fails(db):
     done = db.cli(db.seed_event(rds_port=1))
 
     assert done.returncode == 1
     assert "cannot connect" in done.stderr and db.master_password not in done.stderr
 
 
-def the_handler_raises_so_that_lambda_reports_a_function_error(db, capsys):
+def test_the_handler_raises_so_that_lambda_reports_a_function_error(db):
     with pytest.raises(tool.InvalidEvent):
         db.invoke({**db.seed_event(), "users": []})
     with pytest.raises(tool.ApplyError, match="cannot connect"):
         db.invoke(db.seed_event(rds_port=1))
 
 
-def with_too_little_lambda_time_left_it_stops_before_writing_anything(db, capsys):
+def test_with_too_little_lambda_time_left_it_stops_before_writing_anything(db):
     nearly_over = SimpleNamespace(aws_request_id="late", get_remaining_time_in_millis=lambda: 9000)
 
     with pytest.raises(tool.ApplyError, match="stopped before writing the secrets"):
@@ -131,36 +131,11 @@ def with_too_little_lambda_time_left_it_stops_before_writing_anything(db, capsys
     assert len(db.sm.list_secrets()["SecretList"]) == 1
 
 
-def verify_full_needs_a_ca_bundle(db, capsys):
+def test_verify_full_needs_a_ca_bundle(db):
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("DB_SSL_CA", raising=False)
         with pytest.raises(tool.InvalidEvent, match="DB_SSL_CA"):
             db.invoke(db.seed_event(ssl_mode="verify-full"))
-
-
-BOTH_ENGINES = [
-    the_report_names_every_user_and_its_secret,
-    no_password_in_the_report_or_the_logs,
-    every_applied_statement_and_secret_write_has_one_audit_line,
-    the_command_line_prints_the_report_and_exits_0,
-    the_command_line_dry_run_flag,
-    the_command_line_exits_2_on_an_invalid_event_and_lists_every_problem,
-    event_and_state_problems_are_reported_together,
-    the_command_line_exits_1_when_applying_fails,
-    the_handler_raises_so_that_lambda_reports_a_function_error,
-    with_too_little_lambda_time_left_it_stops_before_writing_anything,
-    verify_full_needs_a_ca_bundle,
-]
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_postgresql(rds, capsys, scenario):
-    scenario(rds, capsys)
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_mariadb(maria, capsys, scenario):
-    scenario(maria, capsys)
 
 
 def test_redaction_covers_what_a_driver_error_may_echo():

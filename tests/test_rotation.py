@@ -51,7 +51,7 @@ def rotated(db, rotation_function: str, *secret_names: str) -> MultiUserRotation
 # Both engines: each of these runs on PostgreSQL (every major) and on MariaDB ---------------
 
 
-def a_rerun_after_rotation_changes_nothing(db, rotation_function):
+def test_a_rerun_after_rotation_changes_nothing(db, rotation_function):
     rotated(db, rotation_function, *SECRETS)
     before = versions(db)
 
@@ -62,7 +62,7 @@ def a_rerun_after_rotation_changes_nothing(db, rotation_function):
     assert all(db.can(name, "SELECT 1") for name in SECRETS)
 
 
-def an_update_after_rotation_changes_the_clones_password(db, rotation_function):
+def test_an_update_after_rotation_changes_the_clones_password(db, rotation_function):
     rotated(db, rotation_function, RO)
     old = db.secret(RO)["password"]
     event = with_rotation(db, rotation_function)
@@ -76,7 +76,7 @@ def an_update_after_rotation_changes_the_clones_password(db, rotation_function):
     assert db.can(RO, "SELECT 1")
 
 
-def a_second_rotation_switches_back_and_the_tool_follows(db, rotation_function):
+def test_a_second_rotation_switches_back_and_the_tool_follows(db, rotation_function):
     rotated(db, rotation_function, RO, RO)
 
     assert db.secret(RO)["username"] == "airflow-ro-dml"
@@ -84,7 +84,7 @@ def a_second_rotation_switches_back_and_the_tool_follows(db, rotation_function):
     assert db.invoke(with_rotation(db, rotation_function))["changed"] is False
 
 
-def a_delete_removes_the_user_its_clone_and_its_secret(db, rotation_function):
+def test_a_delete_removes_the_user_its_clone_and_its_secret(db, rotation_function):
     rotated(db, rotation_function, RO)
     event = db.event(
         [{"db_user": "airflow-ro-dml", "action": "delete", "user_secret_name": RO}],
@@ -100,7 +100,7 @@ def a_delete_removes_the_user_its_clone_and_its_secret(db, rotation_function):
     assert db.can(DDL, "SELECT 1")
 
 
-def a_rotation_in_progress_is_never_touched_nor_promoted(db, rotation_function):
+def test_a_rotation_in_progress_is_never_touched_nor_promoted(db, rotation_function):
     aws = rotated(db, rotation_function)
     token = aws.rotate(RO, until="setSecret")  # the clone has its new password already
     before = versions(db)
@@ -114,25 +114,6 @@ def a_rotation_in_progress_is_never_touched_nor_promoted(db, rotation_function):
     aws.finish_secret(RO, token)
     assert db.secret(RO)["username"] == "airflow-ro-dml_clone"
     assert db.can(RO, "SELECT 1")
-
-
-BOTH_ENGINES = [
-    a_rerun_after_rotation_changes_nothing,
-    an_update_after_rotation_changes_the_clones_password,
-    a_second_rotation_switches_back_and_the_tool_follows,
-    a_delete_removes_the_user_its_clone_and_its_secret,
-    a_rotation_in_progress_is_never_touched_nor_promoted,
-]
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_postgresql(rds, rotation_function, scenario):
-    scenario(rds, rotation_function)
-
-
-@pytest.mark.parametrize("scenario", BOTH_ENGINES, ids=lambda f: f.__name__)
-def test_on_mariadb(maria, rotation_function, scenario):
-    scenario(maria, rotation_function)
 
 
 # PostgreSQL only: the clone the tool prepares ------------------------------------------

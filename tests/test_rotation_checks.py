@@ -109,7 +109,7 @@ def rotated_leaving_pending(db, rotation_function: str, secret: str) -> dict:
     return event
 
 
-def pending_on_current_is_a_finished_rotation(db, rotation_function):
+def test_pending_on_current_is_a_finished_rotation(db, rotation_function):
     event = rotated_leaving_pending(db, rotation_function, "secret-app")
     before = db.versions("secret-app")
 
@@ -133,11 +133,3 @@ def pending_on_current_is_a_finished_rotation(db, rotation_function):
     assert report["users"][0]["rotation"] == "updated"
     db.end_test_rotation("secret-app")
     assert db.invoke(event)["changed"] is False
-
-
-def test_pending_on_current_is_a_finished_rotation_on_postgresql(rds, rotation_function):
-    pending_on_current_is_a_finished_rotation(rds, rotation_function)
-
-
-def test_pending_on_current_is_a_finished_rotation_on_mariadb(maria, rotation_function):
-    pending_on_current_is_a_finished_rotation(maria, rotation_function)

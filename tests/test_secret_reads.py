@@ -12,9 +12,9 @@ import pytest
 from conftest import user
 from lambda_function import (
     VERSION_PREFIX,
-    InvalidEvent,
     RateLimiter,
     SecretsManager,
+    Settings,
     calls_per_second,
     name_prefix_chains,
 )
@@ -183,8 +183,7 @@ def test_when_listsecrets_is_denied_every_secret_is_described(secretsmanager, mo
 
 def test_secrets_list_reads_false_describes_every_secret(secretsmanager, monkeypatch):
     create(secretsmanager, "s")
-    monkeypatch.setenv("SECRETS_LIST_READS", "false")
-    client = SecretsManager("us-east-1")
+    client = SecretsManager("us-east-1", Settings.read({"SECRETS_LIST_READS": "false"}))
 
     assert client.read_states(["s"])["s"].value["username"] == "u"
     assert client.calls == {"BatchGetSecretValue": 1, "DescribeSecret": 1}
@@ -224,14 +223,21 @@ def test_name_prefixes_cover_every_name_tightly():
 )
 def test_the_paces_of_writes_and_bulk_reads_are_configurable(variable, text, pace):
     environ = {} if text is None else {variable: text}
-    assert calls_per_second(environ, variable) == pace
+    assert calls_per_second(environ, variable) == (pace, None)
+    settings = Settings.read(environ)
+    assert (settings.secrets_writes_per_second, settings.secrets_reads_per_second) == (
+        pace if variable == "SECRETS_WRITES_PER_SECOND" else 40.0,
+        pace if variable == "SECRETS_READS_PER_SECOND" else 80.0,
+    )
 
 
 @pytest.mark.parametrize("variable", ["SECRETS_WRITES_PER_SECOND", "SECRETS_READS_PER_SECOND"])
 @pytest.mark.parametrize("text", ["0", "-3", "fast", "100000"])
 def test_a_pace_that_is_not_a_rate_is_refused(variable, text):
-    with pytest.raises(InvalidEvent, match=variable):
-        calls_per_second({variable: text}, variable)
+    settings = Settings.read({variable: text})
+    assert settings.problems == (
+        f"environment variable {variable} must be a number of calls per second, not {text!r}",
+    )
 
 
 def test_the_rate_limiter_lets_a_burst_through_then_spaces_the_calls(monkeypatch):

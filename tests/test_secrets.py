@@ -11,14 +11,15 @@ from lambda_function import (
     Rotation,
     SecretsManager,
     SecretState,
+    Settings,
     described_rotation,
     has_every_type,
     parse_event,
     resolve_target,
     rotation_change,
     rotation_function,
+    rotation_function_problems,
     rotation_host_problems,
-    rotation_problems,
 )
 
 
@@ -335,15 +336,21 @@ def test_the_engines_aws_function_comes_from_the_deployment(engine):
     event = rotating({"db_user": "u", "user_secret_name": "s"}, rotation={})
     variable = ENGINE_VARIABLES[engine]
 
-    assert rotation_problems(event, DIALECTS[engine], {variable: FUNCTION}) == []
+    assert (
+        rotation_function_problems(event, DIALECTS[engine], Settings.read({variable: FUNCTION}))
+        == []
+    )
     wanted = event.users[0].rotation
-    assert rotation_function(wanted, DIALECTS[engine], {variable: FUNCTION}) == FUNCTION
-    (problem,) = rotation_problems(event, DIALECTS[engine], {})
+    assert (
+        rotation_function(wanted, DIALECTS[engine], Settings.read({variable: FUNCTION})) == FUNCTION
+    )
+    (problem,) = rotation_function_problems(event, DIALECTS[engine], Settings.read({}))
     assert problem.startswith("rotation of 'u' needs a rotation function: give rotation.lambda_arn")
     assert variable in problem and "RotationMultiUser" in problem
-    assert rotation_problems(event, DIALECTS[engine], {variable: "rotate-db-users"}) == [
-        f"{variable} must be a Lambda function ARN, not 'rotate-db-users'"
-    ]
+    settings = Settings.read({variable: "rotate-db-users"})
+    assert rotation_function_problems(event, DIALECTS[engine], settings) == []
+    (problem,) = settings.problems  # the settings' problem, reported once
+    assert problem.startswith(f"environment variable {variable} must be a Lambda function ARN")
 
 
 def test_a_function_of_the_events_own_or_no_rotation_needs_no_deployment_setting():
@@ -355,8 +362,11 @@ def test_a_function_of_the_events_own_or_no_rotation_needs_no_deployment_setting
     )
     env = {"ROTATION_LAMBDA_ARN_POSTGRES": FUNCTION}
 
-    assert rotation_problems(event, DIALECTS["postgres"], {}) == []
-    assert rotation_function(event.users[0].rotation, DIALECTS["postgres"], env) == OTHER_FUNCTION
+    assert rotation_function_problems(event, DIALECTS["postgres"], Settings.read({})) == []
+    assert (
+        rotation_function(event.users[0].rotation, DIALECTS["postgres"], Settings.read(env))
+        == OTHER_FUNCTION
+    )
 
 
 def test_one_problem_names_every_user_that_needs_the_aws_function():
@@ -367,12 +377,12 @@ def test_one_problem_names_every_user_that_needs_the_aws_function():
         rotation={"days": 7},
     )
     blank = {"ROTATION_LAMBDA_ARN_POSTGRES": " "}
-    (problem,) = rotation_problems(event, DIALECTS["postgres"], blank)
+    (problem,) = rotation_function_problems(event, DIALECTS["postgres"], Settings.read(blank))
     assert problem.startswith("rotation of 'a', 'b' needs a rotation function")
 
 
 def test_moving_awscurrent_changes_what_a_read_without_a_stage_returns(secretsmanager):
-    """As on AWS; moto 5.2.5 needs tests/servers.py's correction for it."""
+    """As on AWS; moto 5.2.5 needs dev/servers.py's correction for it."""
     secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
     first = secretsmanager.describe_secret(SecretId="s")["VersionIdsToStages"]
     (old,) = first

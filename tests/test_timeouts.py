@@ -238,9 +238,9 @@ def test_a_run_whose_lock_session_was_ended_fails_before_committing_and_changes_
 
     original = tool.Postgres.execute
 
-    def execute_after_losing_the_lock(self, connection, steps, counter):
+    def execute_after_losing_the_lock(self, connection, steps):
         end_the_lock_session()
-        return original(self, connection, steps, counter)
+        return original(self, connection, steps)
 
     monkeypatch.setattr(tool.Postgres, "execute", execute_after_losing_the_lock)
     with pytest.raises(tool.ApplyError) as failure:

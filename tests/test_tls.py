@@ -17,8 +17,8 @@ import zipfile
 import pytest
 from conftest import PG_MAJORS, tool, user
 
+from dev.servers import start_mariadb, start_postgres
 from tests.lambda_runtime import build_zip, lambda_pythons, link_runtime
-from tests.servers import start_mariadb, start_postgres
 from tests.tls import make_ca, make_server_cert
 
 HOST = "localhost"  # the name in the servers' certificate
@@ -34,25 +34,20 @@ def pki(tmp_path_factory):
     return {"ca": ca, "other_ca": other_ca, "server": server}
 
 
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory, pki):
-    major = PG_MAJORS[-1]
+# One param each, so that test ids name the server as the session's servers do.
+@pytest.fixture(scope="module", params=PG_MAJORS[-1:], ids=lambda major: f"pg{major}")
+def pg_server(request, tmp_path_factory, pki):
+    major = request.param
     server = start_postgres(major, tmp_path_factory.mktemp(f"pgtls{major}"), tls=pki["server"])
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["mariadb"])
 def mariadb_server(tmp_path_factory, pki):
     server = start_mariadb(tmp_path_factory.mktemp("mariadbtls"), tls=pki["server"])
     yield server
     server.stop()
-
-
-@pytest.fixture(params=["postgres", "mariadb"])
-def db(request):
-    """The RDS-like database of each engine family, on its TLS server."""
-    return request.getfixturevalue("rds" if request.param == "postgres" else "maria")
 
 
 @pytest.fixture(autouse=True)
@@ -197,8 +192,8 @@ def test_without_a_bundle_the_default_stays_require(monkeypatch):
     raw = {"secret_name": "s", "database_name": "d", "users": [user("u")]}
 
     assert tool.parse_event(raw).ssl_mode == "require"
-    monkeypatch.setenv("DB_SSL_MODE", "disable")
-    assert tool.parse_event(raw).ssl_mode == "disable"
+    settings = tool.Settings.read({"DB_SSL_MODE": "disable"})
+    assert tool.read_event(raw, settings=settings)[0].ssl_mode == "disable"
 
 
 def test_without_tls_an_rsa_exchange_says_to_use_tls(monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.servers import TlsFiles
+from dev.servers import TlsFiles
 
 
 def _openssl(*args: str, cwd: Path) -> None:

