@@ -254,6 +254,16 @@ def test_an_account_holding_rds_iam_is_never_given_a_password(iam, how, through)
     assert "verify_logins" in how or not secret_exists(iam, "secret-app")
 
 
+def test_the_command_line_refuses_it_with_exit_status_2(iam):
+    make_iam_role(iam, "app")
+
+    done = iam.cli(iam.event([user("app", grant_privileges="SELECT")]))
+
+    assert done.returncode == 2
+    assert "'app' authenticates with IAM (it holds rds_iam)" in done.stderr
+    assert not secret_exists(iam, "secret-app") and not has_password(iam, "app")
+
+
 def test_declared_iam_the_same_account_is_kept_and_granted(iam):
     make_iam_role(iam, "app", "iam_group")
 
