@@ -164,10 +164,10 @@ def run(
 def planned(plan: Plan) -> Plan:
     """The plan with its SQL steps: the new passwords hashed first, one thread a CPU (PBKDF2
     releases the GIL)."""
-    dialect, hashed = plan.target.dialect, plan.hashed
+    dialect, to_hash = plan.target.dialect, plan.to_hash
     with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:
-        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), hashed)
-        identified_by = dict(zip([c.login for c in hashed], verifiers, strict=True))
+        verifiers = pool.map(lambda c: dialect.identified_by(c.password, plan.state), to_hash)
+        identified_by = dict(zip([c.login for c in to_hash], verifiers, strict=True))
     plan = with_steps(plan, identified_by)
     info("planned", users=len(plan.event.users), steps=len(plan.steps), dry_run=plan.event.dry_run)
     return plan
@@ -180,7 +180,7 @@ def planned_while_writing(
     writes, paced by Secrets Manager's quota, need only the credentials: a first run's password
     hashing, and the SQL plan after it, go on meanwhile. With nothing to hash, the plan comes
     first."""
-    if not plan.hashed:
+    if not plan.to_hash:
         plan = planned(plan)
         return plan, write_secrets_first(plan, aws, deadline)
     planner = ThreadPoolExecutor(1)
@@ -199,12 +199,14 @@ def locate(
     far with the checks that need the target. Without a target there is no state to check
     against: raise every problem found, the master secret's with the event's."""
     if not event.secret_name or not event.database:
-        raise InvalidEvent(problems + unchecked_grantors(event, "the event names no database"))
+        raise InvalidEvent(
+            problems + unchecked_grantor_problems(event, "the event names no database")
+        )
     try:
         aws = SecretsManager(event.region or settings.region, settings)
         master, master_arn = aws.master_secret(event.secret_name)
     except InvalidEvent as invalid:  # the master secret is missing, unreadable or malformed
-        unchecked = unchecked_grantors(event, "the master secret could not be used")
+        unchecked = unchecked_grantor_problems(event, "the master secret could not be used")
         raise InvalidEvent([*problems, *invalid.problems, *unchecked]) from None
     except (ApplyError, botocore.exceptions.BotoCoreError) as error:  # no credentials, no region
         if problems:  # the event's problems are the user's to fix first, with or without AWS
@@ -214,13 +216,13 @@ def locate(
     problems = problems + target_problems
     if target is None:
         why = "the master secret does not say where or as whom to connect"
-        raise InvalidEvent(problems + unchecked_grantors(event, why))
+        raise InvalidEvent(problems + unchecked_grantor_problems(event, why))
     problems += rotation_function_problems(event, target.dialect, settings)
     problems += rotation_host_problems(event, target, master)
     return aws, target, problems
 
 
-def unchecked_grantors(event: Event, why: str) -> list[str]:
+def unchecked_grantor_problems(event: Event, why: str) -> list[str]:
     """The grantors the event names but does not declare: only the server can say whether they
     exist, and it was not asked."""
     return [
@@ -243,7 +245,7 @@ def database_session(
             connection = target.dialect.connect(target, lock)
         except ApplyError as error:
             if problems:
-                unchecked = unchecked_grantors(event, "the database could not be reached")
+                unchecked = unchecked_grantor_problems(event, "the database could not be reached")
                 raise InvalidEvent(
                     [*problems, *unchecked, f"(nothing else was checked: {error})"]
                 ) from None
@@ -253,8 +255,8 @@ def database_session(
 
 
 def close_quietly(connection: Any) -> None:
-    """Close a connection that may be gone already (a dropped connection must not hide the
-    error that says which step failed: PyMySQL refuses to close a closed connection)."""
+    """Close a connection that may be gone already: a driver may refuse to close a dropped
+    connection, and that must not hide the error that says which step failed."""
     try:
         connection.close()
     except Exception as error:  # noqa: BLE001 - closing is best effort; the run's error counts
@@ -373,27 +375,16 @@ class UserSpec:
     rotate_password: bool = False
     reassign_to: str | None = None
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
-    host: str | None = None  # MySQL account host; None: not given ("%")
+    host: str | None = None  # the account host, where the engine has one (Dialect.for_engine)
     secret_found: bool = False  # a delete's secret, found by its tags (none was named)
     # None: not declared, a password user, but an existing account that authenticates
     # another way (IAM, another plugin) is never given a password; "password" converts it.
     auth: Auth | None = None
 
     @property
-    def account(self) -> tuple[str, str]:
-        """MySQL's 'name'@'host'."""
-        return (self.name, self.host or "%")
-
-    @property
     def clone(self) -> str:
         """The other account of AWS's multi-user rotation, which the tool treats as U too."""
         return self.name + CLONE_SUFFIX
-
-    @property
-    def clone_accounts(self) -> tuple[tuple[str, str], ...]:
-        """Where MySQL's clone may be: at U's host, or at '%' where the AWS functions make it
-        (they do not copy the host)."""
-        return ((self.clone, self.account[1]), (self.clone, "%"))
 
     @property
     def rotating(self) -> bool:
@@ -544,7 +535,7 @@ class Step:
     statement: Any
     summary: str
     users: tuple[str, ...]
-    as_role: str | None = None  # run under SET ROLE: the owner whose objects it changes
+    as_role: str | None = None  # the role it runs as: the owner whose objects it changes
     shown: Any = None  # the statement as shown: its password blanked
 
     @property
@@ -622,7 +613,7 @@ class Plan:
         return replace(self, credentials=credentials)
 
     @property
-    def hashed(self) -> list[Credential]:
+    def to_hash(self) -> list[Credential]:
         """The credentials whose password the database is given now: to hash before planning
         the SQL."""
         return [c for c in self.credentials.values() if c.set_in_database and c.password]
@@ -1190,10 +1181,8 @@ def parse_user(
         if action != "delete":
             problems.append("reassign_to applies only to action delete")
     host = raw.get("host")
-    if "host" in raw:
-        problems += host_problems(host)
-        # MySQL and MariaDB store host names lower-cased: the event says it as they store it.
-        host = host.lower() if isinstance(host, str) else host
+    if "host" in raw and not (isinstance(host, str) and host):
+        problems.append("host must be a non-empty string")  # the engine checks the rest
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
@@ -1441,25 +1430,6 @@ def role_name_problems(name: Any, what: str) -> list[str]:
     return []
 
 
-def host_problems(host: Any) -> list[str]:
-    """A MySQL account host: a name, an address, a pattern with % and _, or a netmask
-    (192.168.0.0/255.255.255.0), as the servers store it: at most 255 characters (MariaDB
-    10.4+, MySQL 8.0.17+), printable ASCII (MySQL's Host column is ASCII), no `@` (which
-    would end the host part) and no quotes. Upper case is read as lower case (parse_user)."""
-    if not isinstance(host, str) or not host or len(host) > 255:
-        return ["host must be a non-empty string of at most 255 characters"]
-    if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
-        return [f"host {host!r} may not contain quotes, backslashes or blanks"]
-    if "@" in host:
-        return [f"host {host!r} may not contain @: give the user name and the host apart"]
-    if not (host.isascii() and host.isprintable()):
-        return [
-            f"host {host!r} may hold only printable ASCII characters (a name, an address, "
-            "a pattern with % and _, or a netmask); write international names in punycode"
-        ]
-    return []
-
-
 def secret_id_problems(secret_id: str, what: str) -> list[str]:
     """A secret the tool only reads (the master's): any name or ARN Secrets Manager takes as a
     SecretId, RDS's own `rds!db-...` and `rds!cluster-...` included."""
@@ -1527,7 +1497,7 @@ def engine_problems(event: Event, dialect: Dialect[Any], settings: Settings) -> 
         for name, what in names:
             if name:
                 problems += [f"{where}: {p}" for p in dialect.name_problems(name, what)]
-        unknown = sorted(user.privileges - set(allowed) - {"TRUNCATE"})
+        unknown = sorted(user.privileges - set(allowed) - set(dialect.privilege_aliases))
         if unknown:
             problems += [
                 f"{where}: grant_privileges: {name} is not a {dialect.label} table privilege"
@@ -1539,15 +1509,10 @@ def engine_problems(event: Event, dialect: Dialect[Any], settings: Settings) -> 
 
 
 def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
-    """The event for its engine: ALL spelled out as the engine's privileges, and each
-    privilege as the engine names it."""
-    users = []
-    for user in event.users:
-        privileges = dialect.privileges_of(user)
-        users.append(
-            user if privileges == user.privileges else replace(user, privileges=privileges)
-        )
-    return replace(event, engine=dialect.engine, users=tuple(users))
+    """The event for its engine: each user as the engine names and stores it
+    (Dialect.for_engine)."""
+    users = tuple(dialect.for_engine(user) for user in event.users)
+    return replace(event, engine=dialect.engine, users=users)
 
 
 def grantor_cycles(event: Event) -> list[list[str]]:
@@ -2257,7 +2222,7 @@ def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
     )
 
 
-def probe(target: Target, login: str, secret: SecretState) -> Probe:
+def probe_login(target: Target, login: str, secret: SecretState) -> Probe:
     if secret.pending_is_ours:
         pending = (secret.pending_value or {}).get("password")
         if target.login_works(login, pending):
@@ -2284,7 +2249,7 @@ def probe_logins(
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
-        return probe(target, login_of(user, secret, state), secret)
+        return probe_login(target, login_of(user, secret, state), secret)
 
     probed = [u for u in users if needed(u)]  # on a re-run, usually none
     found = dict(zip([u.name for u in probed], aws.map(one, probed), strict=True))
@@ -2362,7 +2327,7 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
 
 def with_steps(plan: Plan, identified_by: Mapping[str, str]) -> Plan:
     """The plan with its SQL steps, given what each login that gets a password now is
-    identified by (its SCRAM verifier, its hash: Dialect.identified_by). Pure."""
+    identified by (the form the engine stores: Dialect.identified_by). Pure."""
     steps = plan.target.dialect.plan(plan.event, plan.state, dict(identified_by))
     return replace(plan, steps=tuple(steps))
 
@@ -2998,13 +2963,16 @@ class Dialect(Protocol[StateT]):
     label: str  # the name messages use
     default_port: int
     table_privileges: tuple[str, ...]  # what grant_privileges may name; ALL is all of them
+    # Other names grant_privileges may use, and the privilege each one means on the engine.
+    privilege_aliases: Mapping[str, str]
     rotation_variable: str  # the variable holding the ARN of the AWS rotation function
     rotation_template: str  # the Serverless Application Repository template it comes from
+    clone_limit: CloneLimit | None  # None: the function takes any clone name the server does
 
     def name_problems(self, name: str, what: str) -> list[str]: ...
     def event_problems(self, event: Event) -> list[str]: ...
     def user_problems(self, user: UserSpec, settings: Settings) -> list[str]: ...
-    def privileges_of(self, user: UserSpec) -> frozenset[str]: ...
+    def for_engine(self, user: UserSpec) -> UserSpec: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
@@ -3043,6 +3011,17 @@ def step_failed(steps: Sequence[Step], number: int, error: Exception, outcome: s
     )
 
 
+@dataclass(frozen=True)
+class CloneLimit:
+    """The longest rotation clone name an engine's AWS rotation function takes, where that
+    function's environment can change it: the deployment then declares the value it set."""
+
+    variable: str  # where the deployment declares it (Settings.clone_limits)
+    default: int  # the function's own
+    largest: int  # the server's limit on names: no larger value means anything
+    what: str  # the function's setting, as messages name it
+
+
 SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
 
 TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
@@ -3061,7 +3040,7 @@ class Settings:
     ssl_mode: SslMode = "require"  # DB_SSL_MODE; else verify-full when there is a CA bundle
     ca_bundle: str | None = None  # DB_SSL_CA, else the one build.sh --ca-bundle put in the zip
     rotation_functions: Mapping[str, str] = field(default_factory=dict)  # by variable: an ARN
-    mysql_clone_limit: int | None = None  # declared: see MYSQL_CLONE_LIMIT_VARIABLE
+    clone_limits: Mapping[str, int] = field(default_factory=dict)  # by variable: CloneLimit
     secrets_writes_per_second: float = SECRETS_PACES["SECRETS_WRITES_PER_SECOND"]
     secrets_reads_per_second: float = SECRETS_PACES["SECRETS_READS_PER_SECOND"]
     secrets_list_reads: bool = True  # SECRETS_LIST_READS=false describes every secret
@@ -3132,15 +3111,17 @@ class Settings:
                 )
             elif arn:
                 functions[dialect.rotation_variable] = arn
-        limit = given(MYSQL_CLONE_LIMIT_VARIABLE)
-        whole = limit.isascii() and limit.isdigit() and 0 < int(limit) <= MYSQL_NAME_LIMIT
-        if limit and not whole:
-            refuse(
-                MYSQL_CLONE_LIMIT_VARIABLE,
-                f" must be a whole number of characters from 1 to {MYSQL_NAME_LIMIT} (the "
-                "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function), not "
-                f"{environ[MYSQL_CLONE_LIMIT_VARIABLE]!r}",
-            )
+        clone_limits = {}
+        for declared in (d.clone_limit for d in DIALECTS.values() if d.clone_limit):
+            limit = given(declared.variable)
+            if limit.isascii() and limit.isdigit() and 0 < int(limit) <= declared.largest:
+                clone_limits[declared.variable] = int(limit)
+            elif limit:
+                refuse(
+                    declared.variable,
+                    f" must be a whole number of characters from 1 to {declared.largest} (the "
+                    f"{declared.what}), not {environ[declared.variable]!r}",
+                )
         return cls(
             connect_timeout=connect,
             lock_timeout=lock,
@@ -3148,7 +3129,7 @@ class Settings:
             ssl_mode=cast(SslMode, mode or ("verify-full" if bundle else "require")),
             ca_bundle=bundle,
             rotation_functions=functions,
-            mysql_clone_limit=int(limit) if limit and whole else None,
+            clone_limits=clone_limits,
             secrets_writes_per_second=pace("SECRETS_WRITES_PER_SECOND"),
             secrets_reads_per_second=pace("SECRETS_READS_PER_SECOND"),
             secrets_list_reads=given("SECRETS_LIST_READS").lower() not in FALSE_WORDS,
@@ -3201,9 +3182,8 @@ def no_answer(error: str, settings: Settings) -> str:
 
 class HeldLock:
     """The lock that keeps invocations apart, as the run holds it. `check` asks the server
-    whether it still holds it: the server may end the session that holds it (its
-    idle_session_timeout, an administrator's pg_terminate_backend), and another invocation
-    would then run beside this one."""
+    whether it still holds it: the server may end the session that holds it (an idle-session
+    timeout, an administrator), and another invocation would then run beside this one."""
 
     def __init__(self, what: str, held: Callable[[], bool]):
         self.what, self._held = what, held
@@ -3318,8 +3298,10 @@ class Postgres:
     label = "PostgreSQL"
     default_port = 5432
     table_privileges: tuple[str, ...] = PG_TABLE_PRIVILEGES
+    privilege_aliases: Mapping[str, str] = {}
     rotation_variable = "ROTATION_LAMBDA_ARN_POSTGRES"
     rotation_template = "SecretsManagerRDSPostgreSQLRotationMultiUser"
+    clone_limit: CloneLimit | None = None
 
     def name_problems(self, name: str, what: str) -> list[str]:
         """Over the limit (PostgreSQL would truncate it silently), or never managed."""
@@ -3346,12 +3328,14 @@ class Postgres:
             return ["host applies only to MySQL/MariaDB users"]
         return []
 
-    def privileges_of(self, user: UserSpec) -> frozenset[str]:
+    def for_engine(self, user: UserSpec) -> UserSpec:
         """ALL as PostgreSQL's table privileges. One it does not have (DROP, say) is left out:
         engine_problems refused it, and the planner must still read the rest of the state."""
         if user.all_privileges:
-            return frozenset(PG_TABLE_PRIVILEGES)
-        return user.privileges & frozenset(PG_TABLE_PRIVILEGES)
+            privileges = frozenset(PG_TABLE_PRIVILEGES)
+        else:
+            privileges = user.privileges & frozenset(PG_TABLE_PRIVILEGES)
+        return user if privileges == user.privileges else replace(user, privileges=privileges)
 
     def connect_args(
         self, target: Target, user: str, password: str, database: str | None = None
@@ -4737,11 +4721,14 @@ MY_DATABASE_LIMIT = 64
 
 MYSQL_NAME_LIMIT = 32
 
-# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: its default, and
-# the variable a deployment that raised it in the function's environment declares it in.
-AWS_MYSQL_CLONE_LIMIT = 16
-
-MYSQL_CLONE_LIMIT_VARIABLE = "ROTATION_USERNAME_LIMIT_MYSQL"
+# The USERNAME_CHARACTER_LIMIT of the AWS MySQL multi-user rotation function: the variable a
+# deployment that raised it in the function's environment declares it in, and its default.
+AWS_MYSQL_CLONE_LIMIT = CloneLimit(
+    "ROTATION_USERNAME_LIMIT_MYSQL",
+    16,
+    MYSQL_NAME_LIMIT,
+    "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function",
+)
 
 # MySQL's error numbers, as PyMySQL prints them "(1045, ...)", and the system's words for what
 # went wrong while connecting (see connect_failure).
@@ -4788,6 +4775,37 @@ def applied_so_far(steps: Sequence[Step]) -> str:
     return f"Applied before it ({len(steps)} statements, each final): {named}{more}."
 
 
+def my_host_problems(host: str) -> list[str]:
+    """An account host: a name, an address, a pattern with % and _, or a netmask
+    (192.168.0.0/255.255.255.0), as the servers store it: at most 255 characters (MariaDB
+    10.4+, MySQL 8.0.17+), printable ASCII (MySQL's Host column is ASCII), no `@` (which
+    would end the host part) and no quotes. Upper case is read as lower case (for_engine).
+    The event's parsing made sure it is a non-empty string."""
+    if len(host) > 255:
+        return ["host must be a non-empty string of at most 255 characters"]
+    if any(c in host for c in "'\\\x00`\"") or any(c.isspace() for c in host):
+        return [f"host {host!r} may not contain quotes, backslashes or blanks"]
+    if "@" in host:
+        return [f"host {host!r} may not contain @: give the user name and the host apart"]
+    if not (host.isascii() and host.isprintable()):
+        return [
+            f"host {host!r} may hold only printable ASCII characters (a name, an address, "
+            "a pattern with % and _, or a netmask); write international names in punycode"
+        ]
+    return []
+
+
+def my_user_account(user: UserSpec) -> tuple[str, str]:
+    """The user's account, 'name'@'host': at '%' when the event gives no host."""
+    return (user.name, user.host or "%")
+
+
+def my_clone_accounts(user: UserSpec) -> tuple[tuple[str, str], ...]:
+    """Where the user's rotation clone may be: at the user's host, or at '%' where the AWS
+    functions make it (they do not copy the host)."""
+    return ((user.clone, my_user_account(user)[1]), (user.clone, "%"))
+
+
 class MySql:
     """MySQL 8 and MariaDB (told apart by the server's version). DDL commits by itself there:
     the steps run in plan order, each one final, so a failure names what was applied and a
@@ -4795,9 +4813,19 @@ class MySql:
 
     default_port = 3306
     table_privileges: tuple[str, ...] = MY_TABLE_PRIVILEGES
+    # No TRUNCATE privilege: TRUNCATE TABLE needs DROP.
+    privilege_aliases: Mapping[str, str] = {"TRUNCATE": "DROP"}
 
-    def __init__(self, engine: str, label: str, name_limit: int, rotation_template: str):
+    def __init__(
+        self,
+        engine: str,
+        label: str,
+        name_limit: int,
+        rotation_template: str,
+        clone_limit: CloneLimit | None = None,
+    ):
         self.engine, self.label, self.name_limit = engine, label, name_limit
+        self.clone_limit = clone_limit
         self.rotation_variable = f"ROTATION_LAMBDA_ARN_{engine.upper()}"
         self.rotation_template = rotation_template
 
@@ -4837,7 +4865,7 @@ class MySql:
         return problems
 
     def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
-        problems = []
+        problems = [] if user.host is None else my_host_problems(user.host)
         if "TRUNCATE" in user.privileges and not (
             user.ddl or user.all_privileges or "DROP" in user.privileges
         ):
@@ -4859,7 +4887,7 @@ class MySql:
             return []
         problems = []
         function = f"the AWS rotation function ({self.rotation_template})"
-        name, host = user.account
+        name, host = my_user_account(self.for_engine(user))  # unbound: as the server stores it
         if host != "%":
             problems.append(
                 f"rotation through {function} needs host '%': it runs SHOW GRANTS FOR "
@@ -4873,7 +4901,7 @@ class MySql:
                 f"the {limit} characters it accepts (its USERNAME_CHARACTER_LIMIT). Shorten "
                 f"db_user to {max(limit - len(CLONE_SUFFIX), 0)} characters, or raise "
                 "USERNAME_CHARACTER_LIMIT in that function's environment and set "
-                f"{MYSQL_CLONE_LIMIT_VARIABLE} to the same value in this one's"
+                f"{AWS_MYSQL_CLONE_LIMIT.variable} to the same value in this one's"
             )
         return problems
 
@@ -4881,18 +4909,24 @@ class MySql:
         """The longest U_clone the engine's AWS rotation function takes: the MySQL one's
         USERNAME_CHARACTER_LIMIT (default 16, or what the deployment declares); MariaDB's
         is 80, the server's own limit."""
-        if self.engine == "mysql":
-            return settings.mysql_clone_limit or AWS_MYSQL_CLONE_LIMIT
-        return self.name_limit
+        if self.clone_limit is None:
+            return self.name_limit
+        return settings.clone_limits.get(self.clone_limit.variable, self.clone_limit.default)
 
-    def privileges_of(self, user: UserSpec) -> frozenset[str]:
+    def for_engine(self, user: UserSpec) -> UserSpec:
         """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
         made sure DROP is granted anyway). One MySQL does not have (MAINTAIN, say) is left
-        out: engine_problems refused it, and the planner must still read the rest."""
-        privileges = set(MY_TABLE_PRIVILEGES) if user.all_privileges else set(user.privileges)
-        if "TRUNCATE" in privileges:
-            privileges = (privileges - {"TRUNCATE"}) | {"DROP"}
-        return frozenset(privileges) & frozenset(MY_TABLE_PRIVILEGES)
+        out: engine_problems refused it, and the planner must still read the rest. The host
+        in lower case, as the servers store host names."""
+        named = set(MY_TABLE_PRIVILEGES) if user.all_privileges else set(user.privileges)
+        for alias, meaning in self.privilege_aliases.items():
+            if alias in named:
+                named = (named - {alias}) | {meaning}
+        privileges = frozenset(named) & frozenset(MY_TABLE_PRIVILEGES)
+        host = user.host.lower() if user.host else user.host
+        if privileges == user.privileges and host == user.host:
+            return user
+        return replace(user, privileges=privileges, host=host)
 
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
     ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
@@ -5090,16 +5124,16 @@ class MyState:
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
-        return user.account in self.accounts
+        return my_user_account(user) in self.accounts
 
     def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
-        return next((a for a in user.clone_accounts if a in self.accounts), None)
+        return next((a for a in my_clone_accounts(user) if a in self.accounts), None)
 
     def has_clone(self, user: UserSpec) -> bool:
         return self.clone_account(user) is not None
 
     def other_auth(self, user: UserSpec) -> str | None:
-        account = self.accounts.get(user.account)
+        account = self.accounts.get(my_user_account(user))
         if not account or account.plugin in MY_PASSWORD_PLUGINS:
             return None
         if account.plugin == MY_IAM_PLUGIN:
@@ -5210,7 +5244,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
                 grants[by_grantee[grantee]].add("GRANT OPTION")
     definers: dict[tuple[str, str], list[str]] = defaultdict(list)
     leaving = [u for u in event.users if u.deleting]
-    candidates = [account for u in leaving for account in (u.account, *u.clone_accounts)]
+    candidates = [a for u in leaving for a in (my_user_account(u), *my_clone_accounts(u))]
     doomed = {
         f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
     }
@@ -5239,8 +5273,8 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
         problems.append(f"database {event.database!r} does not exist on this server")
     staying = {u.name for u in event.users if not u.deleting} | event.refused_users
     for user in event.users:
-        account = state.accounts.get(user.account)
-        where = f"user {my_account_text(user.account)}"
+        account = state.accounts.get(my_user_account(user))
+        where = f"user {my_account_text(my_user_account(user))}"
         if account and account.superuser:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
@@ -5259,7 +5293,7 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
                 "(--enable-iam-database-authentication)"
             )
         clone = state.clone_account(user)
-        objects = state.definers.get(user.account, [])
+        objects = state.definers.get(my_user_account(user), [])
         objects += state.definers.get(clone, []) if clone else []
         if objects:
             problems.append(
@@ -5345,7 +5379,7 @@ def my_account_steps(
         clone = state.clone_account(user)
         summary = "new password" if state.has_user(user) else "create user"
         method = state.other_auth(user)  # auth password: IDENTIFIED BY sets a password plugin
-        logins = [(user.account, f"{summary} instead of {method}" if method else summary)]
+        logins = [(my_user_account(user), f"{summary} instead of {method}" if method else summary)]
         if clone:
             logins.append((clone, f"new password of {user.clone}"))
         for account, summary in logins:
@@ -5361,8 +5395,8 @@ def my_account_steps(
 def my_iam_steps(user: UserSpec, state: MyState) -> list[Step]:
     """An IAM account: RDS's plugin instead of a password, and TLS required (the tokens are
     sent in the clear otherwise; AWS's IAM documentation requires TLS for these accounts)."""
-    account = state.accounts.get(user.account)
-    name, who = my_account(user.account, state), (user.name,)
+    account = state.accounts.get(my_user_account(user))
+    name, who = my_account(my_user_account(user), state), (user.name,)
     if account is None:
         statement = f"CREATE USER {name} {MY_IAM_CLAUSE} REQUIRE SSL"
         return [Step(statement, "create user (IAM authentication)", who)]
@@ -5384,7 +5418,7 @@ def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> l
     for user in users:
         want = my_wanted(user)
         clone = state.clone_account(user)
-        for account, is_clone in ((user.account, False), (clone, True)):
+        for account, is_clone in ((my_user_account(user), False), (clone, True)):
             if account is None:
                 continue
             held = state.grants.get(account, frozenset())
@@ -5409,7 +5443,9 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
     """Grantees before grantors; DROP USER takes the accounts' privileges with them."""
     steps = []
     for user in reversed(grantor_order(users)):
-        present = [a for a in (user.account, state.clone_account(user)) if a in state.accounts]
+        present = [
+            a for a in (my_user_account(user), state.clone_account(user)) if a in state.accounts
+        ]
         if present:
             them = "drop user and its rotation clone" if len(present) > 1 else "drop user"
             names = ", ".join(my_account(account, state) for account in present)
@@ -5423,7 +5459,11 @@ def my_delete_steps(users: list[UserSpec], state: MyState) -> list[Step]:
 
 POSTGRES: Dialect[PgState] = Postgres()
 MYSQL: Dialect[MyState] = MySql(
-    "mysql", "mysql", MYSQL_NAME_LIMIT, "SecretsManagerRDSMySQLRotationMultiUser"
+    "mysql",
+    "mysql",
+    MYSQL_NAME_LIMIT,
+    "SecretsManagerRDSMySQLRotationMultiUser",
+    AWS_MYSQL_CLONE_LIMIT,
 )
 MARIADB: Dialect[MyState] = MySql(
     "mariadb", "mariadb", 80, "SecretsManagerRDSMariaDBRotationMultiUser"

@@ -6,7 +6,13 @@ import json
 
 import pytest
 from conftest import ROOT, SEED, tool
-from lambda_function import InvalidEvent, parse_event
+from lambda_function import (
+    InvalidEvent,
+    bind_engine,
+    my_user_account,
+    parse_event,
+    resolve_target,
+)
 
 
 def problems_of(raw: dict) -> list[str]:
@@ -219,7 +225,7 @@ def test_the_seed_example_is_valid_on_mariadb_where_truncate_means_the_drop_it_n
     ddl, dml, ro = parse_event({**SEED, "db_engine": "mariadb"}).users
     assert ddl.privileges == {"SELECT", "INSERT", "UPDATE", "DELETE", "DROP"} and ddl.ddl
     assert dml.privileges == {"SELECT", "INSERT", "UPDATE", "DELETE"}
-    assert ro.privileges == {"SELECT"} and ro.account == ("airflow-ro-dml", "%")
+    assert ro.privileges == {"SELECT"} and my_user_account(ro) == ("airflow-ro-dml", "%")
 
 
 def test_on_mysql_truncate_without_drop_is_refused_rather_than_widened_silently():
@@ -284,13 +290,32 @@ def test_postgresql_only_keys_are_refused_on_mysql():
 @pytest.mark.parametrize("host", ["%", "10.0.%", "app.example.com", "10.0.0.0/255.255.0.0"])
 def test_a_mysql_account_host_may_be_a_pattern_or_netmask(host):
     raw = with_users({"db_user": "u", "user_secret_name": "s", "host": host}, db_engine="mysql")
-    assert parse_event(raw).users[0].account == ("u", host)
+    assert my_user_account(parse_event(raw).users[0]) == ("u", host)
 
 
 @pytest.mark.parametrize("host", ["", "a'b", "a b", "a\\b", 7])
 def test_a_mysql_account_host_with_quotes_or_blanks_is_refused(host):
     raw = with_users({"db_user": "u", "user_secret_name": "s", "host": host}, db_engine="mysql")
     assert len(problems_of(raw)) == 1
+
+
+def test_an_account_host_is_checked_by_the_engine_once_the_master_secret_names_it():
+    """Only the host's type is engine-neutral; its form is the engine's rule, checked once the
+    engine is known (here from the master secret), and the host lower-cased as it is stored."""
+    raw = with_users({"db_user": "u", "user_secret_name": "s", "host": "A b"}, db_engine=None)
+    event = parse_event(raw)
+    master = {"username": "m", "password": "p", "host": "h", "engine": "mariadb"}
+    assert resolve_target(event, master, "arn")[1] == [
+        "user 'u': host 'A b' may not contain quotes, backslashes or blanks"
+    ]
+    assert resolve_target(event, {**master, "engine": "postgres"}, "arn")[1] == [
+        "user 'u': host applies only to MySQL/MariaDB users"
+    ]
+    event = parse_event({**raw, "users": [{**raw["users"][0], "host": "App.Example"}]})
+    target, problems = resolve_target(event, master, "arn")
+    assert not problems and target is not None
+    [user] = bind_engine(event, target.dialect).users
+    assert my_user_account(user) == ("u", "app.example")
 
 
 FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:rotate-db-users"

@@ -39,7 +39,7 @@ def test_a_host_is_taken_as_the_server_stores_it(given, stored):
     for engine in ("mariadb", "mysql"):
         event = parse_event(event_of(user("app", host=given), engine=engine))
         assert event.users[0].host == stored
-        assert event.users[0].account == ("app", stored)
+        assert tool.my_user_account(event.users[0]) == ("app", stored)
 
 
 @pytest.mark.parametrize(

@@ -287,7 +287,7 @@ def test_the_planning_function_decides_and_plans_from_values_alone_on_mariadb():
     assert plan.passwords_wanted == 2
 
     plan = plan.with_passwords(["pw-new", "pw-old"])
-    hashes = {c.login: native_password_hash(c.password) for c in plan.hashed}
+    hashes = {c.login: native_password_hash(c.password) for c in plan.to_hash}
     plan = with_steps(plan, hashes)
 
     assert statements(plan.steps) == [
