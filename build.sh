@@ -94,6 +94,9 @@ for shipped in boto3 botocore s3transfer; do
 done
 
 cp "$handler" "$package/lambda_function.py"
+# Amazon's root CAs, which RDS Proxy endpoints' certificates (AWS Certificate Manager) chain to:
+# verify-full trusts them beside the RDS CA bundle.
+cp "$(dirname "$handler")/amazon-root-cas.pem" "$package/amazon-root-cas.pem"
 if [ -n "$ca_bundle" ]; then
     cp "$ca_bundle" "$package/rds-ca-bundle.pem"
     echo "build: CA bundle $ca_bundle added as rds-ca-bundle.pem: verify-full is the default"

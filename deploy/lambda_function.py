@@ -23,6 +23,7 @@ The file reads as the data flows:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import difflib
 import gc
@@ -35,6 +36,7 @@ import re
 import ssl
 import stringprep
 import sys
+import tempfile
 import threading
 import time
 import unicodedata
@@ -42,7 +44,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import KW_ONLY, dataclass, field, replace
 from functools import cache, cached_property
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -137,7 +139,10 @@ def run(
     )
     deadline = Deadline(context)
     with database_session(target, event, deadline, problems) as connection:
-        facts = gather(connection, event, target, aws, deadline)
+        try:
+            facts = gather(connection, event, target, aws, deadline)
+        except InvalidEvent as unsupported:  # a server version the tool cannot read
+            raise InvalidEvent([*unsupported.problems, *problems]) from None
         plan = make_plan(event, target, facts, problems)
         for warning in plan.warnings:
             log.warning(warning)
@@ -238,11 +243,15 @@ def database_session(
     target: Target, event: Event, deadline: Deadline, problems: list[str]
 ) -> Iterator[Any]:
     """The master's connection, under the cluster-wide lock. When the database cannot be
-    reached, the problems found so far are what the user hears about."""
+    reached, the problems found so far are what the user hears about; when it does not exist,
+    that is one more of them."""
     with ExitStack() as stack:
         try:
             lock = stack.enter_context(target.dialect.lock(target, deadline))
             connection = target.dialect.connect(target, lock)
+        except InvalidEvent as missing:  # the event's database does not exist
+            unchecked = unchecked_grantor_problems(event, "the database does not exist")
+            raise InvalidEvent([*problems, *missing.problems, *unchecked]) from None
         except ApplyError as error:
             if problems:
                 unchecked = unchecked_grantor_problems(event, "the database could not be reached")
@@ -481,6 +490,7 @@ class SecretState:
     pending_value: dict | None = None
     tags: dict[str, str] = field(default_factory=dict)
     rotation: Rotation = NO_ROTATION
+    kms_key_id: str | None = None  # a customer managed key; None: aws/secretsmanager
 
     @property
     def password(self) -> str | None:
@@ -547,9 +557,11 @@ class EngineState(Protocol):
     """What the engine-neutral stages ask of an engine's state (PgState, MyState)."""
 
     catalog_queries: int
+    read_only: str | None  # why the server refuses writes, in words; None: it accepts them
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
+    def password_expired(self, user: UserSpec, login: str) -> bool: ...
 
     def other_auth(self, user: UserSpec) -> str | None:
         """How the user's existing account authenticates when not by a password the tool can
@@ -621,10 +633,12 @@ class Plan:
 
 @dataclass(frozen=True)
 class SqlStats:
-    """What running the steps cost: statements sent (role switches too) and their time."""
+    """What running the steps cost: statements sent (role switches too) and their time; and
+    what the server said meanwhile (its WARNINGs and NOTICEs, each once, as "server ...")."""
 
     statements: int = 0
     sql_ms: int = 0
+    notices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -774,6 +788,10 @@ ACTIONS: tuple[Action, ...] = ("create", "update", "delete")
 SSL_MODES = ("require", "verify-full", "disable")
 # build.sh --ca-bundle puts a CA bundle here, next to this file; verify-full is then the default.
 BUNDLED_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rds-ca-bundle.pem")
+# RDS Proxy endpoints present certificates of AWS Certificate Manager, whose roots are Amazon's
+# own (Amazon Root CA 1 to 4), not the RDS CAs: verify-full trusts them beside the CA bundle.
+# They ship next to this file (build.sh packs them).
+AMAZON_ROOT_CAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "amazon-root-cas.pem")
 
 SECRET_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}\Z")  # what CreateSecret accepts
 SECRET_ID_LIMIT = 2048  # a SecretId: a name or an ARN
@@ -1577,6 +1595,7 @@ def gather(
         rotation, which may be minutes old: then it is described (see read_states)."""
         return any(
             (u.has_password and missing_tags(secret, wanted_tags(event, target, u.name)))
+            or (u.has_password and key_change(secret, event) is not None)
             or (
                 u.rotation is not None
                 and rotation_change(
@@ -1811,6 +1830,7 @@ class SecretsManager:
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
         self.client.meta.events.register("before-call.secrets-manager", self._count)
+        self._batch_denied = False  # BatchGetSecretValue denied: one read per secret instead
         self.list_reads = settings.secrets_list_reads
         self._writes = RateLimiter(settings.secrets_writes_per_second)
         reads = settings.secrets_reads_per_second
@@ -1978,9 +1998,41 @@ class SecretsManager:
     def _bulk_read(self, task: tuple[str, list[str]]) -> tuple[str, Any]:
         kind, names = task
         if kind == "batch":
-            self._bulk_reads.wait()
-            return kind, self.client.batch_get_secret_value(SecretIdList=names)
+            return kind, self._batch_get(names)
         return kind, self._list(names)
+
+    def _batch_get(self, ids: list[str]) -> dict:
+        """BatchGetSecretValue of up to 20 secrets; where it is denied (a policy, an SCP or a
+        VPC endpoint policy written before the action existed, in 2023), one GetSecretValue
+        per secret instead, which answers the same (each secret's AWSCURRENT, or an error)."""
+        if not self._batch_denied:
+            self._bulk_reads.wait()
+            try:
+                response: dict = self.client.batch_get_secret_value(SecretIdList=ids)
+                return response
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "AccessDeniedException":
+                    raise
+                if not self._batch_denied:
+                    log.warning(
+                        "BatchGetSecretValue denied: the secrets are read one by one",
+                        extra={"fields": {"error": REDACT(str(error))}},
+                    )
+                self._batch_denied = True
+        values, errors = [], []
+        for secret_id in ids:
+            try:
+                values.append(self.client.get_secret_value(SecretId=secret_id))
+            except botocore.exceptions.ClientError as error:
+                said = error.response.get("Error", {})
+                errors.append(
+                    {
+                        "SecretId": secret_id,
+                        "ErrorCode": said.get("Code"),
+                        "Message": said.get("Message"),
+                    }
+                )
+        return {"SecretValues": values, "Errors": errors}
 
     def _list(self, prefixes: list[str]) -> list[dict]:
         """The secrets whose names start with one of `prefixes` (at most 10), up to
@@ -2012,12 +2064,7 @@ class SecretsManager:
         arns = list(by_arn)
         batches = [arns[start : start + self.BATCH] for start in range(0, len(arns), self.BATCH)]
 
-        def read(batch: list[str]) -> dict:
-            self._bulk_reads.wait()
-            response: dict = self.client.batch_get_secret_value(SecretIdList=batch)
-            return response
-
-        for response in self.map(read, batches):
+        for response in self.map(self._batch_get, batches):
             for item in response["SecretValues"]:
                 state = by_arn[item["ARN"]]
                 state.value = parse_secret_value(item.get("SecretString"))
@@ -2034,6 +2081,7 @@ class SecretsManager:
             exists=True,
             tags={t["Key"]: t["Value"] for t in entry.get("Tags") or []},
             rotation=described_rotation(entry),
+            kms_key_id=entry.get("KmsKeyId"),
         )
         read_versions(state, entry.get("SecretVersionsToStages") or {})
         return state
@@ -2050,6 +2098,7 @@ class SecretsManager:
             scheduled_for_deletion="DeletedDate" in found,
             tags={t["Key"]: t["Value"] for t in found.get("Tags", [])},
             rotation=described_rotation(found),
+            kms_key_id=found.get("KmsKeyId"),
         )
         read_versions(state, found.get("VersionIdsToStages", {}))
         return state
@@ -2271,7 +2320,12 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
     (with_steps)."""
     dialect, state, secrets = target.dialect, facts.state, facts.secrets
     event, found_problems = with_found_secrets(event, facts.found)
-    problems = [*problems, *found_problems, *dialect.state_problems(event, state)]
+    problems = [
+        *read_only_problems(target, state),
+        *problems,
+        *found_problems,
+        *dialect.state_problems(event, state),
+    ]
     for user in event.users:
         if user.secret_name:
             problems += secret_problems(user, secrets[user.secret_name], target, event)
@@ -2297,8 +2351,15 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
         # Converted to a password (auth password; it authenticated another way), the account
         # has no password that works: it gets one as a new user does.
         password_login = state.has_user(user) and not state.other_auth(user)
-        probe = facts.probes.get(user.name, Probe())
-        credential = decide_credential(user, login, secret, password_login, probe, target)
+        credential = decide_credential(
+            user,
+            login,
+            secret,
+            password_login,
+            facts.probes.get(user.name, Probe()),
+            target,
+            expired=state.password_expired(user, login),
+        )
         problems += credential_problems(credential, secret)
         problems += downgrade_problems(user, state)
         credentials[user.name] = credential
@@ -2308,7 +2369,11 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
         raise InvalidEvent(problems)
     results = {
         u.name: secret_result(
-            u, credentials.get(u.name), secrets[u.secret_name], wanted_tags(event, target, u.name)
+            u,
+            credentials.get(u.name),
+            secrets[u.secret_name],
+            wanted_tags(event, target, u.name),
+            key_change(secrets[u.secret_name], event),
         )
         for u in event.users
         if u.secret_name
@@ -2330,6 +2395,29 @@ def with_steps(plan: Plan, identified_by: Mapping[str, str]) -> Plan:
     identified by (the form the engine stores: Dialect.identified_by). Pure."""
     steps = plan.target.dialect.plan(plan.event, plan.state, dict(identified_by))
     return replace(plan, steps=tuple(steps))
+
+
+def read_only_problems(target: Target, state: EngineState) -> list[str]:
+    """A server that refuses writes is refused before anything is written: every secret the
+    run would write would name an endpoint where its user can never be made, and each
+    statement would fail. First among the problems: it is likely the one that explains the
+    others (a reader's endpoint differs from the writer's, so existing secrets "describe
+    another database")."""
+    if state.read_only is None:
+        return []
+    reader = (
+        f" The host name {target.host!r} contains '-ro-': an Aurora cluster's reader endpoint "
+        "(cluster-ro-), which only ever reaches readers."
+        if "-ro-" in target.host.lower()
+        else ""
+    )
+    return [
+        f"the {target.dialect.label} server at {target.host}:{target.port} does not accept "
+        f"writes: {state.read_only}. Likely rds_host (or the master secret's host) names a "
+        "reader endpoint or a replica: use the writer (cluster) endpoint of the primary; for "
+        "an Aurora global database, the primary cluster's or the global writer endpoint; "
+        "during a failover, re-run once it is over." + reader + " Nothing was changed"
+    ]
 
 
 def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event, list[str]]:
@@ -2433,7 +2521,11 @@ def decide_credential(
     login_exists: bool,
     probe: Probe,
     target: Target,
+    *,
+    expired: bool = False,
 ) -> Credential:
+    """`expired`: the login's password expired (MySQL, MariaDB): the secret's password is set
+    again, which makes it work again without a change the applications would see."""
     value = secret_value(secret.value, login, target)
     if secret.pending_is_ours and login_exists and probe.pending_ok:
         pending = (secret.pending_value or {}).get("password")
@@ -2453,7 +2545,7 @@ def decide_credential(
             user.name, login, "change", None, value, set_in_database=True, undo_pending=undo
         )
     return Credential(
-        user.name, login, "keep", current, value, set_in_database=False, undo_pending=undo
+        user.name, login, "keep", current, value, set_in_database=expired, undo_pending=undo
     )
 
 
@@ -2574,10 +2666,15 @@ def missing_tags(secret: SecretState, wanted: dict[str, str]) -> dict[str, str]:
 
 
 def secret_result(
-    user: UserSpec, credential: Credential | None, secret: SecretState, tags: dict[str, str]
+    user: UserSpec,
+    credential: Credential | None,
+    secret: SecretState,
+    tags: dict[str, str],
+    key: str | None = None,
 ) -> str:
     """What happens to the user's secret; the same answer for a run and for its dry run. An
-    IAM user's password secret is retired as a delete's is."""
+    IAM user's password secret is retired as a delete's is. `key`: the KMS key it is to be
+    encrypted with from now on (key_change)."""
     if user.deleting or user.iam:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
@@ -2589,9 +2686,27 @@ def secret_result(
         or credential.undo_pending
         or credential.final_value != secret.value
         or missing_tags(secret, tags)
+        or key is not None
     ):
         return "updated"
     return "unchanged"
+
+
+def key_change(secret: SecretState, event: Event) -> str | None:
+    """The event's kms_key_id, where an existing secret is encrypted with another key (None:
+    no change). An event without one leaves every secret's key as it is. DescribeSecret
+    reports a key by its id or its alias ARN: compared by what follows the ARN's last ':'
+    (key/ID, alias/NAME), with key/ dropped, so that a key's ARN and its id, or an alias and
+    its ARN, are the same key; a key named once by alias and once by id is changed to what
+    the event says, once."""
+    wanted = event.kms_key_id
+    if not wanted or not secret.exists:
+        return None
+
+    def short(key: str | None) -> str:
+        return (key or "").rsplit(":", 1)[-1].removeprefix("key/")
+
+    return None if short(secret.kms_key_id) == short(wanted) else wanted
 
 
 def local_passwords(count: int) -> list[str]:
@@ -2684,6 +2799,7 @@ class SecretWriter:
             kwargs["SecretString"] = json.dumps(value)
         response = self.aws.write("create_secret", **kwargs)
         secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags(user)
+        secret.kms_key_id = self.event.kms_key_id
         secret.current_version = response.get("VersionId")
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
@@ -2768,6 +2884,12 @@ class SecretWriter:
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
+        key = key_change(secret, self.event)
+        if key:
+            # New versions are encrypted with it, and AWSCURRENT, AWSPENDING and AWSPREVIOUS
+            # are re-encrypted (which needs kms:Encrypt on it, and Decrypt on the old key).
+            self.aws.write("update_secret", SecretId=secret.arn, KmsKeyId=key)
+            secret.kms_key_id = key
         if rotation:
             self.set_rotation(secret, rotation)
 
@@ -2823,7 +2945,9 @@ def report(plan: Plan, applied: Applied, aws: SecretsManager) -> dict:
         "host": plan.target.host,
         "database": plan.target.database,
         "users": users,
-        "warnings": list(plan.warnings),
+        # and what the server said while the run's statements ran (a Blue/Green
+        # deployment's warning that DCL is not replicated, say)
+        "warnings": [*plan.warnings, *applied.sql.notices],
         "stats": {
             "sql_statements": applied.sql.statements,
             "sql_ms": applied.sql.sql_ms,
@@ -2999,16 +3123,27 @@ def step_applied(step: Step, target: Target) -> None:
     )
 
 
-def step_failed(steps: Sequence[Step], number: int, error: Exception, outcome: str) -> ApplyError:
+def step_failed(
+    steps: Sequence[Step], number: int, error: Exception, outcome: str, *, read_only: bool = False
+) -> ApplyError:
     """The error of a statement that failed: which step, why, and what that left (outcome:
-    what the engine did with the steps before it)."""
+    what the engine did with the steps before it). `read_only`: the server refused it for
+    being read-only, which it was not when the run began (read_only_problems): a failover or
+    a switchover, or an endpoint that now reaches a replica. A re-run converges only once the
+    endpoint reaches a writable primary again, and is refused before writing until then."""
     step = steps[number - 1]
-    return ApplyError(
-        f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
-        f"{REDACT(str(error)).strip()}. {outcome} New users' passwords and staged (AWSPENDING) "
-        "passwords already stored in their secrets are reused by the next run: a re-run "
-        "converges."
-    )
+    said = f"step {number} of {len(steps)} ({step.who}: {step.summary}) failed: "
+    said += f"{REDACT(str(error)).strip()}. {outcome} New users' passwords and staged "
+    said += "(AWSPENDING) passwords already stored in their secrets are reused by the next run"
+    if read_only:
+        return ApplyError(
+            said + ". The server turned read-only during the run (a failover or a Blue/Green "
+            "switchover in progress, or the endpoint now reaches a replica): a re-run is "
+            "refused before it writes anything while the endpoint reaches a read-only server, "
+            "and converges once it reaches a writable primary again (a cluster's writer "
+            "endpoint does after the failover)."
+        )
+    return ApplyError(said + ": a re-run converges.")
 
 
 @dataclass(frozen=True)
@@ -3034,7 +3169,13 @@ class Settings:
     input naming the variable, reported with the event's other problems; its default stands
     in meanwhile, so what reads a setting never fails on it."""
 
-    connect_timeout: float = 10.0  # DB_CONNECT_TIMEOUT: connecting, and each login probe
+    # DB_CONNECT_TIMEOUT: connecting, and each login probe. Long enough for an Aurora
+    # Serverless v2 instance that auto-paused (0 ACU) to resume: it answers the first
+    # connection only once it has, after about 15 s (30 s after a day paused), and AWS
+    # advises client timeouts above that. One long wait, not a short one retried: the paused
+    # instance and a dead endpoint then both take a single attempt, and a run never gives up
+    # on an instance that is waking up.
+    connect_timeout: float = 40.0
     lock_timeout: float = 10.0  # DB_LOCK_TIMEOUT: each wait for an application's lock
     log_level: str = "INFO"
     ssl_mode: SslMode = "require"  # DB_SSL_MODE; else verify-full when there is a CA bundle
@@ -3153,20 +3294,37 @@ HOST_UNKNOWN = (
     "of the function's VPC"
 )
 
-HOST_UNREACHABLE = (
-    "the host is unreachable: check rds_host and rds_port, that the function runs in the "
-    "database's VPC, and that the security groups let it in"
+# The three ways a TCP connection fails, told apart because their causes differ: a refused
+# connection was answered by the host (a reset: nothing listens on the port); no route was
+# answered on the way (this machine or a router knows no path to the address); a timeout got
+# no answer at all (what a security group or network ACL does with what it does not let in).
+CONNECTION_REFUSED = (
+    "connection refused: nothing accepts connections on that port: check rds_port (or the "
+    "master secret's port) and that the database is running"
 )
+
+NO_ROUTE = (
+    "no route to host: the network has no path to that address: check rds_host (or the "
+    "master secret's host), and that the function runs in the database's VPC or one routed "
+    "to it"
+)
+
+TIMED_OUT = "timed out"  # what to check follows from no_answer, which knows the time waited
 
 TLS_FAILED = "the TLS connection failed: check ssl_mode and DB_SSL_CA"
 
 
-def connect_failure(where: str, error: str, failures: ConnectFailures) -> str:
+def connect_failure(where: str, error: str, failures: ConnectFailures, settings: Settings) -> str:
     """A connection error as what the user can do about it, the driver's own words attached."""
     meaning = next((text for needles, text in failures if any(n in error for n in needles)), None)
     if meaning is None:
-        return f"cannot connect to {where}: {error}. Nothing was changed."
-    return f"cannot connect to {where}: {meaning}. Nothing was changed. (The driver said: {error})"
+        return (
+            f"cannot connect to {where}: {error}{no_answer(error, settings)}. Nothing was changed."
+        )
+    return (
+        f"cannot connect to {where}: {meaning}{no_answer(error, settings)}. Nothing was "
+        f"changed. (The driver said: {error})"
+    )
 
 
 def no_answer(error: str, settings: Settings) -> str:
@@ -3174,10 +3332,18 @@ def no_answer(error: str, settings: Settings) -> str:
     if "timed out" in error or "timeout expired" in error:
         return (
             f" (no answer within DB_CONNECT_TIMEOUT, {settings.connect_timeout:g} s: check the "
-            "host, "
-            "the port, and that the database's security group lets this function in)"
+            "host and the port, that the function runs in the database's VPC, and that the "
+            "database's security group lets this function in; an Aurora Serverless v2 instance "
+            "that auto-paused answers only once it has resumed, 15 to 30 s or more: raise "
+            "DB_CONNECT_TIMEOUT if it takes longer)"
         )
     return ""
+
+
+def database_missing(database: str) -> str:
+    """The problem of an event whose database_name the server does not have: a typo, as a
+    rule, so invalid input on every engine (no connection error, no secret's complaint)."""
+    return f"database {database!r} does not exist on this server"
 
 
 class HeldLock:
@@ -3201,6 +3367,41 @@ class HeldLock:
                 "passwords already stored in their secrets are reused by the next run: a "
                 "re-run converges."
             )
+
+
+def server_notices(said: Iterable[str]) -> tuple[str, ...]:
+    """What the server said while the steps ran, each once, scrubbed, as "server ..."."""
+    return tuple(f"server {' '.join(REDACT(text).split())}" for text in dict.fromkeys(said))
+
+
+def trusted_cas(bundle: str | None) -> str | None:
+    """The one file verify-full checks certificates against (libpq takes one file): the CA
+    bundle (Settings.ca_bundle) and Amazon's root CAs, joined into a file of their own."""
+    if not bundle or not os.path.isfile(AMAZON_ROOT_CAS):
+        return bundle
+    stamps = tuple((path, os.stat(path).st_mtime_ns) for path in (bundle, AMAZON_ROOT_CAS))
+    return joined_cas(stamps)
+
+
+@cache
+def joined_cas(stamps: tuple[tuple[str, int], ...]) -> str:
+    """The files joined in one, once per process and content: a file of this process's own
+    (mkstemp: a random name, private), never one found under a name another local user could
+    have guessed and planted first; removed when the process ends."""
+    parts = []
+    for path, _ in stamps:
+        with open(path) as file:
+            parts.append(file.read().strip() + "\n")
+    descriptor, joined = tempfile.mkstemp(prefix=f"{TOOL}-trusted-cas-", suffix=".pem")
+    with os.fdopen(descriptor, "w") as out:
+        out.write("".join(parts))
+
+    def remove() -> None:
+        with suppress(FileNotFoundError):
+            os.remove(joined)
+
+    atexit.register(remove)
+    return joined
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3247,22 +3448,23 @@ PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and b
 PG_CONNECT_FAILURES: ConnectFailures = (
     (
         # pg_hba.conf turning away a session without TLS (RDS for PostgreSQL 15 and later,
-        # whose rds.force_ssl is on by default). First: the message also names the database,
-        # which the entry for a missing database looks for.
+        # whose rds.force_ssl is on by default). First: the message starts "no pg_hba.conf
+        # entry", which the entry for permission denied looks for.
         ("no encryption",),
         "the server requires TLS (RDS for PostgreSQL 15 and later by default, rds.force_ssl): "
         "use ssl_mode require or verify-full",
     ),
     (("could not translate host name", "Name or service not known"), HOST_UNKNOWN),
     (("password authentication failed", "authentication failed"), AUTHENTICATION_FAILED),
-    (('database "',), "the database does not exist on this server: check database_name"),
     (
         ("permission denied", "not permitted to log in", "no pg_hba.conf entry"),
         "permission denied: the master may not connect to this database (its CONNECT "
         "privilege, pg_hba.conf, or TLS required by the server: see ssl_mode)",
     ),
     (("server does not support SSL", "SSL", "certificate"), TLS_FAILED),
-    (("Connection refused", "timeout expired", "timed out", "No route to host"), HOST_UNREACHABLE),
+    (("Connection refused",), CONNECTION_REFUSED),
+    (("No route to host", "Network is unreachable"), NO_ROUTE),
+    (("timeout expired", "timed out"), TIMED_OUT),
 )
 
 
@@ -3358,7 +3560,7 @@ class Postgres:
             "keepalives_count": 3,
         }
         if target.ssl_mode == "verify-full" and target.settings.ca_bundle:
-            args["sslrootcert"] = target.settings.ca_bundle
+            args["sslrootcert"] = trusted_cas(target.settings.ca_bundle)
         return args
 
     def connect(
@@ -3370,10 +3572,16 @@ class Postgres:
         try:
             connection = psycopg2.connect(connection_factory=PgConnection, **args)
         except psycopg2.OperationalError as error:
-            where = f"{args['host']}:{args['port']}/{args['dbname']} as {args['user']!r}"
+            if f'database "{target.database}" does not exist' in str(error):
+                raise InvalidEvent([database_missing(target.database)]) from None
+            # Named as the event names it; another database the connection went through (the
+            # lock's) is said too, since the failure may be that one's (its CONNECT privilege).
+            where = f"{args['host']}:{args['port']}/{target.database} as {args['user']!r}"
+            if args["dbname"] != target.database:
+                where += f" (through database {args['dbname']}, where the run takes its lock)"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said, PG_CONNECT_FAILURES)
-            raise ApplyError(failure + no_answer(said, target.settings)) from None
+            failure = connect_failure(where, said, PG_CONNECT_FAILURES, target.settings)
+            raise ApplyError(failure) from None
         connection.cluster_lock = lock
         return connection
 
@@ -3446,13 +3654,25 @@ class Postgres:
             # 0 (off) for the command line, which has no time limit
             bounds["idle_in_transaction_session_timeout"] = max(remaining or 0, 0)
             set_pg_session(cursor, **bounds)
-            return read_pg_state(cursor, event)
+            state = read_pg_state(cursor, event)
+            if state.self_grant:
+                # Off for this session (a user setting): the roles the run creates are not
+                # granted back to the master, whose memberships stay as they were.
+                cursor.execute("SELECT set_config('createrole_self_grant', '', false)")
+            return state
 
     def state_problems(self, event: Event, state: PgState) -> list[str]:
         return pg_state_problems(event, state)
 
     def warnings(self, event: Event, state: PgState) -> list[str]:
-        return public_warnings(event, state)
+        untested = [
+            f"PostgreSQL {state.server_major} is newer than the majors the tool is tested on "
+            f"({PG_OLDEST} to {PG_NEWEST_TESTED}): check its dry run before relying on it"
+        ]
+        newer = state.server_major > PG_NEWEST_TESTED
+        return (
+            (untested if newer else []) + self_grant_warnings(state) + public_warnings(event, state)
+        )
 
     def identified_by(self, password: str, state: PgState) -> str:
         """Always the SCRAM verifier, whatever the password's characters: the password itself
@@ -3483,6 +3703,7 @@ class Postgres:
                 failed.number,
                 failed.error,
                 "The database transaction was rolled back: nothing changed in the database.",
+                read_only=self.read_only_error(failed.error),
             ) from None
         except psycopg2.Error as error:
             rollback_quietly(connection)
@@ -3508,10 +3729,19 @@ class Postgres:
             return self.execute(connection, steps)
         except StepFailedError as failed:
             raise step_failed(
-                steps, failed.number, failed.error, "This was a dry run: nothing was changed."
+                steps,
+                failed.number,
+                failed.error,
+                "This was a dry run: nothing was changed.",
+                read_only=self.read_only_error(failed.error),
             ) from None
         finally:
             rollback_quietly(connection)
+
+    @staticmethod
+    def read_only_error(error: Exception) -> bool:
+        """25006 read_only_sql_transaction: a hot standby, or read-only transactions."""
+        return getattr(error, "pgcode", None) == "25006"
 
     def execute(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Run the steps in the open transaction, switching roles only when a step needs to."""
@@ -3536,7 +3766,10 @@ class Postgres:
                     log.debug("executed", extra={"fields": {"sql": self.render(step)}})
             if acting:
                 cursor.execute("RESET ROLE")
-        return SqlStats(statements, round((time.monotonic() - started) * 1000))
+        # psycopg2 keeps the session's last 50 WARNINGs and NOTICEs (the run's statements
+        # are the session's only ones to raise any)
+        notices = server_notices(getattr(connection, "notices", []))
+        return SqlStats(statements, round((time.monotonic() - started) * 1000), notices)
 
 
 def pg_text(statement: sql.Composable) -> str:
@@ -3686,7 +3919,8 @@ class PgState:
     # privilege_plan's answer for the event it was asked about (pg_state_problems and the plan
     # both ask; it compares every managed user with every object: the no-op's main cost)
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
-    self_grant: str = ""  # 16+: createrole_self_grant, how a role made is granted to its maker
+    read_only: str | None = None  # why the server refuses writes (pg_read_only); None: it does not
+    self_grant: str = ""  # 16+: the master's createrole_self_grant ('' : none)
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
@@ -3710,12 +3944,21 @@ class PgState:
     def has_clone(self, user: UserSpec) -> bool:
         return user.clone in self.roles
 
+    def password_expired(self, user: UserSpec, login: str) -> bool:
+        """Never: an expired VALID UNTIL is lifted without the password (expiry_steps)."""
+        return False
+
     def objects_of(self, kind: str) -> list[PgObject]:
         return [o for o in self.objects if o.kind == kind]
 
 
+# The session: who the master is, the server's major, whether it accepts writes (a hot
+# standby: a read replica, an Aurora reader, a physical Blue/Green green; or transactions made
+# read-only by default_transaction_read_only), and (16+) what the master is granted of every
+# role it creates (createrole_self_grant).
 SESSION_QUERY = """
 SELECT current_user, current_setting('server_version_num')::int / 10000,
+       pg_is_in_recovery(), current_setting('transaction_read_only') = 'on',
        coalesce(current_setting('createrole_self_grant', true), '')
 """
 
@@ -3850,7 +4093,10 @@ GROUP BY 1, 2 ORDER BY 1, 2
 
 def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(SESSION_QUERY)
-    master, major, self_grant = cursor.fetchone()
+    master, major, in_recovery, read_only_transactions, self_grant = cursor.fetchone()
+    unsupported = pg_version_problems(major)
+    if unsupported:  # its catalogs differ from what the queries below read
+        raise InvalidEvent(unsupported)
     users = [u.name for u in event.users]
     cursor.execute(
         ROLES_QUERY, {"set": "SET" if major >= 16 else "MEMBER", "major": major, "users": users}
@@ -3949,8 +4195,39 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         dict(dependencies),
         queries,
         dict(admins),
+        read_only=pg_read_only(in_recovery, read_only_transactions),
         self_grant=self_grant,
     )
+
+
+PG_OLDEST = 14  # pg_database_owner, and the catalogs the queries read, as of 14
+PG_NEWEST_TESTED = 18
+
+
+def pg_version_problems(major: int) -> list[str]:
+    if major < PG_OLDEST:
+        return [
+            f"PostgreSQL {major} is not supported: the tool manages PostgreSQL {PG_OLDEST} to "
+            f"{PG_NEWEST_TESTED} (RDS and Aurora). Nothing was changed; upgrade the database "
+            "first"
+        ]
+    return []
+
+
+def pg_read_only(in_recovery: bool, read_only_transactions: bool) -> str | None:
+    """Why the server refuses writes, in words (None: it accepts them)."""
+    if in_recovery:
+        return (
+            "the server is a hot standby (pg_is_in_recovery() is true): a read replica, an "
+            "Aurora reader, or the green side of a Blue/Green deployment"
+        )
+    if read_only_transactions:
+        return (
+            "its transactions are read-only (transaction_read_only is on: "
+            "default_transaction_read_only set for the server, this database or the master, "
+            "as on an Aurora reader)"
+        )
+    return None
 
 
 def pg_state_problems(event: Event, state: PgState) -> list[str]:
@@ -4096,6 +4373,23 @@ def crowded_acl_problems(event: Event, state: PgState) -> list[str]:
         "compressed; beyond, every GRANT on it fails with 'row is too big'), and the tool "
         f"gives one at most {PG_ACL_ENTRIES_LIMIT:,}. Give these tables to fewer users in one "
         "database. Nothing was changed"
+    ]
+
+
+def self_grant_warnings(state: PgState) -> list[str]:
+    """PostgreSQL 16+'s createrole_self_grant, set for the master (its role, the database or
+    the parameter group): each role it creates would be granted to it with those options, so
+    that it would inherit each user's privileges and memberships (and an rds_iam granted to a
+    user later would leave it only IAM logins). The run switches it off for its session."""
+    if not state.self_grant:
+        return []
+    return [
+        f"the master's createrole_self_grant is {state.self_grant!r}: every role it creates "
+        "is granted to it with those options, so that it would hold (and, with inherit, "
+        "use) each user's privileges and memberships. This run turned it off for its own "
+        "session, so the roles it creates are not granted to the master; memberships granted "
+        "before stay as they are. To stop it for good: ALTER ROLE ... RESET "
+        "createrole_self_grant (or the parameter group's value)"
     ]
 
 
@@ -4463,11 +4757,6 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
     """CREATE ROLE for new users (grantors first), ALTER ROLE for drifted or new passwords.
     `passwords` is by login: U, or its rotation clone once the secret names the clone."""
     steps = []
-    if state.self_grant and any(u.iam and u.name not in state.roles for u in users):
-        # 16+: a createrole_self_grant with INHERIT would make the master inherit each role it
-        # creates, and so rds_iam through an IAM user: not for this transaction's roles.
-        no_self_grant = sql.SQL("SET LOCAL createrole_self_grant TO ''")
-        steps.append(Step(no_self_grant, "roles created are not granted to the master", ()))
     for user in grantor_order(users):
         name = sql.Identifier(user.name)
         role = state.roles.get(user.name)
@@ -4730,6 +5019,8 @@ AWS_MYSQL_CLONE_LIMIT = CloneLimit(
     "USERNAME_CHARACTER_LIMIT of the AWS MySQL rotation function",
 )
 
+MY_BAD_DATABASE = 1049  # ER_BAD_DB_ERROR: the database named at connection does not exist
+
 # MySQL's error numbers, as PyMySQL prints them "(1045, ...)", and the system's words for what
 # went wrong while connecting (see connect_failure).
 MY_CONNECT_FAILURES: ConnectFailures = (
@@ -4744,13 +5035,15 @@ MY_CONNECT_FAILURES: ConnectFailures = (
         f"{AUTHENTICATION_FAILED}, or the server requires TLS (require_secure_transport: "
         "MariaDB refuses a session without it the same way) and ssl_mode is disable",
     ),
-    (("(1049,",), "the database does not exist on this server: check database_name"),
     (
         ("(1044,",),  # ER_DBACCESS_DENIED_ERROR
         "permission denied: the master may not use this database (its privileges on it)",
     ),
     (("SSL", "certificate"), TLS_FAILED),
-    (("Connection refused", "timed out", "No route to host", "(2003,"), HOST_UNREACHABLE),
+    # (2003, "Can't connect to MySQL server on 'host' (...)"): the system's words in brackets
+    (("Connection refused",), CONNECTION_REFUSED),
+    (("No route to host", "Network is unreachable"), NO_ROUTE),
+    (("timed out",), TIMED_OUT),
 )
 
 
@@ -4758,7 +5051,7 @@ def my_tls_context(target: Target) -> ssl.SSLContext:
     """require: encrypted, not verified (as libpq's sslmode=require); verify-full: the
     certificate and the host name checked against the CA bundle (Settings.ca_bundle)."""
     if target.ssl_mode == "verify-full":
-        return ssl.create_default_context(cafile=target.settings.ca_bundle)
+        return ssl.create_default_context(cafile=trusted_cas(target.settings.ca_bundle))
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -4929,10 +5222,20 @@ class MySql:
         return replace(user, privileges=privileges, host=host)
 
     ACCESS_DENIED = 1045  # ER_ACCESS_DENIED_ERROR: a wrong password (or no such account)
-    ACCOUNT_LOCKED = 3118  # MySQL 8: ER_ACCOUNT_HAS_BEEN_LOCKED
+    # ACCOUNT LOCK: MySQL 8's ER_ACCOUNT_HAS_BEEN_LOCKED, MariaDB's. A locked account is
+    # refused before anything changes (my_state_problems): no login of its can be checked.
+    ACCOUNT_LOCKED = (3118, 4151)
+    # ER_MUST_CHANGE_PASSWORD_LOGIN: the password is right but expired, and the server ends
+    # such sessions (disconnect_on_expired_password). The plan sets it again (password_expired).
+    PASSWORD_EXPIRED = 1862
 
     def open(
-        self, target: Target, user: str, password: str, read_timeout: float | None = None
+        self,
+        target: Target,
+        user: str,
+        password: str,
+        read_timeout: float | None = None,
+        database: str | None = None,
     ) -> Any:
         """An autocommit connection; with `ssl` set, PyMySQL refuses a server without TLS.
         ssl_mode disable is no TLS at all: left to itself PyMySQL would try TLS where the
@@ -4955,6 +5258,7 @@ class MySql:
                 charset="utf8mb4",
                 autocommit=True,
                 program_name=TOOL,
+                database=database,
                 ssl=tls,
                 ssl_disabled=tls is None,
             )
@@ -4980,13 +5284,19 @@ class MySql:
         return self.connect_as_master(target, settings.connect_timeout + settings.lock_timeout)
 
     def connect_as_master(self, target: Target, read_timeout: float) -> Any:
+        """In the event's database, as on PostgreSQL: a missing one is refused as the
+        connection is made, before anything else is read (the statements name it themselves)."""
+        master, password = target.master_user, target.master_password
         try:
-            return self.open(target, target.master_user, target.master_password, read_timeout)
+            return self.open(target, master, password, read_timeout, target.database)
         except pymysql.Error as error:
-            where = f"{target.host}:{target.port} as {target.master_user!r}"
+            if error.args and error.args[0] == MY_BAD_DATABASE:
+                raise InvalidEvent([database_missing(target.database)]) from None
+            where = f"{target.host}:{target.port}/{target.database} as {master!r}"
             said = REDACT(str(error)).strip()
-            failure = connect_failure(where, said, MY_CONNECT_FAILURES)
-            raise ApplyError(failure + no_answer(said, target.settings)) from None
+            raise ApplyError(
+                connect_failure(where, said, MY_CONNECT_FAILURES, target.settings)
+            ) from None
 
     def login_works(self, target: Target, user: str, password: str | None) -> bool:
         """Log in as the user; False when the server refuses the password."""
@@ -4995,8 +5305,11 @@ class MySql:
         try:
             self.open(target, user, password).close()
         except pymysql.err.OperationalError as error:
-            if error.args and error.args[0] in (self.ACCESS_DENIED, self.ACCOUNT_LOCKED):
+            code = error.args[0] if error.args else None
+            if code == self.ACCESS_DENIED or code in self.ACCOUNT_LOCKED:
                 return False
+            if code == self.PASSWORD_EXPIRED:
+                return True
             raise ApplyError(
                 f"could not log in as {user!r} to check its password: {REDACT(str(error))}"
             ) from None
@@ -5059,11 +5372,12 @@ class MySql:
         return my_state_problems(event, state)
 
     def warnings(self, event: Event, state: MyState) -> list[str]:
-        """MySQL 8 and MariaDB 10 have no PUBLIC: nothing is held beyond the grants read."""
-        return []
+        """What the server's settings mean for the passwords (MySQL 8 and MariaDB 10 have no
+        PUBLIC: nothing is held beyond the grants read)."""
+        return my_password_warnings(state)
 
     def identified_by(self, password: str, state: MyState) -> str:
-        identified_by = native_password_hash(password) if state.mariadb else password
+        identified_by = password if sends_password(state) else native_password_hash(password)
         REDACT.add(identified_by)
         return identified_by
 
@@ -5072,19 +5386,25 @@ class MySql:
 
     def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
         """Each step is final as it runs, so each gets its audit line at once."""
-        started, statements = time.monotonic(), 0
+        started, statements, said = time.monotonic(), 0, []
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
                 try:
                     cursor.execute(step.statement)  # no parameters: '%' is never interpolated
                 except pymysql.Error as error:
                     done = applied_so_far(steps[: number - 1])
-                    raise step_failed(steps, number, error, done) from None
+                    read_only = self.read_only_error(error)
+                    raise step_failed(steps, number, error, done, read_only=read_only) from None
                 step_applied(step, target)
                 statements += 1
+                if cursor.warning_count:  # what the server said of it (SHOW WARNINGS)
+                    cursor.execute("SHOW WARNINGS")
+                    said += [f"{level} {code}: {message}" for level, code, message in cursor]
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": self.render(step)}})
-        return SqlStats(statements, round((time.monotonic() - started) * 1000))
+        return SqlStats(
+            statements, round((time.monotonic() - started) * 1000), server_notices(said)
+        )
 
     def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats:
         """Nothing to run: MySQL cannot roll DDL back, so its dry run only plans."""
@@ -5093,6 +5413,14 @@ class MySql:
     def render(self, step: Step) -> str:
         """The statement as the planner wrote it (quoted by it), its password blanked."""
         return str(step.shown or step.statement)
+
+    # ER_OPTION_PREVENTS_STATEMENT (1290) names the option: --read-only (or --super-read-only);
+    # ER_READ_ONLY_MODE (1836) is innodb_read_only's, an Aurora MySQL reader's.
+    @staticmethod
+    def read_only_error(error: Exception) -> bool:
+        code = error.args[0] if error.args else None
+        said = str(error).lower()
+        return code == 1836 or (code == 1290 and ("read-only" in said or "read_only" in said))
 
 
 def native_password_hash(password: str) -> str:
@@ -5106,6 +5434,8 @@ class MyAccount:
     host: str
     superuser: bool = False
     is_role: bool = False  # MariaDB keeps its roles in mysql.user too
+    expired: bool = False  # its password expired: it must be set again to work
+    locked: bool = False  # ACCOUNT LOCK
     plugin: str = ""  # how it authenticates: mysql.user.plugin (MariaDB: from global_priv)
     ssl_type: str = ""  # REQUIRE: '' none, ANY (SSL), X509, SPECIFIED
 
@@ -5119,8 +5449,14 @@ class MyState:
     accounts: dict[tuple[str, str], MyAccount]
     grants: dict[tuple[str, str], frozenset[str]]  # on `database`.*, GRANT OPTION included
     definers: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # to be deleted
+    catalog_queries: int = 4
+    read_only: str | None = None  # why the server refuses writes (my_read_only); None: it does not
+    password_lifetime: int = 0  # default_password_lifetime, days (0: passwords never expire)
+    hashes_refused: bool = False  # MariaDB: a password must be sent as it is (see above)
+    general_log: bool = False  # MariaDB: the general query log records statements as sent
+    binary_log: bool = False  # MariaDB: so does the binary log (RDS: on with automated backups)
+    password_checks: dict[str, str] = field(default_factory=dict)  # simple_password_check_*
     iam_plugin: bool = True  # AWSAuthenticationPlugin is loaded (read when the event has IAM users)
-    catalog_queries: int = 3
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has_user(self, user: UserSpec) -> bool:
@@ -5140,11 +5476,42 @@ class MyState:
             return f"IAM (plugin {MY_IAM_PLUGIN})"
         return f"plugin {account.plugin}"
 
+    def password_expired(self, user: UserSpec, login: str) -> bool:
+        """Whether the login's password expired, so that it must be set again to work."""
+        account = my_user_account(user) if login == user.name else self.clone_account(user)
+        found = self.accounts.get(account) if account else None
+        return bool(found and found.expired)
+
     def has_name(self, name: str) -> bool:
         if self._names is None:  # indexed once: one lookup a grantor, not a scan
             self._names = frozenset(user for user, _ in self.accounts)
         return name in self._names
 
+
+# Whether the server accepts writes, and (MySQL 8) whether partial_revokes makes _ and % in a
+# GRANT's database name literal. MySQL's super_read_only also stops the holders of SUPER;
+# innodb_read_only is how an Aurora MySQL reader refuses writes. MariaDB has no
+# super_read_only, and no partial_revokes (its GRANT names are always patterns).
+# Then the password policy: how long passwords live (default_password_lifetime), and on
+# MariaDB whether the server refuses a password given as a hash (an active PASSWORD
+# VALIDATION plugin with strict_password_validation: it cannot check a hash), and whether its
+# general query log, which records statements as sent, is on. MySQL 8 rewrites the passwords
+# out of its logs, and hashes them itself.
+MYSQL_SERVER_QUERY = """
+SELECT @@GLOBAL.partial_revokes, @@GLOBAL.read_only, @@GLOBAL.super_read_only,
+       @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime, 0, 0, 0, NULL
+"""
+
+MARIADB_SERVER_QUERY = """
+SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only, @@GLOBAL.default_password_lifetime,
+       @@GLOBAL.strict_password_validation AND EXISTS (
+           SELECT 1 FROM information_schema.PLUGINS
+           WHERE PLUGIN_TYPE = 'PASSWORD VALIDATION' AND PLUGIN_STATUS = 'ACTIVE'),
+       @@GLOBAL.general_log, @@GLOBAL.log_bin,
+       (SELECT GROUP_CONCAT(CONCAT(VARIABLE_NAME, '=', VARIABLE_VALUE))
+        FROM information_schema.GLOBAL_VARIABLES
+        WHERE VARIABLE_NAME LIKE 'SIMPLE\\_PASSWORD\\_CHECK\\_%')
+"""
 
 MY_SESSION_QUERY = """
 SELECT VERSION(), @@SESSION.sql_mode,
@@ -5156,9 +5523,24 @@ SELECT VERSION(), @@SESSION.sql_mode,
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role}, plugin, ssl_type FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked}, plugin, ssl_type
+FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
+
+# Whether an account is a role, its password expired (ALTER USER ... PASSWORD EXPIRE, or its
+# lifetime, its own or default_password_lifetime, elapsed: it logs in, then may only set a
+# password, or is turned away: disconnect_on_expired_password), and whether it is locked.
+# MySQL 8 keeps no role flag: a role is an account granted to another one.
+MYSQL_ACCOUNT_COLUMNS = {
+    "is_role": """EXISTS (SELECT 1 FROM mysql.role_edges e
+                          WHERE e.FROM_USER = User AND e.FROM_HOST = Host)""",
+    "expired": """password_expired = 'Y' OR (
+        COALESCE(password_lifetime, @@GLOBAL.default_password_lifetime) > 0
+        AND password_last_changed + INTERVAL
+            COALESCE(password_lifetime, @@GLOBAL.default_password_lifetime) DAY < NOW())""",
+    "locked": "account_locked = 'Y'",
+}
 
 # The plugins that authenticate by the password the tool sets ('' is an old MariaDB's native).
 # Any other (AWSAuthenticationPlugin, ed25519, unix_socket, auth_socket...) is another way.
@@ -5177,11 +5559,25 @@ SELECT COUNT(*) FROM information_schema.PLUGINS
 WHERE PLUGIN_NAME = 'AWSAuthenticationPlugin' AND PLUGIN_STATUS = 'ACTIVE'
 """
 
-MARIADB_IS_ROLE = "is_role = 'Y'"
-
-# MySQL 8 keeps no flag: a role is an account granted to another one.
-MYSQL_IS_ROLE = """EXISTS (SELECT 1 FROM mysql.role_edges e
-                           WHERE e.FROM_USER = User AND e.FROM_HOST = Host)"""
+# MariaDB keeps the password's age and lifetime (-1: the server's default) and the lock in
+# the account's JSON in mysql.global_priv; PASSWORD EXPIRE sets password_last_changed to 0.
+MARIADB_ACCOUNT_COLUMNS = {
+    "is_role": "is_role = 'Y'",
+    "expired": """EXISTS (
+        SELECT 1 FROM (
+            SELECT User, Host, changed,
+                   IF(lifetime = -1, @@GLOBAL.default_password_lifetime, lifetime) AS days
+            FROM (SELECT User, Host,
+                         CAST(JSON_VALUE(Priv, '$.password_last_changed') AS INTEGER) AS changed,
+                         CAST(COALESCE(JSON_VALUE(Priv, '$.password_lifetime'), -1) AS INTEGER)
+                             AS lifetime
+                  FROM mysql.global_priv) account) p
+        WHERE p.User = mysql.user.User AND p.Host = mysql.user.Host
+          AND (p.changed = 0 OR (p.days > 0 AND p.changed + p.days * 86400 < UNIX_TIMESTAMP())))""",
+    "locked": """EXISTS (SELECT 1 FROM mysql.global_priv g
+        WHERE g.User = mysql.user.User AND g.Host = mysql.user.Host
+          AND JSON_VALUE(g.Priv, '$.account_locked') IN ('1', 'true'))""",
+}
 
 MY_GRANTS_QUERY = """
 SELECT GRANTEE, PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES
@@ -5213,21 +5609,41 @@ def grant_database(database: str, wildcards: bool) -> str:
 def read_my_state(cursor: Any, event: Event) -> MyState:
     cursor.execute(MY_SESSION_QUERY, (event.database,))
     version, sql_mode, database_exists = cursor.fetchone()
+    unsupported = my_version_problems(version)
+    if unsupported:  # its system variables and tables differ from what the queries read
+        raise InvalidEvent(unsupported)
     mariadb = "mariadb" in version.lower()
-    queries = 3
-    wildcards = True
-    if not mariadb:
-        cursor.execute("SELECT @@GLOBAL.partial_revokes")
-        wildcards = not cursor.fetchone()[0]
-        queries += 1
+    cursor.execute(MARIADB_SERVER_QUERY if mariadb else MYSQL_SERVER_QUERY)
+    (
+        partial_revokes,
+        read_only,
+        super_read_only,
+        innodb_read_only,
+        password_lifetime,
+        hashes_refused,
+        general_log,
+        binary_log,
+        simple_check,
+    ) = cursor.fetchone()
+    wildcards = not partial_revokes
+    queries = 4
     names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
     cursor.execute(
-        MY_ACCOUNTS_QUERY.format(is_role=MARIADB_IS_ROLE if mariadb else MYSQL_IS_ROLE),
+        MY_ACCOUNTS_QUERY.format(**(MARIADB_ACCOUNT_COLUMNS if mariadb else MYSQL_ACCOUNT_COLUMNS)),
         (tuple(sorted(names)),),
     )
     accounts = {
-        (user, host): MyAccount(user, host, bool(superuser), bool(role), plugin or "", ssl or "")
-        for user, host, superuser, role, plugin, ssl in cursor.fetchall()
+        (user, host): MyAccount(
+            user,
+            host,
+            superuser=bool(superuser),
+            is_role=bool(role),
+            expired=bool(expired),
+            locked=bool(locked),
+            plugin=plugin or "",
+            ssl_type=ssl or "",
+        )
+        for user, host, superuser, role, expired, locked, plugin, ssl in cursor.fetchall()
     }
     iam_plugin = True
     if any(u.iam for u in event.users):
@@ -5263,14 +5679,124 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         definers=dict(definers),
         iam_plugin=iam_plugin,
         catalog_queries=queries,
+        read_only=my_read_only(read_only, super_read_only, innodb_read_only),
+        password_lifetime=int(password_lifetime or 0),
+        hashes_refused=bool(hashes_refused),
+        general_log=bool(general_log),
+        binary_log=bool(binary_log),
+        password_checks=dict(
+            item.lower().split("=", 1) for item in (simple_check or "").split(",") if "=" in item
+        ),
     )
+
+
+# The oldest servers the tool reads right: MySQL 8.0 (partial_revokes, mysql.role_edges; 5.7,
+# Aurora MySQL 2 and RDS's extended support of it, has neither), MariaDB 10.4 (the accounts'
+# mysql.global_priv). VERSION() is "8.0.36", "5.7.12" (Aurora MySQL 2), "8.0.mysql_aurora...",
+# "10.11.6-MariaDB-log"; a MariaDB greeting's "5.5.5-" prefix is skipped.
+MY_OLDEST = {"mysql": (8, 0), "mariadb": (10, 4)}
+MY_VERSION = re.compile(r"^(?:5\.5\.5-)?([0-9]+)\.([0-9]+)")
+
+
+def my_version_problems(version: str) -> list[str]:
+    mariadb = "mariadb" in version.lower()
+    found = MY_VERSION.match(version)
+    oldest = MY_OLDEST["mariadb" if mariadb else "mysql"]
+    name = "MariaDB" if mariadb else "MySQL"
+    if found and (int(found[1]), int(found[2])) >= oldest:
+        return []
+    why = (
+        " (5.7, as Aurora MySQL 2 is, has no partial_revokes and no mysql.role_edges)"
+        if found and not mariadb and (int(found[1]), int(found[2])) == (5, 7)
+        else ""
+    )
+    return [
+        f"{name} {version} is not supported: the tool manages {name} {oldest[0]}.{oldest[1]} "
+        f"and later{why}. Nothing was changed; upgrade the database first"
+    ]
+
+
+def my_read_only(read_only: Any, super_read_only: Any, innodb_read_only: Any) -> str | None:
+    """Why the server refuses writes, in words (None: it accepts them). MariaDB 11's read_only
+    may also be NO_LOCK or NO_LOCK_NO_ADMIN: anything but 0/OFF is read-only."""
+
+    def on(value: Any) -> bool:
+        return str(value).upper() not in ("0", "OFF", "NONE")
+
+    said = [
+        f"{name} is on"
+        for name, value in (
+            ("read_only", read_only),
+            ("super_read_only", super_read_only),
+            ("innodb_read_only", innodb_read_only),
+        )
+        if on(value)
+    ]
+    if not said:
+        return None
+    return (
+        f"the server is read-only ({', '.join(said)}): a read replica, an Aurora reader, or "
+        "the green side of a Blue/Green deployment"
+    )
+
+
+def my_password_warnings(state: MyState) -> list[str]:
+    warnings = []
+    logs = [
+        name
+        for name, on in (
+            ("general query log (general_log)", state.general_log),
+            (
+                "binary log (log_bin; on RDS, on with automated backups, and sent to replicas)",
+                state.binary_log,
+            ),
+        )
+        if on
+    ]
+    if state.mariadb and state.hashes_refused and logs:
+        warnings.append(
+            "this server refuses passwords given as a hash (a password validation plugin with "
+            "strict_password_validation), so the tool sends each password it sets as it is "
+            f"(IDENTIFIED BY '...'), and its {' and its '.join(logs)} record those statements "
+            "with the passwords. Limit who may read them (on RDS: the log files, their "
+            "CloudWatch Logs export, SHOW BINLOG EVENTS) and how long they are kept, turn the "
+            "general log off, or set strict_password_validation to 0 so that the tool sends "
+            "hashes again (the plugin then does not check them)"
+        )
+    if state.password_lifetime:
+        warnings.append(
+            f"default_password_lifetime is {state.password_lifetime} days on this server: "
+            "passwords the tool sets expire after that, and applications cannot work until "
+            "a run sets them again (each run does, for every expired one) or a rotation "
+            "changes them: rotate more often than that, or set it to 0"
+        )
+    return warnings
+
+
+def my_password_check_problems(state: MyState) -> list[str]:
+    """simple_password_check's demands beyond what every password of the tool's holds: 32
+    characters with at least one lowercase and one uppercase letter, one digit and one
+    punctuation mark (random_passwords)."""
+    assured = {"minimal_length": PASSWORD_LENGTH, "letters_same_case": 1, "digits": 1}
+    assured["other_characters"] = 1
+    problems = []
+    for setting, most in assured.items():
+        wanted = int(state.password_checks.get(f"simple_password_check_{setting}", 0) or 0)
+        if wanted > most:
+            problems.append(
+                f"simple_password_check_{setting} is {wanted} on this server: the passwords "
+                f"the tool generates hold {most} at least ({PASSWORD_LENGTH} characters, with "
+                "a lowercase and an uppercase letter, a digit and a punctuation mark), so the "
+                f"server could refuse them. Set it to {most} or less (its parameter group)"
+            )
+    return problems
 
 
 def my_state_problems(event: Event, state: MyState) -> list[str]:
     """What the event asks that this server cannot give; checked before anything changes."""
-    problems = []
+    problems = my_password_check_problems(state)
     if not state.database_exists:
-        problems.append(f"database {event.database!r} does not exist on this server")
+        problems.append(database_missing(event.database))
     staying = {u.name for u in event.users if not u.deleting} | event.refused_users
     for user in event.users:
         account = state.accounts.get(my_user_account(user))
@@ -5279,6 +5805,15 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             problems.append(f"{where} has SUPER: never managed")
         if account and account.is_role:
             problems.append(f"{where} is a role, not a user: never managed")
+        for login in (my_user_account(user), state.clone_account(user)):
+            found = state.accounts.get(login) if login else None
+            if found and found.locked and not user.deleting:
+                problems.append(
+                    f"{where}: account {my_account_text((found.user, found.host))} is locked "
+                    "(ACCOUNT LOCK): it cannot log in, and the tool neither unlocks it nor "
+                    "changes its password. If it should log in, unlock it (ALTER USER ... "
+                    "ACCOUNT UNLOCK) and re-run; else delete it (action delete)"
+                )
         if (
             user.grantor
             and not user.deleting  # the grantor only orders creation; a delete run again
@@ -5350,11 +5885,18 @@ def my_account(account: tuple[str, str], state: MyState) -> str:
     return f"{my_literal(account[0], state)}@{my_literal(account[1], state)}"
 
 
+def sends_password(state: MyState) -> bool:
+    """Whether the statement carries the password itself: on MySQL 8, which hashes it with
+    its default plugin and rewrites the statement in its logs; on MariaDB only where the
+    server refuses a hash (a password validation plugin with strict_password_validation)."""
+    return not state.mariadb or state.hashes_refused
+
+
 def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
     """MariaDB gets the mysql_native_password hash, so the password never travels in a
-    statement; MySQL 8 hashes it itself with its default plugin (caching_sha2_password from 8.4)
-    and rewrites the statement in its logs. Returns the clause and the clause as shown."""
-    if state.mariadb:
+    statement (unless the server refuses hashes: sends_password); MySQL 8 gets the password.
+    Returns the clause and the clause as shown."""
+    if not sends_password(state):
         return (
             f"IDENTIFIED BY PASSWORD {my_literal(password, state)}",
             "IDENTIFIED BY PASSWORD '***'",
@@ -5385,6 +5927,8 @@ def my_account_steps(
         for account, summary in logins:
             if account[0] not in passwords:
                 continue
+            if account in state.accounts and state.accounts[account].expired:
+                summary = summary.replace("new password", "password set: it had expired")
             clause, shown = my_password_clause(passwords[account[0]], state)
             verb = "ALTER" if account in state.accounts else "CREATE"
             statement = f"{verb} USER {my_account(account, state)} "

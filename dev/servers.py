@@ -305,6 +305,65 @@ def start_postgres(
     return PostgresServer("127.0.0.1", port, major, "postgres", password, datadir, logfile)
 
 
+def start_standby(primary: PostgresServer, workdir: Path) -> PostgresServer:
+    """A hot standby of `primary` (pg_basebackup -R: streaming replication, read-only), on a
+    port of its own: what an RDS read replica or an Aurora reader is to the tool. Roles,
+    databases and passwords follow the primary (see PostgresServer.catch_up)."""
+    _check_socket_path(workdir)
+    bindir = pg_bindir(primary.major)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if _is_root():
+        _allow_traversal(workdir)
+        _give_to_pg_user(workdir)
+    datadir, logfile = workdir / "data", workdir / "postgres.log"
+    cmd = [str(bindir / "pg_basebackup"), "-D", str(datadir), "-R", "-X", "stream"]
+    cmd += ["-h", primary.host, "-p", str(primary.port), "-U", primary.superuser, "--no-sync"]
+    environment = {**os.environ, "PGPASSWORD": primary.superpassword}
+    _run(_as_pg_user(cmd), "pg_basebackup", cwd=workdir, env=environment)
+    # -R wrote standby.signal and a primary_conninfo with every option of the libpq the
+    # binaries bundle, some of which the server's own walreceiver does not know: only these.
+    conninfo = f"host={primary.host} port={primary.port} user={primary.superuser} "
+    conninfo += f"password={primary.superpassword}"
+    (datadir / "postgresql.auto.conf").write_text(f"primary_conninfo = '{conninfo}'\n")
+    port = free_port()
+    with (datadir / "postgresql.conf").open("a") as conf:
+        conf.write(_server_settings(port, workdir, {"hot_standby": "on"}))
+    _pg_ctl_start(bindir, datadir, logfile, workdir)
+    return PostgresServer(
+        "127.0.0.1",
+        port,
+        primary.major,
+        primary.superuser,
+        primary.superpassword,
+        datadir,
+        logfile,
+    )
+
+
+def catch_up(primary: PostgresServer, standby: PostgresServer, timeout: float = 30) -> None:
+    """Wait until the standby has replayed everything the primary has written so far."""
+    import psycopg2
+
+    with psycopg2.connect(**primary.dsn()) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()")
+        (lsn,) = cursor.fetchone()
+    connection.close()
+    deadline = time.monotonic() + timeout
+    standby_connection = psycopg2.connect(**standby.dsn())
+    try:
+        standby_connection.autocommit = True
+        with standby_connection.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))
+                if cursor.fetchone()[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the standby did not replay {lsn} within {timeout} s")
+                time.sleep(0.05)
+    finally:
+        standby_connection.close()
+
+
 # What the master user of Amazon RDS for MariaDB holds, ON *.* WITH GRANT OPTION: it may create
 # users and grant them what it holds, but has no SUPER, FILE or SHUTDOWN (RDS keeps those).
 # The tests, the benchmark and the demo give their master exactly this.

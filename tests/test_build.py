@@ -23,7 +23,15 @@ from tests.lambda_runtime import BASH, PYTHONS, build_zip, lambda_pythons, link_
 from tests.tls import make_ca
 
 # What the zip holds at its root, and nothing else (plus rds-ca-bundle.pem when asked).
-ROOT_ENTRIES = {"lambda_function.py", "psycopg2", "psycopg2_binary.libs", "pymysql", "licenses"}
+# amazon-root-cas.pem: the roots of RDS Proxy's certificates, trusted beside the RDS CA bundle
+ROOT_ENTRIES = {
+    "lambda_function.py",
+    "amazon-root-cas.pem",
+    "psycopg2",
+    "psycopg2_binary.libs",
+    "pymysql",
+    "licenses",
+}
 
 ARCHES = ("x86_64", "arm64")
 PYTHONS_HERE = lambda_pythons()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, tool, user
+from conftest import ROOT, SEED, tool, user
 from lambda_function import InvalidEvent, parse_event
 
 from dev.servers import free_port
@@ -349,36 +349,168 @@ def test_the_cli_exits_2_naming_a_missing_master_secret(rds, tmp_path):
     assert line.startswith("invalid event: master secret 'no-such-master'")
 
 
-def test_an_unreachable_host_says_so_and_nothing_was_changed(rds):
+def connect_error(db, event: dict) -> str:
+    """The run's ApplyError on `event`, checked to have changed nothing."""
+    secrets_before = db.sm.list_secrets()["SecretList"]
     with pytest.raises(tool.ApplyError) as caught:
-        rds.invoke(rds.event([user("app")], rds_port=free_port()))
-    message = str(caught.value)
-    assert "the host is unreachable" in message and "Nothing was changed" in message
-    assert "The driver said" in message
-    assert len(rds.sm.list_secrets()["SecretList"]) == 1
+        db.invoke(event)
+    assert db.sm.list_secrets()["SecretList"] == secrets_before
+    return str(caught.value)
 
 
-def test_a_master_password_that_does_not_log_in_is_named(rds):
-    value = rds.secret(rds.secret_name)
-    rds.sm.put_secret_value(
-        SecretId=rds.secret_name, SecretString=json.dumps({**value, "password": "wrong"})
+def lock_connection_said(db, message: str) -> None:
+    """On PostgreSQL the first connection goes to database postgres, where the run takes its
+    lock: the message says so, after the event's database (MySQL has no such detour)."""
+    lock = " (through database postgres, where the run takes its lock): "
+    assert (lock in message) == (db.ENGINE == "postgres"), message
+
+
+def test_a_refused_connection_names_the_events_database_and_says_refused(db):
+    """A wrong port: nothing listens there, the system answers at once with a reset. That is
+    not a security group (which drops packets: a timeout), and the database is the event's."""
+    port = free_port()
+    message = connect_error(db, db.event([user("app")], rds_port=port))
+
+    assert message.startswith(f"cannot connect to 127.0.0.1:{port}/{db.database} as '{db.master}'")
+    lock_connection_said(db, message)
+    assert (
+        "connection refused: nothing accepts connections on that port: check rds_port (or the "
+        "master secret's port) and that the database is running. Nothing was changed. "
+        "(The driver said: "
+    ) in message
+    assert "Connection refused" in message.split("The driver said: ")[1]
+    assert "unreachable" not in message and "security group" not in message
+    assert "/postgres as" not in message
+
+
+def test_a_master_password_that_does_not_log_in_is_named_with_the_events_database(db):
+    value = db.secret(db.secret_name)
+    db.sm.put_secret_value(
+        SecretId=db.secret_name, SecretString=json.dumps({**value, "password": "not-it-9"})
     )
-    with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
-        rds.invoke(rds.event([user("app")]))
+    message = connect_error(db, db.event([user("app")]))
 
-
-def test_a_missing_database_is_named(rds):
-    with pytest.raises(tool.ApplyError, match="the database does not exist on this server"):
-        rds.invoke(rds.event([user("app")], database_name="nowhere"))
-
-
-def test_mariadb_authentication_failure_is_named(maria):
-    value = maria.secret(maria.secret_name)
-    maria.sm.put_secret_value(
-        SecretId=maria.secret_name, SecretString=json.dumps({**value, "password": "wrong"})
+    assert message.startswith(f"cannot connect to 127.0.0.1:{db.server.port}/{db.database} as ")
+    lock_connection_said(db, message)
+    assert "authentication failed: the master secret's username and password do not log in" in (
+        message
     )
-    with pytest.raises(tool.ApplyError, match="authentication failed: the master secret"):
-        maria.invoke(maria.event([user("app")]))
+    assert "not-it-9" not in message
+
+
+# An address never routed (RFC 3849's documentation prefix): the network answers it with an
+# ICMP unreachable (No route to host), has no IPv6 at all (Network is unreachable), or drops it
+# (a timeout): which one, and when, is the machine's network's to say.
+UNROUTED = "2001:db8::1"
+NETWORK_ANSWERS = {
+    "No route to host": tool.NO_ROUTE,
+    "Network is unreachable": tool.NO_ROUTE,
+    "timeout expired": tool.TIMED_OUT,  # libpq
+    "timed out": tool.TIMED_OUT,  # PyMySQL, as Python's socket says it
+}
+
+
+def test_a_connection_failure_says_what_the_network_said(db, monkeypatch):
+    """No route, no network or a timeout: the message says the one the driver reported, with
+    its own remedy, never one word for all of them."""
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "4")
+    message = connect_error(db, db.event([user("app")], rds_host=UNROUTED, rds_port=5432))
+
+    assert message.startswith(f"cannot connect to {UNROUTED}:5432/{db.database} as ")
+    lock_connection_said(db, message)
+    driver_said = message.split("(The driver said: ")[1]
+    [meaning] = {text for words, text in NETWORK_ANSWERS.items() if words in driver_said}
+    assert f": {meaning}" in message
+    assert "the host is unreachable" not in message and "refused" not in message
+
+
+PG_SAYS = 'connection to server at "10.0.0.5", port 5432 failed: {}'
+MY_SAYS = """(2003, "Can't connect to MySQL server on '10.0.0.5' ({})")"""
+
+
+@pytest.mark.parametrize(
+    ("failures", "said", "meaning"),
+    [
+        (
+            tool.PG_CONNECT_FAILURES,
+            PG_SAYS.format("Connection refused\n\tIs the server running"),
+            tool.CONNECTION_REFUSED,
+        ),
+        (
+            tool.PG_CONNECT_FAILURES,
+            PG_SAYS.format("No route to host\n\tIs the server running"),
+            tool.NO_ROUTE,
+        ),
+        (tool.PG_CONNECT_FAILURES, PG_SAYS.format("Network is unreachable"), tool.NO_ROUTE),
+        (tool.PG_CONNECT_FAILURES, PG_SAYS.format("timeout expired"), tool.TIMED_OUT),
+        (
+            tool.MY_CONNECT_FAILURES,
+            MY_SAYS.format("[Errno 111] Connection refused"),
+            tool.CONNECTION_REFUSED,
+        ),
+        (tool.MY_CONNECT_FAILURES, MY_SAYS.format("[Errno 113] No route to host"), tool.NO_ROUTE),
+        (
+            tool.MY_CONNECT_FAILURES,
+            MY_SAYS.format("[Errno 101] Network is unreachable"),
+            tool.NO_ROUTE,
+        ),
+        (tool.MY_CONNECT_FAILURES, MY_SAYS.format("timed out"), tool.TIMED_OUT),
+    ],
+    ids=[
+        "pg-refused",
+        "pg-no-route",
+        "pg-no-network",
+        "pg-timeout",
+        "my-refused",
+        "my-no-route",
+        "my-no-network",
+        "my-timeout",
+    ],
+)
+def test_each_driver_words_for_a_failed_connection_have_their_own_meaning(failures, said, meaning):
+    """libpq's and PyMySQL's words (as each prints them) for the three ways TCP fails; only a
+    timeout says how long was waited, and only it blames the security group."""
+    message = tool.connect_failure("h:5432/app as 'm'", said, failures, tool.Settings())
+
+    assert message.startswith(f"cannot connect to h:5432/app as 'm': {meaning}")
+    assert message.endswith(f"Nothing was changed. (The driver said: {said})")
+    assert ("no answer within DB_CONNECT_TIMEOUT" in message) == (meaning == tool.TIMED_OUT)
+    assert ("security group" in message) == (meaning == tool.TIMED_OUT)
+
+
+def test_a_mistyped_database_is_invalid_input_on_every_engine_and_only_that(db):
+    """After a first run, the user secrets describe `airflow`; an event that says `airflw`
+    is told the one thing that is wrong (exit 2, as all invalid input), not that the secrets
+    describe another database or that move_secrets would help; nothing changes."""
+    assert db.cli(db.seed_event()).returncode == 0
+    names = [u["user_secret_name"] for u in SEED["users"]]
+    versions = {name: db.versions(name) for name in names}
+
+    done = db.cli(db.seed_event(database_name="airflw"))
+
+    assert done.returncode == 2, done.stderr
+    said = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert said == ["invalid event: database 'airflw' does not exist on this server"]
+    assert "move_secrets" not in done.stderr
+    assert {name: db.versions(name) for name in names} == versions
+
+
+def test_a_missing_database_is_reported_with_the_events_other_problems(db):
+    """The event's own problems come with it; a grantor the event does not declare could not be
+    looked up, and is said so."""
+    event = db.event(
+        [user("app", colour="blue"), user("ro", grantor="owner")], database_name="nowhere"
+    )
+    with pytest.raises(InvalidEvent) as caught:
+        db.invoke(event)
+
+    unknown_key, missing, grantor = caught.value.problems
+    assert unknown_key.startswith("user 'app': unknown key 'colour'")
+    assert missing == "database 'nowhere' does not exist on this server"
+    assert grantor == (
+        "user 'ro': grantor 'owner' is not declared in the event and was not looked up on the "
+        "server (the database does not exist): it must exist there"
+    )
 
 
 def test_every_problem_at_once_environment_event_grantor_and_master_secret(rds, tmp_path):

@@ -584,26 +584,6 @@ def test_an_iam_user_declared_a_password_user_gives_up_rds_iam_and_gets_a_passwo
     ]
 
 
-def test_a_createrole_self_grant_is_off_while_iam_roles_are_created():
-    steps = plan_postgres(event(spec("app", auth="iam")), state(roles=(IAM_ROLE,)), {})
-    steps_with = plan_postgres(
-        event(spec("app", auth="iam")),
-        PgState(
-            16,
-            MASTER,
-            {MASTER: PgRole(MASTER), "rds_iam": IAM_ROLE},
-            [],
-            [],
-            {},
-            self_grant="set, inherit",
-        ),
-        {},
-    )
-
-    assert "createrole_self_grant" not in " ".join(statements(steps))
-    assert statements(steps_with)[0] == "SET LOCAL createrole_self_grant TO ''"
-
-
 @pytest.mark.parametrize(
     ("app", "user", "said"),
     [

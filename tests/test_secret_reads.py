@@ -181,6 +181,31 @@ def test_when_listsecrets_is_denied_every_secret_is_described(secretsmanager, mo
     assert client.calls == {"BatchGetSecretValue": 1, "DescribeSecret": 1}
 
 
+def test_when_batchgetsecretvalue_is_denied_each_secret_is_read_by_itself(
+    secretsmanager, monkeypatch
+):
+    """A policy written before BatchGetSecretValue existed (an SCP, a VPC endpoint policy)
+    denies it: one GetSecretValue per secret answers the same, once the denial is known."""
+    for name in ("s", "t"):
+        create(secretsmanager, name, name)
+    client = SecretsManager("us-east-1")
+
+    def denied(**_):
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "no"}}
+        raise botocore.exceptions.ClientError(error, "BatchGetSecretValue")
+
+    monkeypatch.setattr(client.client, "batch_get_secret_value", denied)
+
+    states = client.read_states(["s", "t", "never"])
+
+    assert states["s"].value["username"] == "s" and states["t"].value["username"] == "t"
+    assert not states["never"].exists
+    # listed, and each read by itself: the reads check the list as the batch read would,
+    # so only the secret missing from the list is described
+    assert client.calls["ListSecrets"] == 1 and "BatchGetSecretValue" not in client.calls
+    assert client.calls["GetSecretValue"] == 3 and client.calls["DescribeSecret"] == 1
+
+
 def test_secrets_list_reads_false_describes_every_secret(secretsmanager, monkeypatch):
     create(secretsmanager, "s")
     client = SecretsManager("us-east-1", Settings.read({"SECRETS_LIST_READS": "false"}))

@@ -188,6 +188,8 @@ def test_kms_is_granted_only_on_the_configured_keys_for_what_secrets_manager_doe
         wanted.add("kms:GenerateDataKey")
     if api & READS_A_VALUE:
         wanted.add("kms:Decrypt")
+    if "UpdateSecret" in api:  # a changed kms_key_id re-encrypts the versions with the new key
+        wanted.add("kms:Encrypt")
     assert "KmsKeyId" in HANDLER.read_text(), "the handler creates secrets under kms_key_id"
     keys = statements()["SecretsKeys"]
     assert set(keys["actions"]) == wanted == granted("kms:")

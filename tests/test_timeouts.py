@@ -121,8 +121,14 @@ def test_an_endpoint_that_never_answers_fails_the_run_within_the_connect_timeout
     status, stderr, seconds = run_cli(event, tmp_path, DB_CONNECT_TIMEOUT="5")
 
     assert status == 1, stderr
-    assert f"cannot connect to 127.0.0.1:{endpoint.port}" in stderr
-    assert "no answer within DB_CONNECT_TIMEOUT, 5 s" in stderr
+    assert f"cannot connect to 127.0.0.1:{endpoint.port}/{SEED['database_name']} as 'm'" in stderr
+    assert (
+        ": timed out (no answer within DB_CONNECT_TIMEOUT, 5 s: check the host and the port, "
+        "that the function runs in the database's VPC, and that the database's security group "
+        "lets this function in; an Aurora Serverless v2 instance that auto-paused answers only "
+        "once it has resumed"
+    ) in stderr
+    assert "refused" not in stderr and "unreachable" not in stderr
     assert endpoint.accepted  # it did get through to the listener, which then kept silent
     assert 4.5 <= seconds < 5 + 10, seconds  # the timeout, plus Python's start on a busy machine
     assert secretsmanager.list_secrets()["SecretList"][0]["Name"] == "master"

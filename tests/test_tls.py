@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import zipfile
 
@@ -89,6 +90,26 @@ def test_verify_full_refuses_a_host_name_the_certificate_does_not_hold(db, pki, 
     # libpq: 'server certificate for "localhost" does not match host name "127.0.0.1"';
     # Python's ssl: "IP address mismatch, certificate is not valid for '127.0.0.1'".
     assert re.search(r"does not match host name|mismatch, certificate is not valid for", message)
+
+
+def test_verify_full_accepts_an_rds_proxy_endpoints_chain(db, pki, monkeypatch):
+    """An RDS Proxy endpoint presents a certificate of AWS Certificate Manager, which chains
+    to Amazon's root CAs, not to the RDS bundle: verify-full trusts both. Here other_ca stands
+    for the RDS bundle and the servers' CA for Amazon's roots."""
+    monkeypatch.setenv("DB_SSL_CA", str(pki["other_ca"]))
+    monkeypatch.setattr(tool, "AMAZON_ROOT_CAS", str(pki["ca"]))
+
+    result = db.invoke(event(db, ssl_mode="verify-full", rds_host=HOST))
+
+    assert result["status"] == "success" and result["users"][0]["result"] == "created"
+
+
+def test_the_amazon_root_cas_ship_next_to_the_handler():
+    context = ssl.create_default_context(cafile=tool.AMAZON_ROOT_CAS)
+    names = sorted(
+        dict(rdn[0] for rdn in ca["subject"])["commonName"] for ca in context.get_ca_certs()
+    )
+    assert names == [f"Amazon Root CA {n}" for n in range(1, 5)]
 
 
 def test_require_encrypts_without_verifying_by_choice(db, pki, monkeypatch):

@@ -98,6 +98,7 @@ data "aws_iam_policy_document" "execution" {
       "secretsmanager:RestoreSecret",
       "secretsmanager:RotateSecret",
       "secretsmanager:TagResource",
+      "secretsmanager:UpdateSecret", # a changed kms_key_id, applied to existing secrets
       "secretsmanager:UpdateSecretVersionStage",
     ]
     resources = [local.user_secrets_arn]
@@ -128,19 +129,21 @@ data "aws_iam_policy_document" "execution" {
       "secretsmanager:RestoreSecret",
       "secretsmanager:RotateSecret",
       "secretsmanager:TagResource",
+      "secretsmanager:UpdateSecret", # a changed kms_key_id, applied to existing secrets
       "secretsmanager:UpdateSecretVersionStage",
     ]
     resources = var.master_secret_arns
   }
 
   # Customer managed keys of the secrets, used only through Secrets Manager: encrypt new
-  # values (GenerateDataKey) and read them (Decrypt).
+  # values (GenerateDataKey), read them (Decrypt), and re-encrypt a secret's versions when
+  # kms_key_id changes (UpdateSecret: Encrypt with the new key, Decrypt with the old one).
   dynamic "statement" {
     for_each = length(var.kms_key_arns) > 0 ? [1] : []
     content {
       sid       = "SecretsKeys"
       effect    = "Allow"
-      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
       resources = var.kms_key_arns
 
       condition {
