@@ -139,28 +139,34 @@ def index_moto_secrets() -> None:
     """moto 5.2 finds a secret by scanning every secret it holds (SecretsStore compares each
     one's name and ARN), so each call costs O(secrets) and a run of N users O(N^2) in moto,
     not in the tool: at 2,000 users most of an "update all" run was moto scanning. AWS looks
-    a secret up by its id. Here a name is looked up directly and an ARN through an index,
-    with moto's own scan as the fallback: the same answers, in O(1)."""
+    a secret up by its id. Here a name is looked up directly, an ARN through an index, and
+    a partial ARN as moto reads one: the same answers, in O(1). Nothing iterates over the live
+    store (the index is rebuilt from a copy, taken in one step under the GIL), as moto's
+    server threads add secrets meanwhile: its own scan then failed with "dictionary changed
+    size during iteration", answered HTTP 500, and botocore tried again."""
     from moto.secretsmanager.models import SecretsStore
-
-    scan_get, scan_contains = SecretsStore.get, SecretsStore.__contains__
+    from moto.secretsmanager.utils import get_secret_name_from_partial_arn
 
     def name_of(store: Any, key: str) -> str | None:
         if dict.__contains__(store, key):
             return key
-        arns = store.__dict__.setdefault("arns", {})
-        name = arns.get(key)
-        if name is None or not dict.__contains__(store, name):
-            arns.clear()
-            arns.update((secret.arn, secret.name) for secret in dict.values(store))
+        if key.startswith("arn:"):
+            arns = store.__dict__.setdefault("arns", {})
             name = arns.get(key)
-        if name is not None and dict.__getitem__(store, name).arn == key:
-            return name
-        return None
+            if name is None or not dict.__contains__(store, name):
+                snapshot = list(dict.values(store))
+                arns.clear()
+                arns.update((secret.arn, secret.name) for secret in snapshot)
+                name = arns.get(key)
+            found = dict.get(store, name) if name is not None else None
+            if found is not None and found.arn == key:
+                return name
+        partial = get_secret_name_from_partial_arn(key)
+        return partial if dict.__contains__(store, partial) else None
 
     def get(store: Any, key: str) -> Any:
         name = name_of(store, key)
-        return dict.__getitem__(store, name) if name is not None else scan_get(store, key)
+        return dict.get(store, name) if name is not None else None
 
     def getitem(store: Any, key: str) -> Any:
         found = get(store, key)
@@ -169,7 +175,7 @@ def index_moto_secrets() -> None:
         return found
 
     def contains(store: Any, key: str) -> bool:
-        return name_of(store, key) is not None or scan_contains(store, key)
+        return get(store, key) is not None
 
     SecretsStore.get, SecretsStore.__getitem__ = get, getitem
     SecretsStore.__contains__ = contains
@@ -216,8 +222,8 @@ def store_master_secret(server, engine: str) -> None:
     secrets.create_secret(Name=MASTER_SECRET, SecretString=json.dumps(value))
 
 
-def invoke(server, engine: str, entries: list[dict]) -> tuple[float, dict]:
-    event = event_for(server, engine, entries)
+def invoke(server, engine: str, entries: list[dict], **extra: Any) -> tuple[float, dict]:
+    event = {**event_for(server, engine, entries), **extra}
     context = SimpleNamespace(aws_request_id="bench", get_remaining_time_in_millis=lambda: 900_000)
     started = time.perf_counter()
     report = tool.lambda_handler(event, context)
@@ -230,8 +236,8 @@ def refusal(server, engine: str, entries: list[dict]) -> dict:
     clients: list[Any] = []
     make = tool.SecretsManager.__init__
 
-    def keep(self: Any, region: str | None, settings: Any = None) -> None:
-        make(self, region, settings)
+    def keep(self: Any, region: str | None, settings: Any = None, **paces: Any) -> None:
+        make(self, region, settings, **paces)
         clients.append(self)
 
     tool.SecretsManager.__init__ = keep
@@ -322,8 +328,12 @@ def measure_one(
 
 
 def measure_runs(server, engine: str, size: int, shape: str) -> dict:
-    """The four runs, each measured; the floor beside the no-op."""
-    measured: dict[str, Any] = {"runs": {}}
+    """The four runs, each measured; the floor beside the no-op. Before them, a dry run of
+    the first, whose report (with its SQL) is the largest: the size of each report's JSON
+    against Lambda's 6 MB response limit."""
+    measured: dict[str, Any] = {"runs": {}, "report_bytes": {}}
+    dry = invoke(server, engine, runs(size, shape)[0][1], dry_run=True)[1]
+    measured["report_bytes"]["dry run"] = len(json.dumps(dry))
     for name, entries in runs(size, shape):
         gc.collect()
         COUNTS.clear()
@@ -338,6 +348,7 @@ def measure_runs(server, engine: str, size: int, shape: str) -> dict:
                 seconds = min(seconds, invoke(server, engine, entries)[0])
             measured["floor"] = min(floors)
         stats = report["stats"]
+        measured["report_bytes"][name] = len(json.dumps(report))
         measured["runs"][name] = {
             "seconds": seconds,
             "statements": stats["sql_statements"],
@@ -422,6 +433,10 @@ def tables(everything: list[dict]) -> str:
             f"\nGrowth exponent from 500 to {fitted[-1]['users']:,} users (least-squares "
             f"log-log slope over {len(fitted)} sizes): {slopes}; floor {floor_slope:.2f}."
         )
+    for r in results:
+        if "report_bytes" in r:
+            sizes = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in r["report_bytes"].items())
+            lines.append(f"\n{r['users']:,} users, the report's JSON: {sizes}.")
     for r in everything:
         if "refused" in r:
             refused = r["refused"]

@@ -1,6 +1,7 @@
 """Invoke the deployed RDS Initializer with one or more event files (deploy/invoke.sh runs this).
 
-    deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ...
+    deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] [--secrets-writes-per-second W]
+        [--secrets-reads-per-second R] FUNCTION_NAME EVENT.json|DIR ...
 
 Every argument is checked, and every event file read, before anything is invoked: an unknown
 option, `dry-run` without its dashes, a missing file or a file that is not a JSON object is a
@@ -11,6 +12,16 @@ invoked at most N at a time (default 4), each once: `aws lambda invoke` with one
 read timeout as long as Lambda's longest run, since a CLI retry after its default 60 s would
 start a second run while the first is still working. A read timeout is reported as an
 unknown outcome: the function may still be running.
+
+A fleet shares the account's Secrets Manager quotas (docs/fleets.md). Events on one cluster
+(the same rds_host and rds_port, or without rds_host the same master secret) are invoked one
+after the other: the function holds a cluster-wide lock for a whole run, so they would only
+queue behind it. Each invocation is given its share of the fleet's paces in its event
+(secrets_writes_per_second, secrets_reads_per_second): W and R divided by the number of
+invocations that may run beside it, min(N, clusters with events not yet finished); an event's
+own lower pace is kept. So the invocations running at any moment never write faster than W
+a second in all, nor read in bulk faster than R. The cluster with the most users left goes
+first.
 
 Each success prints a per-user summary; each failure prints the error type, its message, what
 was applied, and the tail of the function's log. With several events, one table follows
@@ -31,13 +42,23 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 READ_TIMEOUT = 900  # seconds: Lambda's maximum run time
+# A fleet's Secrets Manager paces, calls per second in all: the function's own defaults
+# (SECRETS_WRITES_PER_SECOND, SECRETS_READS_PER_SECOND), under AWS's 50 writes a second for
+# each group of write calls and 100 bulk reads, leaving room for the account's other callers.
+FLEET_WRITES_PER_SECOND = 40.0
+FLEET_READS_PER_SECOND = 80.0
+PACE_MAX = 10_000  # what the function takes
 CHECK_TIMEOUT = 30  # seconds for `aws sts get-caller-identity`, which answers in one
 
-USAGE = "deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] FUNCTION_NAME EVENT.json|DIR ..."
+USAGE = (
+    "deploy/invoke.sh [--dry-run] [-j N] [--output-dir DIR] [--secrets-writes-per-second W] "
+    "[--secrets-reads-per-second R] FUNCTION_NAME EVENT.json|DIR ..."
+)
 EPILOG = """\
 exit status:
   0  every invocation succeeded (a dry run: every plan was made)
@@ -91,11 +112,33 @@ def parse_args(argv):
         "-j", "--jobs", type=int, default=4, help="invocations at a time (default 4)"
     )
     parser.add_argument("--output-dir", help="write each function response there, as JSON")
+    parser.add_argument(
+        "--secrets-writes-per-second",
+        type=float,
+        default=FLEET_WRITES_PER_SECOND,
+        metavar="W",
+        help="Secrets Manager writes a second for the whole fleet, shared by its invocations "
+        f"(default {FLEET_WRITES_PER_SECOND:g})",
+    )
+    parser.add_argument(
+        "--secrets-reads-per-second",
+        type=float,
+        default=FLEET_READS_PER_SECOND,
+        metavar="R",
+        help="Secrets Manager bulk reads a second for the whole fleet, shared likewise "
+        f"(default {FLEET_READS_PER_SECOND:g})",
+    )
     parser.add_argument("function_name", help="the deployed function")
     parser.add_argument("events", nargs="+", help="event files, or folders of them")
     args = parser.parse_intermixed_args(argv)
     if args.jobs < 1:
         raise UsageError("-j needs a number of at least 1")
+    for option, pace in (
+        ("--secrets-writes-per-second", args.secrets_writes_per_second),
+        ("--secrets-reads-per-second", args.secrets_reads_per_second),
+    ):
+        if not 0 < pace <= PACE_MAX:  # NaN too
+            raise UsageError(f"{option} needs a number of calls above 0 and at most {PACE_MAX}")
     misplaced = [
         argument
         for argument in (args.function_name, *args.events)
@@ -104,6 +147,68 @@ def parse_args(argv):
     if misplaced:
         raise UsageError(f"'{misplaced[0]}' is an option without its dashes: write --dry-run")
     return args
+
+
+def cluster_of(event):
+    """What the function locks for a run: the server, by the event's host and port, or, for
+    an event that takes its host from the master secret, by that secret."""
+    host = event.get("rds_host")
+    if isinstance(host, str) and host.strip():
+        return ("host", host.strip().lower(), str(event.get("rds_port") or "").strip())
+    return ("secret", str(event.get("secret_name")))
+
+
+def with_share(event, key, share):
+    """The event with its share of a pace, or its own pace where that is lower. A value the
+    function would refuse is left for it to refuse."""
+    own = event.get(key)
+    if own is None:
+        return {**event, key: share}
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and own > 0:
+        return {**event, key: min(own, share)}
+    return event
+
+
+def run_fleet(events, jobs, writes, reads, invoke_one):
+    """invoke_one(index, path, event) for each (path, event) of `events`, at most `jobs` at a
+    time and one per cluster, each event given its share of the paces `writes` and `reads`;
+    the outcomes in the order of `events`.
+
+    An invocation's share is the pace divided by min(jobs, clusters with events not yet
+    finished), counted when it starts. That count only falls as the fleet goes on, and no
+    more invocations run than it (one per such cluster, at most `jobs`), so the shares of
+    those running add up to the pace at most."""
+    queues = {}
+    for index, (path, event) in enumerate(events):
+        queues.setdefault(cluster_of(event), deque()).append((index, path, event))
+
+    def users_left(cluster):
+        return sum(
+            len(e.get("users") or []) if isinstance(e.get("users"), list) else 0
+            for _, _, e in queues[cluster]
+        )
+
+    outcomes = [None] * len(events)
+    running = {}  # future -> (cluster, index)
+    with ThreadPoolExecutor(max(1, min(jobs, len(queues)))) as pool:
+        while queues or running:
+            busy = {cluster for cluster, _ in running.values()}
+            free = [c for c in queues if c not in busy]
+            while free and len(running) < jobs:
+                cluster = max(free, key=users_left)  # the first of the largest
+                free.remove(cluster)
+                index, path, event = queues[cluster].popleft()
+                if not queues[cluster]:
+                    del queues[cluster]
+                busy.add(cluster)
+                sharing = min(jobs, len(set(queues) | busy))
+                event = with_share(event, "secrets_writes_per_second", writes / sharing)
+                event = with_share(event, "secrets_reads_per_second", reads / sharing)
+                running[pool.submit(invoke_one, index, path, event)] = (cluster, index)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes[running.pop(future)[1]] = future.result()
+    return outcomes
 
 
 def aws_region(aws):
@@ -420,19 +525,22 @@ def main(argv):
         else [None] * len(events)
     )
     mode = "dry run" if args.dry_run else "apply"
-    jobs = min(args.jobs, len(events))
+    clusters = len({cluster_of(event) for _, event in events})
+    jobs = min(args.jobs, clusters)
     print(
-        f"invoking {args.function_name} in {region}: "
-        f"{len(events)} event(s), {mode}, {jobs} at a time"
+        f"invoking {args.function_name} in {region}: {len(events)} event(s) on {clusters} "
+        f"cluster(s), {mode}, {jobs} at a time; Secrets Manager paces shared by them: "
+        f"{args.secrets_writes_per_second:g} writes and {args.secrets_reads_per_second:g} "
+        "bulk reads a second in all"
     )
     sys.stdout.flush()
-    with ThreadPoolExecutor(jobs) as pool:
-        outcomes = list(
-            pool.map(
-                lambda item: invoke(aws, args.function_name, *item),
-                [(path, event, targets[i]) for i, (path, event) in enumerate(events)],
-            )
-        )
+    outcomes = run_fleet(
+        events,
+        args.jobs,
+        args.secrets_writes_per_second,
+        args.secrets_reads_per_second,
+        lambda index, path, event: invoke(aws, args.function_name, path, event, targets[index]),
+    )
     for outcome in outcomes:
         print()
         print(success_text(outcome) if outcome["ok"] else failure_text(outcome))

@@ -108,6 +108,13 @@ def unexpected_error_message(error: BaseException) -> str:
     bug), scrubbed, with what it means for the run: each write is made in an order that keeps
     every working password (see section 7), so whatever was done is kept and a re-run
     converges."""
+    throttled = throttled_text(error)
+    if throttled:
+        return (
+            f"{throttled}. Statements applied and secrets written before it are listed in the "
+            "log ('applied', 'aws'), each keeping a working password; the database changes of "
+            "an unfinished PostgreSQL transaction are rolled back; a re-run converges."
+        )
     text = REDACT(f"{type(error).__name__}: {error}".strip())
     if isinstance(error, RecursionError):
         text = "the input is nested too deeply to be read"
@@ -115,6 +122,31 @@ def unexpected_error_message(error: BaseException) -> str:
         f"unexpected error: {text}. Statements applied and secrets written before it are "
         "listed in the log ('applied', 'aws'); the database changes of an unfinished "
         "PostgreSQL transaction are rolled back; a re-run converges."
+    )
+
+
+def throttled_text(error: BaseException) -> str | None:
+    """What a run stopped by Secrets Manager's throttling says (None for any other error): that
+    it was throttled, how far the retries went, and what to change if it happens again."""
+    if isinstance(error, Throttled):
+        what = str(error)
+    elif (
+        isinstance(error, botocore.exceptions.ClientError)
+        and error.response.get("Error", {}).get("Code") in THROTTLING_CODES
+    ):
+        tries = error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+        what = (
+            f"Secrets Manager answered {error.response['Error']['Code']} to "
+            f"{error.operation_name} {tries} time(s), the retries (with backoff and jitter) "
+            "used up"
+        )
+    else:
+        return None
+    return (
+        f"throttled: {what}. The account's Secrets Manager quotas (50 writes a second for each "
+        "group of write calls, 100 bulk reads a second; per account and Region, shared by "
+        "every caller) were exceeded: if it happens again, lower secrets_writes_per_second "
+        "(SECRETS_WRITES_PER_SECOND) or run fewer invocations at a time (docs/fleets.md)"
     )
 
 
@@ -128,7 +160,8 @@ def run(
     REDACT.clear()  # a warm Lambda runs many invocations: keep only this one's secrets
     settings = settings or Settings.read(os.environ)
     event, problems = read_event(raw, dry_run=dry_run, settings=settings)
-    aws, target, problems = locate(event, settings, [*settings.problems, *problems])
+    deadline = Deadline(context)
+    aws, target, problems = locate(event, settings, [*settings.problems, *problems], deadline)
     event = bind_engine(event, target.dialect)
     info(
         "start",
@@ -137,7 +170,6 @@ def run(
         users=len(event.users),
         dry_run=event.dry_run,
     )
-    deadline = Deadline(context)
     with database_session(target, event, deadline, problems) as connection:
         try:
             facts = gather(connection, event, target, aws, deadline)
@@ -163,7 +195,7 @@ def run(
         duration_ms=result["duration_ms"],
         stats=result["stats"],
     )
-    return result
+    return fit_report(result)
 
 
 def planned(plan: Plan) -> Plan:
@@ -198,7 +230,7 @@ def planned_while_writing(
 
 
 def locate(
-    event: Event, settings: Settings, problems: list[str]
+    event: Event, settings: Settings, problems: list[str], deadline: Deadline | None = None
 ) -> tuple[SecretsManager, Target, list[str]]:
     """Secrets Manager, the target (from the event and the master secret), and the problems so
     far with the checks that need the target. Without a target there is no state to check
@@ -208,7 +240,13 @@ def locate(
             problems + unchecked_grantor_problems(event, "the event names no database")
         )
     try:
-        aws = SecretsManager(event.region or settings.region, settings)
+        aws = SecretsManager(
+            event.region or settings.region,
+            settings,
+            writes_per_second=event.secrets_writes_per_second,
+            reads_per_second=event.secrets_reads_per_second,
+            deadline=deadline,
+        )
         master, master_arn = aws.master_secret(event.secret_name)
     except InvalidEvent as invalid:  # the master secret is missing, unreadable or malformed
         unchecked = unchecked_grantor_problems(event, "the master secret could not be used")
@@ -436,6 +474,10 @@ class Event:
     ssl_mode: SslMode = "require"
     verify_logins: bool = False
     move_secrets: bool = False  # secrets describing this database at another endpoint follow it
+    # This invocation's share of a fleet's Secrets Manager paces (docs/fleets.md); None: the
+    # function's SECRETS_WRITES_PER_SECOND / SECRETS_READS_PER_SECOND.
+    secrets_writes_per_second: float | None = None
+    secrets_reads_per_second: float | None = None
     # Users the event declares whose entries were left out for their own problems: no other
     # check may call them missing.
     refused_users: frozenset[str] = frozenset()
@@ -828,6 +870,8 @@ TOP_KEYS = {
     "ssl_mode",
     "verify_logins",
     "move_secrets",
+    "secrets_writes_per_second",
+    "secrets_reads_per_second",
     "$schema",  # the JSON Schema an editor checks the event against: accepted and ignored
 }
 
@@ -928,6 +972,10 @@ def read_event(
         problems += found
     rotation, found = parse_rotation(raw.get("rotation"))
     problems += [f"rotation: {p}" for p in found]
+    paces = {}
+    for key in ("secrets_writes_per_second", "secrets_reads_per_second"):
+        paces[key], found = parse_pace(raw.get(key), key)
+        problems += found
     users, found = parse_users(raw.get("users"), rotation)
     problems += found
     event = Event(
@@ -947,6 +995,8 @@ def read_event(
         ssl_mode=ssl_mode,
         verify_logins=flags["verify_logins"],
         move_secrets=flags["move_secrets"],
+        secrets_writes_per_second=paces["secrets_writes_per_second"],
+        secrets_reads_per_second=paces["secrets_reads_per_second"],
         refused_users=refused_names(raw.get("users"), users),
     )
     problems += relationship_problems(event)
@@ -1064,6 +1114,20 @@ def parse_port(value: Any) -> tuple[int | None, list[str]]:
     if port is None or not 0 < port < 65536:
         return None, [f"rds_port must be a port number, not {value!r}"]
     return port, []
+
+
+def parse_pace(value: Any, key: str) -> tuple[float | None, list[str]]:
+    """A pace of Secrets Manager calls for this invocation, in calls per second, within the
+    range the environment variable takes (SECRETS_PACE_MAX); null or absent: the variable's."""
+    if value is None:
+        return None, []
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not 0 < number <= SECRETS_PACE_MAX:
+        return None, [
+            f"{key} must be a number of calls per second above 0 and at most "
+            f"{SECRETS_PACE_MAX:,}, not {value!r}"
+        ]
+    return float(number), []
 
 
 def parse_schemas(raw: dict) -> tuple[tuple[str, ...], list[str]]:
@@ -1773,6 +1837,19 @@ class RateLimiter:
 # 5,000 (300 bulk reads) takes at least 2.75 s at the default pace.
 SECRETS_PACES = {"SECRETS_WRITES_PER_SECOND": 40.0, "SECRETS_READS_PER_SECOND": 80.0}
 
+SECRETS_PACE_MAX = 10_000  # calls per second: the most a pace may be, variable or event key
+
+# The error codes of a throttled call, as botocore's retry modes know them (Secrets Manager
+# answers ThrottlingException, HTTP 400, in its JSON protocol).
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+
+
+class Throttled(Exception):
+    """Secrets Manager throttled a call, and no retry is left: botocore's attempts are used
+    up, or the invocation's remaining time could not wait for the next one."""
+
 
 def calls_per_second(environ: Mapping[str, str], variable: str) -> tuple[float, str | None]:
     """The pace a variable of SECRETS_PACES sets, else its default; and what is wrong with it
@@ -1782,7 +1859,7 @@ def calls_per_second(environ: Mapping[str, str], variable: str) -> tuple[float, 
         pace = float(text) if text else SECRETS_PACES[variable]
     except ValueError:
         pace = 0.0
-    if not 0 < pace <= 10_000:
+    if not 0 < pace <= SECRETS_PACE_MAX:
         return SECRETS_PACES[variable], f"must be a number of calls per second, not {text!r}"
     return pace, None
 
@@ -1809,19 +1886,41 @@ def freeze_what_lives_on() -> None:
 
 
 class SecretsManager:
-    """The Secrets Manager calls the tool makes, counted, retried by botocore, run concurrently."""
+    """The Secrets Manager calls the tool makes, counted, paced, retried by botocore, run
+    concurrently.
+
+    Retries are botocore's standard mode: a throttled call (ThrottlingException) or a
+    transient failure is tried again, up to ATTEMPTS times in all, after a wait drawn at random
+    (jitter) from an exponentially growing range, at most RETRY_MAX_WAIT_S. Each invocation's
+    client also keeps botocore's retry quota (a throttled retry costs 5 of 500 tokens, a
+    success gives one back): a client whose calls are throttled again and again stops retrying
+    sooner. A retry is only waited for while the invocation has the time for the wait and the
+    attempt after it (_within_time); otherwise the run stops with Throttled, which says so."""
 
     WORKERS = 16
     BATCH = 20  # BatchGetSecretValue's SecretIdList holds at most 20
     LIST_PAGE = 100  # ListSecrets' MaxResults is at most 100
     LIST_PAGES = 3  # pages a ListSecrets chain may take before its names are described instead
+    ATTEMPTS = 8  # a call's attempts in all, the first one included
+    RETRY_MAX_WAIT_S = 20  # botocore's longest wait between two attempts
+    CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 5, 30
 
-    def __init__(self, region: str | None, settings: Settings | None = None):
+    def __init__(
+        self,
+        region: str | None,
+        settings: Settings | None = None,
+        *,
+        writes_per_second: float | None = None,
+        reads_per_second: float | None = None,
+        deadline: Deadline | None = None,
+    ):
+        """`writes_per_second` and `reads_per_second`, this invocation's paces when its event
+        gives them, else the settings'; `deadline`, the invocation's time, bounds the retries."""
         settings = settings or Settings()
         config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": 8},
-            connect_timeout=5,
-            read_timeout=30,
+            retries={"mode": "standard", "total_max_attempts": self.ATTEMPTS},
+            connect_timeout=self.CONNECT_TIMEOUT_S,
+            read_timeout=self.READ_TIMEOUT_S,
             max_pool_connections=self.WORKERS,
         )
         self.client = aws_session().create_client(
@@ -1829,15 +1928,44 @@ class SecretsManager:
         )
         freeze_what_lives_on()
         self.calls: dict[str, int] = defaultdict(int)
+        self.throttled: dict[str, int] = defaultdict(int)
+        self._counting = threading.Lock()
+        self._deadline = deadline
         self.client.meta.events.register("before-call.secrets-manager", self._count)
+        # Registered first: it must run before botocore's own handler decides on a retry and
+        # sleeps before it.
+        self.client.meta.events.register_first("needs-retry.secrets-manager", self._within_time)
         self._batch_denied = False  # BatchGetSecretValue denied: one read per secret instead
         self.list_reads = settings.secrets_list_reads
-        self._writes = RateLimiter(settings.secrets_writes_per_second)
-        reads = settings.secrets_reads_per_second
+        writes = writes_per_second or settings.secrets_writes_per_second
+        reads = reads_per_second or settings.secrets_reads_per_second
+        self.paces = {"writes_per_second": writes, "reads_per_second": reads}
+        self._writes = RateLimiter(writes)
         self._bulk_reads = RateLimiter(reads, burst=int(reads))
 
     def _count(self, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
+
+    def _within_time(self, response: Any, operation: Any, attempts: int, **_: Any) -> None:
+        """Before botocore decides on a retry: count a throttled answer, and when it is not
+        the last attempt but the invocation's remaining time is shorter than the longest wait
+        before the next attempt plus that attempt's timeouts, stop with Throttled (a run
+        killed by Lambda's timeout would say nothing of why)."""
+        error = response[1].get("Error", {}) if response else {}
+        if error.get("Code") not in THROTTLING_CODES:
+            return
+        with self._counting:
+            self.throttled[operation.name] += 1
+        left_ms = self._deadline.remaining_ms() if self._deadline else None
+        wait_s = min(2 ** (attempts - 1), self.RETRY_MAX_WAIT_S)
+        needed_s = wait_s + self.CONNECT_TIMEOUT_S + self.READ_TIMEOUT_S
+        if attempts < self.ATTEMPTS and left_ms is not None and left_ms < needed_s * 1000:
+            raise Throttled(
+                f"Secrets Manager answered {error.get('Code')} to {operation.name} "
+                f"{attempts} time(s), and the invocation's remaining time "
+                f"({max(left_ms, 0) / 1000:.0f} s) is shorter than another attempt may take "
+                f"({needed_s} s)"
+            )
 
     def map(self, function: Callable, items: Iterable) -> list:
         """function(item) for each item, WORKERS at a time, in order. The items go in chunks of
@@ -2736,11 +2864,28 @@ def write_secrets_first(
     staying = [
         u for u in plan.event.users if u.name in plan.credentials and plan.writes_secret_of(u)
     ]
+    check_write_time(len(staying), aws.paces["writes_per_second"], deadline)
 
     def before(user: UserSpec) -> tuple[SecretState, str | None]:
         return writer.before_database(plan.credentials[user.name], plan.secret_of(user))
 
     return dict(zip([u.name for u in staying], aws.map(before, staying), strict=True))
+
+
+def check_write_time(writes: int, pace: float, deadline: Deadline) -> None:
+    """Refuse, before the first write, a run whose secret writes cannot fit the invocation's
+    remaining time at its pace (each user whose secret changes writes at least once): a small
+    share of a fleet's pace and a large event would otherwise be stopped by Lambda half-way."""
+    left = deadline.remaining_ms()
+    needed_s = (writes - 1) / pace if writes > 1 else 0.0
+    if left is not None and needed_s * 1000 > left:
+        raise ApplyError(
+            f"stopped before writing the secrets: {writes} secret writes at "
+            f"{pace:g} a second take at least {needed_s:.0f} s, and the invocation has "
+            f"{max(left, 0) / 1000:.0f} s left. Nothing was changed: give this event a higher "
+            "secrets_writes_per_second (or run fewer invocations at a time), or split its "
+            "users over several events."
+        )
 
 
 def apply_plan(
@@ -2767,10 +2912,10 @@ def apply_plan(
         written = dict(zip(first, aws.map(after, list(first)), strict=True))
         doomed = [u for u in plan.event.users if (u.deleting or u.iam) and u.secret_name]
         aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
-    except (ApplyError, botocore.exceptions.ClientError) as error:
+    except (ApplyError, Throttled, botocore.exceptions.ClientError) as error:
         raise ApplyError(
-            f"{REDACT(str(error))}. The database changes are committed ({len(plan.steps)} "
-            "statements); some secrets are not yet final. A re-run converges."
+            f"{throttled_text(error) or REDACT(str(error))}. The database changes are committed "
+            f"({len(plan.steps)} statements); some secrets are not yet final. A re-run converges."
         ) from None
     return Applied(stats, written)
 
@@ -2953,11 +3098,60 @@ def report(plan: Plan, applied: Applied, aws: SecretsManager) -> dict:
             "sql_ms": applied.sql.sql_ms,
             "catalog_queries": plan.state.catalog_queries,
             "aws_calls": dict(sorted(aws.calls.items())),
+            "aws_throttled": dict(sorted(aws.throttled.items())),
+            "secrets_paces": aws.paces,
         },
     }
     if event.dry_run:
         result["sql"] = [plan.target.dialect.render(step) for step in plan.steps]
     return result
+
+
+# A synchronous Lambda response is at most 6 MB (6,291,556 bytes): a report larger than this
+# is compacted (fit_report), with room left for what the runtime wraps around it.
+REPORT_LIMIT_BYTES = 4_000_000
+
+SQL_LOG_LINE = 100  # statements a 'sql' log line holds: CloudWatch takes 256 KB a line
+
+
+def fit_report(result: dict, limit: int | None = None) -> dict:
+    """The report as it is when its JSON fits `limit` bytes (REPORT_LIMIT_BYTES). Otherwise
+    the details go to the log (one 'user' line per user, the dry run's SQL in 'sql' lines of
+    SQL_LOG_LINE statements), and the report keeps each user's name, action and result, the
+    counts by result, and as much of the SQL as fits, saying what it left out."""
+    limit = REPORT_LIMIT_BYTES if limit is None else limit
+    size = len(json.dumps(result))
+    if size <= limit:
+        return result
+    users, sql = result["users"], result.get("sql") or []
+    for user in users:
+        info("user", **user)
+    for start in range(0, len(sql), SQL_LOG_LINE):
+        info("sql", first=start + 1, statements=sql[start : start + SQL_LOG_LINE])
+    compact = {
+        **result,
+        "users": [{key: user[key] for key in ("db_user", "action", "result")} for user in users],
+        "user_results": dict(sorted(Counter(user["result"] for user in users).items())),
+        "warnings": [
+            *result["warnings"],
+            f"the report ({size:,} bytes) is larger than {limit:,} bytes: each user's changes "
+            "and secret, and the SQL, are in the function's log ('user' and 'sql' lines)",
+        ],
+        "compacted": {"full_bytes": size, "limit_bytes": limit},
+    }
+    if "sql" in result:
+        compact["sql"] = []
+        room = limit - len(json.dumps(compact)) - 64  # 64: the "sql_omitted" key and number
+        kept = 0
+        for statement in sql:
+            room -= len(json.dumps(statement)) + 2
+            if room < 0:
+                break
+            kept += 1
+        compact["sql"], compact["sql_omitted"] = sql[:kept], len(sql) - kept
+    if len(json.dumps(compact)) > limit:  # even a line per user is too much: counts only
+        compact["users"], compact["users_omitted"] = [], len(users)
+    return compact
 
 
 def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:

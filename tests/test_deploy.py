@@ -138,13 +138,17 @@ def aws(tmp_path):
     return run
 
 
-def fleet(tmp_path: Path, *databases: str) -> Path:
-    """A folder of event files, one per database, plus the schema, which is not an event."""
+def fleet(tmp_path: Path, *databases: str, clusters: bool = False) -> Path:
+    """A folder of event files, one per database, plus the schema, which is not an event; the
+    databases on the seed's cluster, or (`clusters`) each on a cluster of its own."""
     folder = tmp_path / "fleet"
     folder.mkdir()
     seed = json.loads(SEED.read_text())
     for database in databases:
-        (folder / f"{database}.json").write_text(json.dumps({**seed, "database_name": database}))
+        event = {**seed, "database_name": database}
+        if clusters:
+            event["rds_host"] = f"{database}.cluster-x.us-east-1.rds.amazonaws.com"
+        (folder / f"{database}.json").write_text(json.dumps(event))
     (folder / "event.schema.json").write_text("{}")
     return folder
 
@@ -242,7 +246,7 @@ def test_an_answer_that_is_not_a_report_is_a_failure(aws):
 
 
 def test_a_fleet_is_invoked_with_bounded_parallelism_and_summarised_in_one_table(aws, tmp_path):
-    folder = fleet(tmp_path, "billing", "orders", "airflow", "search", "users")
+    folder = fleet(tmp_path, "billing", "orders", "airflow", "search", "users", clusters=True)
     answers = {
         "*": {"body": REPORT, "sleep": 0.4},
         "orders": {"function_error": "Unhandled", "body": APPLY_ERROR, "sleep": 0.4},
@@ -271,6 +275,16 @@ def test_a_fleet_is_invoked_with_bounded_parallelism_and_summarised_in_one_table
     assert table["billing"][1:4] == ["yes", "2", "success"]
     assert table["orders"][1:4] == ["?", "?", "FAILED"]
     assert "4 succeeded, 1 failed" in done.stdout
+
+
+def test_the_databases_of_one_cluster_are_invoked_one_after_the_other(aws, tmp_path):
+    """Each run holds the cluster's lock: a second one there would only wait for it."""
+    folder = fleet(tmp_path, "billing", "orders", "airflow")
+    done, records = aws({"*": {"body": REPORT, "sleep": 0.2}}, "-j", "3", "f", str(folder))
+
+    assert done.returncode == 0 and "3 event(s) on 1 cluster(s), apply, 1 at a time" in done.stdout
+    spans = sorted((r["start"], r["end"]) for r in records)
+    assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:], strict=False))
 
 
 def test_a_fleet_that_succeeds_exits_0(aws, tmp_path):

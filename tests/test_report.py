@@ -159,3 +159,41 @@ def test_debug_logs_show_the_sql_with_passwords_blanked(rds, capsys):
     assert all("SCRAM" not in s for s in executed)
     for password in all_passwords(rds):
         assert password not in logged
+
+
+def test_a_report_over_the_limit_is_compacted_and_its_details_are_logged(db, capsys, monkeypatch):
+    event = db.event([user(f"app{i}", grant_privileges="SELECT") for i in range(30)], dry_run=True)
+    full = db.invoke(event)
+    size = len(json.dumps(full))
+    capsys.readouterr()
+    monkeypatch.setattr(tool, "REPORT_LIMIT_BYTES", size // 3)  # the users fit, not the SQL
+
+    compact = db.invoke(event)
+
+    assert len(json.dumps(compact)) <= size // 3 < compact["compacted"]["full_bytes"]
+    assert compact["users"][0] == {"db_user": "app0", "action": "create", "result": "created"}
+    assert compact["user_results"] == {"created": 30} and compact["changed"] is True
+    assert compact["sql"] == full["sql"][: len(compact["sql"])]
+    assert 0 < compact["sql_omitted"] == len(full["sql"]) - len(compact["sql"])
+    assert "in the function's log" in compact["warnings"][-1]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    logged_users = [line for line in lines if line["message"] == "user"]
+    assert [line["db_user"] for line in logged_users] == [f"app{i}" for i in range(30)]
+    assert logged_users[0]["changes"] == full["users"][0]["changes"]
+    logged_sql = [s for line in lines if line["message"] == "sql" for s in line["statements"]]
+    assert logged_sql == full["sql"]
+
+
+def test_compaction_keeps_the_counts_when_even_a_line_per_user_is_too_much():
+    users = [
+        {"db_user": f"u{i}", "action": "create", "result": "created", "changes": ["x" * 50]}
+        for i in range(100)
+    ]
+    report = {"status": "success", "changed": True, "users": users, "warnings": [], "stats": {}}
+
+    assert tool.fit_report(report, limit=10**6) is report  # under the limit: as it is
+    small = tool.fit_report(report, limit=2_000)
+
+    assert len(json.dumps(small)) <= 2_000
+    assert small["users"] == [] and small["users_omitted"] == 100
+    assert small["user_results"] == {"created": 100} and small["compacted"]["limit_bytes"] == 2_000

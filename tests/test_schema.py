@@ -111,6 +111,10 @@ INVALID = {
     "an IAM user given a new password": first_user(auth="iam", rotate_password="Yes"),
     "an IAM user with its own rotation": first_user(auth="iam", rotation={"days": 7}),
     "an IAM user with reassign_to": first_user(auth="iam", reassign_to="someone"),
+    "a writes pace of 0": top(secrets_writes_per_second=0),
+    "a reads pace above 10,000": top(secrets_reads_per_second=10_001),
+    "a pace as a string": top(secrets_writes_per_second="5"),
+    "a pace as a boolean": top(secrets_reads_per_second=True),
 }
 
 VALID = {
@@ -150,6 +154,10 @@ VALID = {
     "a delete declared iam": lambda event: event["users"][2].update(
         action="delete", auth="iam", rotate_password=True
     ),
+    "a fleet's share of the paces": top(
+        secrets_writes_per_second=6.25, secrets_reads_per_second=10
+    ),
+    "null paces": top(secrets_writes_per_second=None, secrets_reads_per_second=None),
     "an account host pattern": lambda event: (
         event.update(MARIADB),
         event["users"][0].update(host="10.0.%"),
