@@ -181,10 +181,11 @@ def run(
         draw = local_passwords if event.dry_run else aws.random_passwords
         plan = plan.with_passwords(draw(plan.passwords_wanted) if plan.passwords_wanted else [])
         if event.dry_run:
-            plan = planned(plan)
+            plan = with_record_steps(planned(plan), {})
             applied = Applied(target.dialect.rehearse(connection, plan.steps))
         else:
             plan, first = planned_while_writing(plan, aws, deadline)
+            plan = with_record_steps(plan, first)
             applied = apply_plan(connection, plan, first, aws, deadline)
         result = report(plan, applied, aws)
     result["duration_ms"] = round((time.monotonic() - started) * 1000)
@@ -424,6 +425,7 @@ class UserSpec:
     rotation: Rotation | None = None  # None: the secret's rotation is left as it is
     host: str | None = None  # the account host, where the engine has one (Dialect.for_engine)
     secret_found: bool = False  # a delete's secret, found by its tags (none was named)
+    keep_account: bool = False  # a delete from this database only: the account stays
     # None: not declared, a password user, but an existing account that authenticates
     # another way (IAM, another plugin) is never given a password; "password" converts it.
     auth: Auth | None = None
@@ -439,7 +441,13 @@ class UserSpec:
 
     @property
     def deleting(self) -> bool:
+        """It goes from this database: its privileges here are revoked."""
         return self.action == "delete"
+
+    @property
+    def dropping(self) -> bool:
+        """Its account goes too, and its secret: a delete without keep_account."""
+        return self.action == "delete" and not self.keep_account
 
     @property
     def wants_new_password(self) -> bool:
@@ -563,6 +571,7 @@ class Credential:
     _: KW_ONLY
     set_in_database: bool  # the plan gives the role this password
     undo_pending: bool = False  # drop the AWSPENDING label of our own interrupted change
+    shared: bool = False  # the secret serves this database as it is (see secret_use)
 
     @property
     def final_value(self) -> dict:
@@ -589,10 +598,28 @@ class Step:
     users: tuple[str, ...]
     as_role: str | None = None  # the role it runs as: the owner whose objects it changes
     shown: Any = None  # the statement as shown: its password blanked
+    record: bool = False  # writes the tool's record of the account, not the account itself
 
     @property
     def who(self) -> str:
         return ", ".join(self.users) or "the master"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the server itself records of an account the tool manages, next to the account
+    (PostgreSQL: the role's comment; MySQL 8: an account attribute; MariaDB: a table of the
+    tool's), read with the rest of the catalog state: strongly consistent, whatever
+    ListSecrets says and whatever name the event reaches the server by."""
+
+    secret: str  # the ARN of the one secret that manages the account
+    databases: tuple[str, ...] = ()  # the databases whose events declare it
+    # The version of our own password change staged in that secret, while one is under way:
+    # the secret is then read by id, never from a list that may not show the AWSPENDING yet.
+    pending: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {"secret": self.secret, "databases": list(self.databases), "pending": self.pending}
 
 
 class EngineState(Protocol):
@@ -600,10 +627,13 @@ class EngineState(Protocol):
 
     catalog_queries: int
     read_only: str | None  # why the server refuses writes, in words; None: it accepts them
+    # Of the databases other than the event's that records name, those that exist.
+    existing_databases: frozenset[str]
 
     def has_user(self, user: UserSpec) -> bool: ...
     def has_clone(self, user: UserSpec) -> bool: ...
     def password_expired(self, user: UserSpec, login: str) -> bool: ...
+    def record_of(self, user: UserSpec) -> Record | None: ...
 
     def other_auth(self, user: UserSpec) -> str | None:
         """How the user's existing account authenticates when not by a password the tool can
@@ -623,6 +653,8 @@ class Facts:
     # account that is about to get a secret (and so a password) of this event's (by user).
     found: dict[str, list[str]] = field(default_factory=dict)
     elsewhere: dict[str, list[str]] = field(default_factory=dict)
+    # Other names of this server, proven (see proven_aliases).
+    aliases: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -641,6 +673,10 @@ class Plan:
     rotations: Mapping[str, RotationCall]  # by user, for the users whose rotation changes
     warnings: tuple[str, ...] = ()  # what the tool cannot change, said
     steps: tuple[Step, ...] = ()
+    # By user: the ownership record each account gets (see wanted_record), written with the
+    # database changes once the secrets are (a new secret's ARN, a staged version, is known
+    # then: with_record_steps).
+    records: Mapping[str, Record] = field(default_factory=dict)
 
     def secret_of(self, user: UserSpec) -> SecretState:
         return self.secrets[user.secret_name or ""]
@@ -681,6 +717,11 @@ class SqlStats:
     statements: int = 0
     sql_ms: int = 0
     notices: tuple[str, ...] = ()
+
+    def __add__(self, other: SqlStats) -> SqlStats:
+        """Two runs of steps as one (the statements, then the records settled after them)."""
+        notices = tuple(dict.fromkeys(self.notices + other.notices))
+        return SqlStats(self.statements + other.statements, self.sql_ms + other.sql_ms, notices)
 
 
 @dataclass(frozen=True)
@@ -887,6 +928,7 @@ USER_KEYS = {
     "rotation",
     "host",
     "reassign_to",
+    "keep_account",
 }
 
 TRUE_WORDS = {"true", "yes", "1"}
@@ -1248,10 +1290,12 @@ def parse_user(
     elif secret_name is not None:
         problems += secret_name_problems(secret_name, "user_secret_name")
     flags = {}
-    for key in ("grant_ddl", "rotate_password"):
+    for key in ("grant_ddl", "rotate_password", "keep_account"):
         flags[key] = parse_bool(raw.get(key, False))
         if flags[key] is None:
             problems.append(bool_problem(key, raw[key]))
+    if "keep_account" in raw and action != "delete":
+        problems.append("keep_account applies only to action delete")
     privileges, everything, found = parse_privileges(raw.get("grant_privileges"))
     problems += [f"grant_privileges: {p}" for p in found]
     grantor = None if is_none(raw.get("grantor")) else raw["grantor"]
@@ -1282,6 +1326,7 @@ def parse_user(
         all_privileges=everything,
         grantor=grantor,
         rotate_password=bool(flags["rotate_password"]),
+        keep_account=bool(flags["keep_account"]),
         reassign_to=reassign_to,
         host=host,
         rotation=None if action == "delete" else rotation,
@@ -1672,7 +1717,7 @@ def gather(
             for u in users_of[secret.name]
         )
 
-    unnamed = [u for u in event.users if u.deleting and not u.secret_name]
+    unnamed = [u for u in event.users if u.dropping and not u.secret_name]
 
     def read_secrets() -> tuple[dict[str, list[str]], dict[str, SecretState]]:
         found = dict(
@@ -1689,6 +1734,7 @@ def gather(
         reading = pool.submit(read_secrets)
         state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
+    found = read_recorded_secrets(event, state, secrets, found, aws)
     # A password account becoming an IAM user retires the secret the tool made for it: found
     # by its tags when the event names none (an account that is already IAM needs no search,
     # so a re-run makes no call for it).
@@ -1701,12 +1747,20 @@ def gather(
         retiring = aws.map(lambda user: aws.find_managed(target, user.name), switching)
         found.update(zip([u.name for u in switching], retiring, strict=True))
         secrets.update(aws.read_states([arn for arns in retiring for arn in arns]))
-    # An account that exists and is to get a secret it never had gets a new password: any
-    # other secret of the tool's for it (one per database on this server) would stop working.
+    aliases = proven_aliases(connection, event, state, secrets, target)
+    # An account that authenticates another way (IAM) refuses every password: never probed.
+    staying = [u for u in event.users if u.has_password and not state.other_auth(u)]
+    probes = probe_logins(staying, secrets, state, event, target, aws, aliases)
+    # An account that exists without a record (made by hand, or managed before the tool kept
+    # records) and is to get a password of this event's (its secret is new, or its password
+    # does not log in) may be managed through another secret of the tool's, one per database
+    # of this server as the tool once made them: found by their tags, it is named, not broken.
     adopted = [
         u
-        for u in event.users
-        if u.has_password and state.has_user(u) and not secrets[u.secret_name or ""].exists
+        for u in staying
+        if state.has_user(u)
+        and state.record_of(u) is None
+        and (not secrets[u.secret_name or ""].exists or probes[u.name].current_ok is False)
     ]
     elsewhere = dict(
         zip(
@@ -1715,10 +1769,80 @@ def gather(
             strict=True,
         )
     )
-    # An account that authenticates another way (IAM) refuses every password: never probed.
-    staying = [u for u in event.users if u.has_password and not state.other_auth(u)]
-    probes = probe_logins(staying, secrets, state, event, target, aws)
-    return Facts(state, secrets, probes, found, elsewhere)
+    for user in adopted:
+        ours = secrets[user.secret_name or ""].arn
+        elsewhere[user.name] = [arn for arn in elsewhere[user.name] if arn != ours]
+    return Facts(state, secrets, probes, found, elsewhere, aliases)
+
+
+def proven_aliases(
+    connection: Any,
+    event: Event,
+    state: EngineState,
+    secrets: dict[str, SecretState],
+    target: Target,
+) -> frozenset[Endpoint]:
+    """The endpoints, named by secrets the server's records name, that reach this very server
+    under another name (an instance endpoint and the cluster's, a DNS alias, 127.0.0.1 and
+    localhost): each is tried once, by logging in there as a secret names (see
+    Dialect.same_server). A restored copy of the server holds the same records, so a record
+    alone does not say that a name reaches this one. The login is the secret's own, which the
+    secret's users send to that name anyway: the master's credentials never go to a name a
+    user secret says."""
+    records = {u.secret_name: state.record_of(u) for u in event.users if u.secret_name}
+    logins: dict[Endpoint, dict] = {}
+    for name, record in records.items():
+        secret = secrets.get(name or "")
+        value = (secret.value or {}) if secret else {}
+        if (
+            secret
+            and record
+            and record.secret == secret.arn
+            and value.get("host")
+            and isinstance(value.get("password"), str)
+            and described_elsewhere({**value, "dbname": None, "engine": None}, target, moving=False)
+        ):
+            logins.setdefault(endpoint_of(value), value)
+    return frozenset(
+        endpoint
+        for endpoint, value in sorted(logins.items())
+        if target.dialect.same_server(connection, other_endpoint(target, value), value)
+    )
+
+
+def read_recorded_secrets(
+    event: Event,
+    state: EngineState,
+    secrets: dict[str, SecretState],
+    found: dict[str, list[str]],
+    aws: SecretsManager,
+) -> dict[str, list[str]]:
+    """What the server's records say, read by id (strongly consistent, never through the
+    list): the secret a record names where it is not the one the event names (a delete that
+    names none deletes it; another one is refused while it exists), and again, described, a
+    secret whose record says a password change of ours is under way (ListSecrets may not show
+    its AWSPENDING yet). Adds them to `secrets` (by ARN); returns `found` with each delete
+    that names no secret given the recorded one."""
+    recorded, again = [], []
+    for user in event.users:
+        record = state.record_of(user)
+        named = secrets.get(user.secret_name or "")
+        if record is None:
+            continue
+        if named is None or named.arn != record.secret:
+            recorded.append(record.secret)
+        elif record.pending:
+            again.append(named.name)
+    if not recorded and not again:
+        return found
+    fresh = aws.read_states(recorded + again, lambda _: True)  # described, every one
+    secrets.update(fresh)
+    found = dict(found)
+    for user in event.users:
+        record = state.record_of(user)
+        if user.dropping and not user.secret_name and record:
+            found[user.name] = [record.secret]
+    return found
 
 
 def resolve_target(
@@ -2393,6 +2517,14 @@ def name_prefix_chains(names: list[str], size: int = 100, values: int = 10) -> l
     return chains
 
 
+def unverified(secret: SecretState, record: Record | None, target: Target, event: Event) -> bool:
+    """Whether an existing account's password must be tried before the secret is recorded as
+    its manager or moved to it: no record names the secret (an account managed before the
+    tool kept records, or made by hand), or the secret is moving here from another endpoint."""
+    named = record is not None and record.secret == secret.arn
+    return not named or secret_use(secret, target, event, record) == "moving"
+
+
 def needs_probe(secret: SecretState, login_exists: bool, event: Event) -> bool:
     return login_exists and (
         secret.pending_is_ours or (event.verify_logins and bool(secret.password))
@@ -2415,14 +2547,19 @@ def probe_logins(
     event: Event,
     target: Target,
     aws: SecretsManager,
+    aliases: frozenset[Endpoint] = frozenset(),
 ) -> dict[str, Probe]:
     """Log in, concurrently, where a password's fate depends on whether it works (never with
     a secret that is not the user's to use)."""
 
     def needed(user: UserSpec) -> bool:
-        secret = secrets[user.secret_name or ""]
-        mine = not secret_problems(user, secret, target, event)
-        return mine and needs_probe(secret, login_exists=state.has_user(user), event=event)
+        secret, record = secrets[user.secret_name or ""], state.record_of(user)
+        if secret_problems(user, secret, target, event, record, aliases):
+            return False
+        exists = state.has_user(user)
+        return needs_probe(secret, exists, event) or (
+            exists and bool(secret.password) and unverified(secret, record, target, event)
+        )
 
     def one(user: UserSpec) -> Probe:
         secret = secrets[user.secret_name or ""]
@@ -2455,8 +2592,12 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
         *dialect.state_problems(event, state),
     ]
     for user in event.users:
+        record = state.record_of(user)
         if user.secret_name:
-            problems += secret_problems(user, secrets[user.secret_name], target, event)
+            secret = secrets[user.secret_name]
+            problems += secret_problems(user, secret, target, event, record, facts.aliases)
+            problems += ownership_problems(user, secret, record, secrets)
+        problems += deletion_problems(user, record, state, event)
         problems += [
             f"user {user.name!r}: its account exists and is managed through secret {other!r}, "
             f"and an account has one password (roles and accounts span the server): giving it "
@@ -2479,6 +2620,7 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
         # Converted to a password (auth password; it authenticated another way), the account
         # has no password that works: it gets one as a new user does.
         password_login = state.has_user(user) and not state.other_auth(user)
+        use = secret_use(secret, target, event, state.record_of(user), facts.aliases)
         credential = decide_credential(
             user,
             login,
@@ -2486,10 +2628,14 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
             password_login,
             facts.probes.get(user.name, Probe()),
             target,
+            use,
             expired=state.password_expired(user, login),
         )
         problems += credential_problems(credential, secret)
         problems += downgrade_problems(user, state)
+        problems += moving_problems(
+            credential, secret, use, facts.probes.get(user.name, Probe()), target
+        )
         credentials[user.name] = credential
     rotations = rotation_calls(staying, secrets, dialect, target.settings)
     problems += rotation_call_problems(staying, rotations, secrets)
@@ -2500,12 +2646,24 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
             u,
             credentials.get(u.name),
             secrets[u.secret_name],
-            wanted_tags(event, target, u.name),
-            key_change(secrets[u.secret_name], event),
+            secret_tags(event, target, u.name, credentials.get(u.name)),
+            secret_key_change(secrets[u.secret_name], event, credentials.get(u.name)),
         )
         for u in event.users
         if u.secret_name
     }
+    records = {}
+    for user in event.users:
+        held = state.record_of(user)
+        if user.deleting and not user.dropping and held and event.database in held.databases:
+            others = tuple(d for d in held.databases if d != event.database)
+            records[user.name] = replace(held, databases=others)
+    for user in staying:
+        record = wanted_record(
+            user, credentials[user.name], secrets[user.secret_name or ""], state, event
+        )
+        if record != state.record_of(user):
+            records[user.name] = record
     return Plan(
         event,
         target,
@@ -2515,6 +2673,7 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
         results,
         rotations,
         tuple(dialect.warnings(event, state)),
+        records=records,
     )
 
 
@@ -2564,9 +2723,19 @@ def with_found_secrets(event: Event, found: dict[str, list[str]]) -> tuple[Event
     return replace(event, users=tuple(users)), problems
 
 
-def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: Event) -> list[str]:
-    """A secret is one account's on one database: never taken from another account, and
-    never moved to another database (nor, unless the event says so, to another endpoint)."""
+def secret_problems(
+    user: UserSpec,
+    secret: SecretState,
+    target: Target,
+    event: Event,
+    record: Record | None = None,
+    aliases: frozenset[Endpoint] = frozenset(),
+) -> list[str]:
+    """A secret is one account's: never taken from another account. It describes the
+    database it was made for, and is never repointed to another one (nor, unless the event
+    says so, to another endpoint); but where the server's own record says it manages the
+    account, it serves every database of the server, under any name the server is reached by
+    (see secret_use)."""
     if not secret.exists:
         return []
     if secret.foreign_value:
@@ -2582,7 +2751,7 @@ def secret_problems(user: UserSpec, secret: SecretState, target: Target, event: 
             "and is not overwritten"
         ]
     differs = described_elsewhere(value, target, moving=event.move_secrets)
-    if differs:
+    if secret_use(secret, target, event, record, aliases) == "elsewhere":
         return [
             f"user {user.name!r}: secret {secret.name!r} describes another database "
             f"({'; '.join(differs)}); a secret is one database's, so it is not taken over. "
@@ -2620,6 +2789,145 @@ def described_elsewhere(value: dict, target: Target, *, moving: bool) -> list[st
     ]
 
 
+SecretUse = Literal["own", "moving", "shared", "elsewhere"]
+
+
+def secret_use(
+    secret: SecretState,
+    target: Target,
+    event: Event,
+    record: Record | None,
+    aliases: frozenset[Endpoint] = frozenset(),
+) -> SecretUse:
+    """How this event may use the user's secret:
+    - own: it describes this database at this endpoint (or is new): it is written to say so;
+    - moving: it describes this database at another endpoint, and move_secrets follows it;
+    - shared: the server's record says it manages the account, and it describes another
+      database of this server, or this one under another name of the server (`aliases`,
+      proven by same_server): it serves this database as it is, never repointed (its value
+      and tags are left as they are);
+    - elsewhere: anything else, refused (secret_problems)."""
+    value = secret.value or {}
+    if not described_elsewhere(value, target, moving=False):
+        return "own"
+    if event.move_secrets and not described_elsewhere(value, target, moving=True):
+        return "moving"
+    recorded = record is not None and record.secret == secret.arn
+    engine_agrees = not described_elsewhere({"engine": value.get("engine")}, target, moving=True)
+    here = not described_elsewhere({**value, "dbname": None}, target, moving=False)
+    if recorded and engine_agrees and (here or endpoint_of(value) in aliases):
+        return "shared"
+    return "elsewhere"
+
+
+Endpoint = tuple[str, str]  # (host in lower case, port): where a secret says its server is
+
+
+def endpoint_of(value: dict) -> Endpoint:
+    return (str(value.get("host") or "").lower(), str(value.get("port") or ""))
+
+
+def ownership_problems(
+    user: UserSpec, secret: SecretState, record: Record | None, secrets: dict[str, SecretState]
+) -> list[str]:
+    """The server's record names the one secret that manages the account; another secret is
+    refused while that one exists (a deleted one no longer manages anything: the event's
+    secret then takes over)."""
+    if record is None or (secret.exists and secret.arn == record.secret):
+        return []
+    manager = secrets.get(record.secret)
+    if manager is None or not manager.exists or manager.scheduled_for_deletion:
+        return []
+    used_in = ", ".join(map(repr, record.databases)) or "no database"
+    if user.deleting:
+        return [
+            f"user {user.name!r}: the server's record says secret {record.secret!r} manages "
+            f"its account, not {user.secret_name!r}; name that one in user_secret_name (or "
+            "none: the delete then deletes that one). Nothing was changed"
+        ]
+    return [
+        f"user {user.name!r}: its account is managed through secret {record.secret!r} (the "
+        f"server's record; used in {used_in}), and an account has one password, so one "
+        f"secret: giving it {user.secret_name!r} would leave that one unable to log in. "
+        f"Nothing was changed; name {record.secret!r} in user_secret_name (one secret serves "
+        "every database of the server), or give this database another user"
+    ]
+
+
+def deletion_problems(
+    user: UserSpec, record: Record | None, state: EngineState, event: Event
+) -> list[str]:
+    """A delete drops the account on the whole server, and its secret with it: refused while
+    the record says other databases use it, and when the secret cannot be known for certain
+    (no record names it, none is named, and ListSecrets, which may lag minutes behind a
+    create, found none by its tags): the secret would be left with a dead password."""
+    if not user.dropping or not state.has_user(user):
+        return []
+    others = [
+        d
+        for d in (record.databases if record else ())
+        if d != event.database and d in state.existing_databases
+    ]
+    problems = []
+    if others:
+        problems.append(
+            f"user {user.name!r} cannot be deleted: the server's record says database(s) "
+            f"{', '.join(map(repr, others))} use it too (their events declare it), and a "
+            "delete drops the account on the whole server. Nothing was changed; first take "
+            f"it out of {', '.join(map(repr, others))} (a delete there, with keep_account: "
+            "true, revokes what it holds there and keeps the account)"
+        )
+    # An account that logs in another way (IAM) has no password a secret could hold.
+    if not user.secret_name and not state.other_auth(user):
+        problems.append(
+            f"user {user.name!r}: no secret of the tool's is known for it: the server holds no "
+            "record of one, and none was found by its tags (ListSecrets may lag a few minutes "
+            "behind a create, and tags can be edited). Deleting it would leave its secret, if "
+            "it has one, with a dead password. Nothing was changed; name its secret in "
+            "user_secret_name (for an account that never had one, a name no secret has)"
+        )
+    return problems
+
+
+def moving_problems(
+    credential: Credential, secret: SecretState, use: SecretUse, probe: Probe, target: Target
+) -> list[str]:
+    """A moving secret is moved only onto an account its password logs in to (one recorded
+    for another secret is refused by ownership_problems)."""
+    value = secret.value or {}
+    where = f"{value.get('host')}:{value.get('port')}"
+    if use == "moving" and probe.current_ok is False and not probe.pending_ok:
+        return [
+            f"user {credential.user!r}: move_secrets: the account exists at "
+            f"{target.host}:{target.port} and does not log in with the password of secret "
+            f"{secret.name!r} (which describes {where}); moved, the secret would hold a "
+            "password that does not log in. Nothing was changed; move it only to the server "
+            "its account lives on"
+        ]
+    return []
+
+
+def wanted_record(
+    user: UserSpec,
+    credential: Credential,
+    secret: SecretState,
+    state: EngineState,
+    event: Event,
+) -> Record:
+    """The record the account gets in this run: its secret (its ARN, "" until a new one is
+    created), every database that declares it, and our password change while it is under
+    way ("" until it is staged; settled once it is promoted)."""
+    held = state.record_of(user)
+    kept = [d for d in (held.databases if held else ()) if d in state.existing_databases]
+    databases = tuple(sorted({*kept, event.database}))  # a dropped database uses nothing
+    pending = None
+    if credential.mode == "change":
+        pending = ""
+    elif credential.mode == "finish":
+        pending = secret.pending_version
+    return Record(secret.arn or "", databases, pending)
+
+
 def login_of(user: UserSpec, secret: SecretState, state: EngineState) -> str:
     """The account the secret's password belongs to: the rotation clone once an AWS rotation
     switched the secret to it (while both accounts exist), else the user itself."""
@@ -2649,15 +2957,20 @@ def decide_credential(
     login_exists: bool,
     probe: Probe,
     target: Target,
+    use: SecretUse = "own",
     *,
     expired: bool = False,
 ) -> Credential:
-    """`expired`: the login's password expired (MySQL, MariaDB): the secret's password is set
+    """`use`: how the event uses the secret (secret_use): a shared one is never rewritten.
+    `expired`: the login's password expired (MySQL, MariaDB): the secret's password is set
     again, which makes it work again without a change the applications would see."""
-    value = secret_value(secret.value, login, target)
+    shared = use == "shared"
+    value = dict(secret.value or {}) if shared else secret_value(secret.value, login, target)
     if secret.pending_is_ours and login_exists and probe.pending_ok:
         pending = (secret.pending_value or {}).get("password")
-        return Credential(user.name, login, "finish", pending, value, set_in_database=False)
+        return Credential(
+            user.name, login, "finish", pending, value, set_in_database=False, shared=shared
+        )
     undo = secret.pending_is_ours
     current = secret.password
     if not login_exists:
@@ -2670,10 +2983,24 @@ def decide_credential(
         )
     if user.wants_new_password or not current or probe.current_ok is False:
         return Credential(
-            user.name, login, "change", None, value, set_in_database=True, undo_pending=undo
+            user.name,
+            login,
+            "change",
+            None,
+            value,
+            set_in_database=True,
+            undo_pending=undo,
+            shared=shared,
         )
     return Credential(
-        user.name, login, "keep", current, value, set_in_database=expired, undo_pending=undo
+        user.name,
+        login,
+        "keep",
+        current,
+        value,
+        set_in_database=expired,
+        undo_pending=undo,
+        shared=shared,
     )
 
 
@@ -2765,6 +3092,14 @@ def rotation_call_problems(
     return problems
 
 
+def secret_tags(
+    event: Event, target: Target, user: str, credential: Credential | None
+) -> dict[str, str]:
+    """The tags this run wants on the user's secret: none for a shared one (its tags say
+    what it was made for, and stay)."""
+    return {} if credential and credential.shared else wanted_tags(event, target, user)
+
+
 def wanted_tags(event: Event, target: Target, user: str) -> dict[str, str]:
     """The tags of a user's secret: the tool's mark, what the secret is for (so that it can be
     found by them), and the event's own."""
@@ -2803,6 +3138,8 @@ def secret_result(
     """What happens to the user's secret; the same answer for a run and for its dry run. An
     IAM user's password secret is retired as a delete's is. `key`: the KMS key it is to be
     encrypted with from now on (key_change)."""
+    if user.deleting and not user.dropping:
+        return "unchanged" if secret.exists else "absent"
     if user.deleting or user.iam:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
@@ -2818,6 +3155,13 @@ def secret_result(
     ):
         return "updated"
     return "unchanged"
+
+
+def secret_key_change(
+    secret: SecretState, event: Event, credential: Credential | None
+) -> str | None:
+    """key_change, but none for a shared secret (its settings are its home's: secret_use)."""
+    return None if credential and credential.shared else key_change(secret, event)
 
 
 def key_change(secret: SecretState, event: Event) -> str | None:
@@ -2896,10 +3240,29 @@ def apply_plan(
     deadline: Deadline,
 ) -> Applied:
     """The database, then the secrets that wait for it (`first`: what write_secrets_first
-    wrote). Returns what was done."""
-    deadline.check("changing the database")
-    stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
+    wrote). Returns what was done. A deleted user's secret is deleted once the statements have
+    run, before PostgreSQL commits them: a delete that cannot delete the secret changes
+    nothing there. MySQL's statements are final as they run: its records of deleted accounts
+    are forgotten only after their secrets are deleted, so that a re-run still finds them."""
     writer = SecretWriter(aws, plan.event, plan.target)
+    # A deleted user's secret, and the password secret of a user that became an IAM user.
+    doomed = [u for u in plan.event.users if (u.dropping or u.iam) and u.secret_name]
+
+    def delete_secrets() -> None:
+        try:
+            aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
+        except (Throttled, botocore.exceptions.ClientError) as error:
+            raise ApplyError(
+                "deleting the secrets of the deleted users failed: "
+                f"{throttled_text(error) or REDACT(str(error))}. "
+                "A delete does not succeed without its secret; a re-run converges."
+            ) from None
+
+    deadline.check("changing the database")
+    if doomed:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=delete_secrets)
+    else:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
 
     def after(user: str) -> SecretState:
         secret, staged = first[user]
@@ -2910,14 +3273,56 @@ def apply_plan(
     try:
         deadline.check("promoting the new passwords")
         written = dict(zip(first, aws.map(after, list(first)), strict=True))
-        doomed = [u for u in plan.event.users if (u.deleting or u.iam) and u.secret_name]
-        aws.map(lambda user: writer.delete(user, plan.secret_of(user)), doomed)
     except (ApplyError, Throttled, botocore.exceptions.ClientError) as error:
         raise ApplyError(
             f"{throttled_text(error) or REDACT(str(error))}. The database changes are committed "
             f"({len(plan.steps)} statements); some secrets are not yet final. A re-run converges."
         ) from None
-    return Applied(stats, written)
+    return Applied(stats + settle_records(connection, plan, written), written)
+
+
+def settle_records(connection: Any, plan: Plan, written: Mapping[str, SecretState]) -> SqlStats:
+    """Once the new passwords are promoted, the records say no change is under way any more
+    (until then a re-run reads those secrets by id); once the deleted users' secrets are
+    deleted, their records (where they outlive the account) are forgotten. A run stopped
+    before this leaves the records as they were, and the next run settles them."""
+    settled = []
+    for credential in plan.credentials.values():
+        user = plan.event.user(credential.user)
+        if user is None or credential.mode not in ("change", "finish"):
+            continue
+        record = plan.records.get(user.name) or plan.state.record_of(user)
+        if record is not None:
+            secret = written.get(user.name, plan.secret_of(user)).arn or record.secret
+            settled.append((user, replace(record, secret=secret, pending=None)))
+    dialect = plan.target.dialect
+    steps = dialect.record_steps(settled, plan.state) if settled else []
+    steps += dialect.forget_records([u for u in plan.event.users if u.dropping], plan.state)
+    return dialect.apply(connection, plan.target, steps) if steps else SqlStats()
+
+
+def with_record_steps(plan: Plan, first: Mapping[str, tuple[SecretState, str | None]]) -> Plan:
+    """The plan with the records written among its steps (see Dialect.with_records), each
+    naming its secret's ARN and the version staged for it, known once the secrets are written
+    (`first`: what write_secrets_first wrote; a dry run shows them as they would be)."""
+    if not plan.records:
+        return plan
+    records = []
+    for name, record in plan.records.items():
+        user = plan.event.user(name)
+        if user is None:
+            continue
+        secret, staged = first.get(name, (plan.secrets.get(user.secret_name or ""), None))
+        pending = record.pending
+        if pending == "":
+            pending = staged or ""
+        arn = (secret.arn if secret else None) or record.secret
+        records.append((user, replace(record, secret=arn, pending=pending)))
+    dialect = plan.target.dialect
+    steps = dialect.with_records(
+        list(plan.steps), dialect.record_steps(records, plan.state), plan.state
+    )
+    return replace(plan, steps=tuple(steps))
 
 
 class SecretWriter:
@@ -3025,11 +3430,11 @@ class SecretWriter:
                 self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
             self.put(secret, credential.final_value)
-        missing = missing_tags(secret, self.tags(credential.user))
+        missing = {} if credential.shared else missing_tags(secret, self.tags(credential.user))
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
-        key = key_change(secret, self.event)
+        key = secret_key_change(secret, self.event, credential)
         if key:
             # New versions are encrypted with it, and AWSCURRENT, AWSPENDING and AWSPREVIOUS
             # are re-encrypted (which needs kms:Encrypt on it, and Decrypt on the old key).
@@ -3156,7 +3561,7 @@ def fit_report(result: dict, limit: int | None = None) -> dict:
 
 def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
     credential = plan.credentials.get(user.name)
-    changes = [step.summary for step in plan.steps if user.name in step.users]
+    changes = [s.summary for s in plan.steps if user.name in s.users and not s.record]
     if credential and credential.mode == "finish":
         changes.append("finish an interrupted password change")
     if credential and credential.undo_pending:
@@ -3170,8 +3575,10 @@ def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
             secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
             changes.append(f"secret {result}")
-    elif user.deleting:
+    elif user.dropping:
         changes.append("no secret of the tool's found for it by its tags")
+    if user.deleting and not user.dropping and user.name in plan.records:
+        changes.append(f"taken out of database {plan.target.database}; the account stays")
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))
@@ -3216,6 +3623,8 @@ def iam_connect_policy(user: UserSpec, target: Target) -> dict[str, str]:
 def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: dict | None) -> str:
     existed = state.has_user(user)
     outcome = secret["result"] if secret else "unchanged"
+    if user.deleting and not user.dropping:
+        return ("updated" if changes else "unchanged") if existed else "absent"
     if user.deleting:
         return "deleted" if existed or outcome == "deleted" else "absent"
     if not existed:
@@ -3293,6 +3702,7 @@ class Dialect(Protocol[StateT]):
     def for_engine(self, user: UserSpec) -> UserSpec: ...
     def connect(self, target: Target, lock: HeldLock | None = None) -> Any: ...
     def login_works(self, target: Target, user: str, password: str | None) -> bool: ...
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool: ...
     def lock(self, target: Target, deadline: Deadline) -> AbstractContextManager[HeldLock]: ...
     def read_state(
         self, connection: Any, target: Target, event: Event, deadline: Deadline
@@ -3301,19 +3711,30 @@ class Dialect(Protocol[StateT]):
     def warnings(self, event: Event, state: StateT) -> list[str]: ...
     def identified_by(self, password: str, state: StateT) -> str: ...
     def plan(self, event: Event, state: StateT, identified_by: dict[str, str]) -> list[Step]: ...
-    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats: ...
+    def apply(
+        self,
+        connection: Any,
+        target: Target,
+        steps: Sequence[Step],
+        then: Callable[[], None] | None = None,
+    ) -> SqlStats: ...
     def rehearse(self, connection: Any, steps: Sequence[Step]) -> SqlStats: ...
     def render(self, step: Step) -> str: ...
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: StateT) -> list[Step]: ...
+    def with_records(self, steps: list[Step], records: list[Step], state: StateT) -> list[Step]: ...
+    def forget_records(self, users: list[UserSpec], state: StateT) -> list[Step]: ...
 
 
 def step_applied(step: Step, target: Target) -> None:
-    """The audit line of one applied statement: what, for whom, where (never its SQL)."""
+    """The audit line of one applied statement: what, for whom, where (never its SQL); a
+    write of the tool's record says so (the report lists the changes to the accounts)."""
     info(
         "applied",
         change=step.summary,
         users=list(step.users),
         database=target.database,
         host=target.host,
+        **({"record": True} if step.record else {}),
     )
 
 
@@ -3354,6 +3775,36 @@ class CloneLimit:
 SECONDS = re.compile(r"^[0-9]{1,6}(?:\.[0-9]{1,3})?$")  # 10, 2.5: plain decimal seconds
 
 TIMEOUT_MAX_S = 900  # Lambda's longest invocation: no wait may be longer
+
+
+def record_summary(record: Record) -> str:
+    """The change a record write is reported as."""
+    if record.pending:
+        return "record the password change under way"
+    secret = record.secret or "the secret this run creates"
+    return f"record that secret {secret} manages it, in {', '.join(record.databases)}"
+
+
+def parse_record(value: Any) -> Record | None:
+    """A record read from the server (its JSON document, or that document's text), or None
+    when it is not one the tool wrote: then the account has no record."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(value, dict):
+        return None
+    secret, databases, pending = value.get("secret"), value.get("databases"), value.get("pending")
+    if (
+        not isinstance(secret, str)
+        or not secret.startswith("arn:")
+        or not isinstance(databases, list)
+        or not all(isinstance(d, str) for d in databases)
+        or not isinstance(pending, str | None)
+    ):
+        return None
+    return Record(secret, tuple(databases), pending)
 
 
 @dataclass(frozen=True)
@@ -3563,6 +4014,15 @@ class HeldLock:
             )
 
 
+def other_endpoint(target: Target, value: dict) -> Target | None:
+    """The target at the endpoint a secret's value names (None: a port that is no number)."""
+    port = value.get("port")
+    try:
+        return replace(target, host=str(value["host"]), port=int(port) if port else target.port)
+    except (ValueError, TypeError):
+        return None
+
+
 def server_notices(said: Iterable[str]) -> tuple[str, ...]:
     """What the server said while the steps ran, each once, scrubbed, as "server ..."."""
     return tuple(f"server {' '.join(REDACT(text).split())}" for text in dict.fromkeys(said))
@@ -3635,6 +4095,10 @@ PG_LOCK_HELD_QUERY = """
 SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
                AND granted AND classid = %s::oid AND objid = %s::oid AND objsubid = 1)
 """
+
+PG_SESSION_SEEN_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s AND application_name = %s)"
+)
 
 PG_KEEPALIVE_S = 10  # TCP keepalive: idle seconds before the first probe, and between probes
 
@@ -3795,6 +4259,35 @@ class Postgres:
             ) from None
         return True
 
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool:
+        """Whether `elsewhere` reaches the server `connection` is on: a session opened there
+        with `login` (a secret's value), under a name of its own, is looked for among this
+        server's sessions (pid and application_name are shown to every role). A name that
+        does not answer, or refuses the login, is not this one."""
+        marker = f"{TOOL}-{uuid.uuid4()}"
+        if elsewhere is None:
+            return False
+        database = login.get("dbname") if isinstance(login.get("dbname"), str) else None
+        args = self.connect_args(elsewhere, str(login.get("username")), login["password"], database)
+        args["application_name"] = marker
+        try:
+            other = psycopg2.connect(**args)
+        except psycopg2.Error:
+            return False
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            with connection.cursor() as cursor:
+                # A transaction sees the sessions as they were when it first looked.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(PG_SESSION_SEEN_QUERY, (pid, marker))
+                seen = bool(cursor.fetchone()[0])
+        finally:
+            close_quietly(other)
+        info("same server", host=elsewhere.host, port=elsewhere.port, same=seen)
+        return seen
+
     @contextmanager
     def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """A session advisory lock, taken in the `postgres` database so that invocations on
@@ -3878,11 +4371,31 @@ class Postgres:
     def plan(self, event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
         return plan_postgres(event, state, identified_by)
 
-    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: PgState) -> list[Step]:
+        return pg_record_steps(records, state)
+
+    def with_records(self, steps: list[Step], records: list[Step], state: PgState) -> list[Step]:
+        """Last, in the same transaction: a new role exists by then."""
+        return steps + records
+
+    def forget_records(self, users: list[UserSpec], state: PgState) -> list[Step]:
+        """Nothing: a role's comment goes with the role."""
+        return []
+
+    def apply(
+        self,
+        connection: Any,
+        target: Target,
+        steps: Sequence[Step],
+        then: Callable[[], None] | None = None,
+    ) -> SqlStats:
         """The steps in one transaction, committed only while the run still holds the cluster
-        lock; each gets its audit line once they are committed."""
+        lock; each gets its audit line once they are committed. `then` runs once the steps
+        have, before the commit: if it fails, nothing changes in the database."""
         try:
             stats = self.execute(connection, steps)
+            if then:
+                then()
             lock = getattr(connection, "cluster_lock", None)
             if lock:
                 lock.check("committing")
@@ -4063,6 +4576,7 @@ class PgRole:
     replication: bool = False  # only a role with REPLICATION may alter it: never managed
     bypass_rls: bool = False  # likewise with BYPASSRLS
     expired: bool = False  # VALID UNTIL in the past: no password logs in
+    comment: str | None = None  # COMMENT ON ROLE: the tool's record, or a person's text
     iam: bool = False  # a member of rds_iam, directly or through other roles: IAM logins only
     iam_grantors: tuple[str, ...] = ()  # who granted it rds_iam directly
 
@@ -4115,9 +4629,14 @@ class PgState:
     planned: tuple[Event, PrivilegePlan] | None = field(default=None, repr=False, compare=False)
     read_only: str | None = None  # why the server refuses writes (pg_read_only); None: it does not
     self_grant: str = ""  # 16+: the master's createrole_self_grant ('' : none)
+    existing_databases: frozenset[str] = frozenset()
 
     def has_user(self, user: UserSpec) -> bool:
         return user.name in self.roles
+
+    def record_of(self, user: UserSpec) -> Record | None:
+        role = self.roles.get(user.name)
+        return pg_record(role.comment)[0] if role else None
 
     def other_auth(self, user: UserSpec) -> str | None:
         role = self.roles.get(user.name)
@@ -4171,6 +4690,7 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
              WHERE m.member = r.oid),
        coalesce(rolconfig, '{}'),
        rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false),
+       CASE WHEN rolname = ANY(%(users)s) THEN shobj_description(r.oid, 'pg_authid') END,
        r.rolname = ANY(%(users)s) AND NOT rolsuper AND EXISTS (
            SELECT 1 FROM pg_roles i WHERE i.rolname = 'rds_iam' AND i.oid <> r.oid
            AND pg_has_role(r.oid, i.oid, 'MEMBER')),
@@ -4179,6 +4699,9 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
              WHERE i.rolname = 'rds_iam' AND m.member = r.oid AND r.rolname = ANY(%(users)s))
 FROM pg_roles r
 """
+
+# Which of the databases that records name exist (a dropped one no longer uses an account).
+PG_DATABASES_QUERY = "SELECT datname FROM pg_database WHERE datname = ANY(%(databases)s)"
 
 # Every managed object, with the grants the managed users hold on it and what PUBLIC holds.
 # - pg_database_owner (15+: the owner of `public`, and so the grantor of what its owner grants
@@ -4310,8 +4833,9 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             replication=row[10],
             bypass_rls=row[11],
             expired=row[12],
-            iam=row[13],
-            iam_grantors=tuple(row[14]),
+            comment=row[13],
+            iam=row[14],
+            iam_grantors=tuple(row[15]),
         )
         for row in cursor.fetchall()
     }
@@ -4354,7 +4878,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
     cursor.execute(DEFAULT_GRANTS_QUERY, params)
     default_grants = [DefaultGrant(*row) for row in cursor.fetchall()]
     dependencies: dict[str, list[str]] = defaultdict(list)
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     doomed = [name for u in leaving for name in (u.name, u.clone) if name in roles]
     if doomed:
         cursor.execute(DEPENDENCIES_QUERY, {"users": doomed})
@@ -4380,6 +4904,18 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         for role, admin in cursor.fetchall():
             admins[role].append(admin)
         queries += 1
+    recorded = {
+        database
+        for user in event.users
+        if user.name in roles
+        for database in (pg_record(roles[user.name].comment)[0] or Record("")).databases
+        if database != event.database
+    }
+    existing: frozenset[str] = frozenset()
+    if recorded:
+        cursor.execute(PG_DATABASES_QUERY, {"databases": sorted(recorded)})
+        existing = frozenset(name for (name,) in cursor.fetchall())
+        queries += 1
     return PgState(
         major,
         master,
@@ -4391,6 +4927,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         dict(admins),
         read_only=pg_read_only(in_recovery, read_only_transactions),
         self_grant=self_grant,
+        existing_databases=existing,
     )
 
 
@@ -4453,7 +4990,7 @@ def pg_state_problems(event: Event, state: PgState) -> list[str]:
         elif user.grantor and state.roles.get(user.grantor, PgRole("")).superuser:
             problems.append(f"user {user.name!r}: grantor {user.grantor!r} is a superuser")
         target = reassign_target(user, state)
-        if user.deleting and role and target not in staying and target not in state.roles:
+        if user.dropping and role and target not in staying and target not in state.roles:
             problems.append(f"user {user.name!r}: reassign_to {target!r} does not exist")
         for doomed in (user.name, user.clone):
             for place in state.dependencies.get(doomed, []):
@@ -4643,12 +5180,55 @@ def reassign_target(user: UserSpec, state: PgState) -> str:
     return user.reassign_to or user.grantor or state.master
 
 
+# PostgreSQL keeps the record in the role's comment (COMMENT ON ROLE), a JSON object marked
+# as the tool's: it is stored with the role (pg_shdescription, shared by every database),
+# read with the roles by shobj_description (pg_authid is never read), written in the run's
+# one transaction (so the record and the password it speaks of commit together), and
+# dropped with the role. Commenting needs what setting the password needs (CREATEROLE; on
+# 16+ ADMIN OPTION on the role), so no role the tool may manage lacks one. A role setting
+# would do too, but every session of the role would carry it. A comment a person wrote
+# before is kept inside the record, under "comment".
+
+
+def pg_record(comment: str | None) -> tuple[Record | None, str | None]:
+    """A role's record, and the comment a person wrote (kept when the record is written)."""
+    if not comment:
+        return None, None
+    try:
+        document = json.loads(comment)
+    except (ValueError, RecursionError):
+        return None, comment
+    if not isinstance(document, dict) or document.get("managed-by") != TOOL:
+        return None, comment
+    note = document.get("comment")
+    return parse_record(document), note if isinstance(note, str) else None
+
+
+def pg_record_text(record: Record, note: str | None) -> str:
+    document = {"managed-by": TOOL, **record.document()}
+    if note:
+        document["comment"] = note
+    return json.dumps(document, ensure_ascii=False)
+
+
+def pg_record_steps(records: list[tuple[UserSpec, Record]], state: PgState) -> list[Step]:
+    steps = []
+    for user, record in records:
+        role = state.roles.get(user.name)
+        note = pg_record(role.comment)[1] if role else None
+        statement = sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            sql.Identifier(user.name), sql.Literal(pg_record_text(record, note))
+        )
+        steps.append(Step(statement, record_summary(record), (user.name,), record=True))
+    return steps
+
+
 def plan_postgres(event: Event, state: PgState, identified_by: dict[str, str]) -> list[Step]:
     """Every statement that brings the database to the event's state, in order.
     `identified_by` holds the SCRAM verifier of each login that gets a password now. What the
     master cannot do was refused before, by pg_state_problems (through privilege_plan)."""
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     privileges = privilege_plan(event, state)
     return (
         role_steps(staying, state, identified_by)
@@ -4679,7 +5259,7 @@ def privilege_plan(event: Event, state: PgState) -> PrivilegePlan:
 
 def plan_privileges(event: Event, state: PgState) -> PrivilegePlan:
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     new_roles = {u.name for u in staying if u.name not in state.roles}
     problems: set[str] = set()
 
@@ -4696,7 +5276,7 @@ def plan_privileges(event: Event, state: PgState) -> PrivilegePlan:
             )
         return owner
 
-    present = staying + [u for u in leaving if u.name in state.roles]
+    present = staying + [u for u in event.users if u.deleting and u.name in state.roles]
     changes = object_changes(present, state, acting)
     changes += default_privilege_changes(present, event, state, acting)
     grants = batch(changes, event.database)
@@ -5349,6 +5929,11 @@ class MySql:
             problems.append(
                 f"schemas apply only to PostgreSQL ({self.label} grants on the database)"
             )
+        if event.database == MY_RECORD_DATABASE:
+            problems.append(
+                f"database_name {event.database!r} is the tool's own (its records of the "
+                "accounts it manages): never managed"
+            )
         return problems
 
     def user_problems(self, user: UserSpec, settings: Settings) -> list[str]:
@@ -5509,6 +6094,30 @@ class MySql:
             ) from None
         return True
 
+    def same_server(self, connection: Any, elsewhere: Target | None, login: dict) -> bool:
+        """Whether `elsewhere` reaches the server `connection` is on: a session opened there
+        with `login` (a secret's value) takes a lock of a name of its own, and this server
+        must say that session holds it (GET_LOCK is server-wide, and any account may take
+        one). A name that does not answer, or refuses the login, is not this server."""
+        marker = f"{TOOL}-{uuid.uuid4()}"
+        if elsewhere is None:
+            return False
+        try:
+            other = self.open(elsewhere, str(login.get("username")), login["password"])
+        except (pymysql.Error, ApplyError):
+            return False
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID(), GET_LOCK(%s, 0)", (marker,))
+                session, _ = cursor.fetchone()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT IS_USED_LOCK(%s)", (marker,))
+                seen = cursor.fetchone()[0] == session
+        finally:
+            close_quietly(other)
+        info("same server", host=elsewhere.host, port=elsewhere.port, same=seen)
+        return bool(seen)
+
     @contextmanager
     def lock(self, target: Target, deadline: Deadline) -> Iterator[HeldLock]:
         """GET_LOCK is server-wide, as accounts are; the connection's end releases it, so the
@@ -5578,8 +6187,42 @@ class MySql:
     def plan(self, event: Event, state: MyState, identified_by: dict[str, str]) -> list[Step]:
         return plan_mysql(event, state, identified_by)
 
-    def apply(self, connection: Any, target: Target, steps: Sequence[Step]) -> SqlStats:
-        """Each step is final as it runs, so each gets its audit line at once."""
+    def record_steps(self, records: list[tuple[UserSpec, Record]], state: MyState) -> list[Step]:
+        return my_record_steps(records, state)
+
+    def with_records(self, steps: list[Step], records: list[Step], state: MyState) -> list[Step]:
+        """The records first, before any account they speak of is created or given a
+        password (each statement commits by itself); on MySQL 8 an attribute needs its
+        account, so a new account's record comes last."""
+        if state.mariadb:
+            return records + steps
+        existing = [r for r in records if all(state.has_name(name) for name in r.users)]
+        return existing + steps + [r for r in records if r not in existing]
+
+    def forget_records(self, users: list[UserSpec], state: MyState) -> list[Step]:
+        """MariaDB: the rows of deleted accounts (MySQL 8's attributes go with the account)."""
+        return [
+            Step(
+                f"DELETE FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user = "
+                f"{my_literal(my_user_account(user)[0], state)} AND host = "
+                f"{my_literal(my_user_account(user)[1], state)}",
+                "forget its record",
+                (user.name,),
+                record=True,
+            )
+            for user in users
+            if state.mariadb and my_user_account(user) in state.records
+        ]
+
+    def apply(
+        self,
+        connection: Any,
+        target: Target,
+        steps: Sequence[Step],
+        then: Callable[[], None] | None = None,
+    ) -> SqlStats:
+        """Each step is final as it runs, so each gets its audit line at once; `then` runs
+        after the last."""
         started, statements, said = time.monotonic(), 0, []
         with connection.cursor() as cursor:
             for number, step in enumerate(steps, 1):
@@ -5596,6 +6239,8 @@ class MySql:
                     said += [f"{level} {code}: {message}" for level, code, message in cursor]
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("executed", extra={"fields": {"sql": self.render(step)}})
+        if then:
+            then()
         return SqlStats(
             statements, round((time.monotonic() - started) * 1000), server_notices(said)
         )
@@ -5652,9 +6297,22 @@ class MyState:
     password_checks: dict[str, str] = field(default_factory=dict)  # simple_password_check_*
     iam_plugin: bool = True  # AWSAuthenticationPlugin is loaded (read when the event has IAM users)
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    record_table: bool = False  # MariaDB: the tool's table of records exists
+    # Accounts to be deleted: the other databases they hold privileges in (DROP USER is
+    # server-wide).
+    elsewhere: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    existing_databases: frozenset[str] = frozenset()
 
     def has_user(self, user: UserSpec) -> bool:
         return my_user_account(user) in self.accounts
+
+    def record_of(self, user: UserSpec) -> Record | None:
+        """A record outlives its account only while the account's delete is under way (see
+        apply): a delete finds its secret by it; for anything else it is no record."""
+        if my_user_account(user) in self.accounts or user.deleting:
+            return self.records.get(my_user_account(user))
+        return None
 
     def clone_account(self, user: UserSpec) -> tuple[str, str] | None:
         return next((a for a in my_clone_accounts(user) if a in self.accounts), None)
@@ -5709,15 +6367,70 @@ SELECT 0, @@GLOBAL.read_only, 0, @@GLOBAL.innodb_read_only, @@GLOBAL.default_pas
 
 MY_SESSION_QUERY = """
 SELECT VERSION(), @@SESSION.sql_mode,
-       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s)
+       EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s),
+       EXISTS (SELECT 1 FROM information_schema.TABLES
+               WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s)
 """
+
+# The records. MySQL 8 keeps them in the account itself, as an attribute (ALTER USER ...
+# ATTRIBUTE, merged into mysql.user's User_attributes under "metadata"): read with the
+# account, dropped with it. MariaDB has no account attribute nor comment, so the tool keeps
+# them in a table of its own, in a database of its own that the RDS master may create
+# (CREATE on *.*): InnoDB, so a record is as durable and as consistent as the accounts; the
+# key is the account, compared byte for byte as mysql.user does. A record is written before
+# the account it speaks of is created or given a password (DDL commits statement by
+# statement here), and deleted after the account is dropped; a record of an account that
+# does not exist is no record.
+MY_RECORD_DATABASE = "rds_initializer"
+MY_RECORD_TABLE = "accounts"
+MY_RECORD_ATTRIBUTE = TOOL
+
+MARIADB_RECORD_SETUP = (
+    f"CREATE DATABASE IF NOT EXISTS `{MY_RECORD_DATABASE}`",
+    f"CREATE TABLE IF NOT EXISTS `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` ("
+    "user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "host VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "record TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+    "PRIMARY KEY (user, host)) ENGINE = InnoDB",
+)
+
+MARIADB_RECORDS_QUERY = (
+    f"SELECT user, host, record FROM `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` WHERE user IN %s"
+)
+
+MARIADB_NO_RECORD = "NULL"
+
+MYSQL_RECORD = (
+    f"CAST(JSON_EXTRACT(User_attributes, '$.metadata.\"{MY_RECORD_ATTRIBUTE}\"') AS CHAR)"
+)
+
+# What accounts to be deleted hold in other databases: DROP USER would take it from them.
+MY_GRANTEE = "CONCAT('''', User, '''@''', Host, '''')"  # as information_schema spells it
+MY_ELSEWHERE_QUERY = "\nUNION ALL\n".join(
+    [
+        f"""SELECT CONVERT(GRANTEE USING utf8mb4), CONVERT(TABLE_SCHEMA USING utf8mb4)
+FROM information_schema.{table}
+WHERE GRANTEE IN %(grantees)s AND TABLE_SCHEMA NOT IN %(here)s"""
+        for table in ("SCHEMA_PRIVILEGES", "TABLE_PRIVILEGES", "COLUMN_PRIVILEGES")
+    ]
+    + [
+        f"""SELECT CONVERT({MY_GRANTEE} USING utf8mb4), CONVERT(Db USING utf8mb4)
+FROM mysql.procs_priv WHERE {MY_GRANTEE} IN %(grantees)s AND Db NOT IN %(here)s"""
+    ]
+)
+
+MY_DATABASES_QUERY = (
+    "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %(databases)s"
+)
+
 
 # Only the accounts the event can touch or name: its users, their rotation clones, their
 # grantors (a server may hold thousands of other accounts).
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked}, plugin, ssl_type
+SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked}, {record}, plugin,
+       ssl_type
 FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
@@ -5801,8 +6514,8 @@ def grant_database(database: str, wildcards: bool) -> str:
 
 
 def read_my_state(cursor: Any, event: Event) -> MyState:
-    cursor.execute(MY_SESSION_QUERY, (event.database,))
-    version, sql_mode, database_exists = cursor.fetchone()
+    cursor.execute(MY_SESSION_QUERY, (event.database, MY_RECORD_DATABASE, MY_RECORD_TABLE))
+    version, sql_mode, database_exists, record_table = cursor.fetchone()
     unsupported = my_version_problems(version)
     if unsupported:  # its system variables and tables differ from what the queries read
         raise InvalidEvent(unsupported)
@@ -5823,11 +6536,16 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
     queries = 4
     names = {n for u in event.users for n in (u.name, u.clone, u.grantor) if n} or {""}
     cursor.execute(
-        MY_ACCOUNTS_QUERY.format(**(MARIADB_ACCOUNT_COLUMNS if mariadb else MYSQL_ACCOUNT_COLUMNS)),
+        MY_ACCOUNTS_QUERY.format(
+            **(MARIADB_ACCOUNT_COLUMNS if mariadb else MYSQL_ACCOUNT_COLUMNS),
+            record=MARIADB_NO_RECORD if mariadb else MYSQL_RECORD,
+        ),
         (tuple(sorted(names)),),
     )
-    accounts = {
-        (user, host): MyAccount(
+    accounts: dict[tuple[str, str], MyAccount] = {}
+    records: dict[tuple[str, str], Record] = {}
+    for user, host, superuser, role, expired, locked, attribute, plugin, tls in cursor.fetchall():
+        accounts[(user, host)] = MyAccount(
             user,
             host,
             superuser=bool(superuser),
@@ -5835,14 +6553,22 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
             expired=bool(expired),
             locked=bool(locked),
             plugin=plugin or "",
-            ssl_type=ssl or "",
+            ssl_type=tls or "",
         )
-        for user, host, superuser, role, expired, locked, plugin, ssl in cursor.fetchall()
-    }
+        record = parse_record(attribute) if attribute else None
+        if record:
+            records[(user, host)] = record
     iam_plugin = True
     if any(u.iam for u in event.users):
         cursor.execute(MY_IAM_PLUGIN_QUERY)
         iam_plugin = bool(cursor.fetchone()[0])
+        queries += 1
+    if mariadb and record_table:
+        cursor.execute(MARIADB_RECORDS_QUERY, (tuple(sorted(names)),))
+        for user, host, text in cursor.fetchall():
+            record = parse_record(text)
+            if record:
+                records[(user, host)] = record
         queries += 1
     by_grantee = {f"'{user}'@'{host}'": (user, host) for user, host in accounts}
     cursor.execute(MY_GRANTS_QUERY, (grant_database(event.database, wildcards),))
@@ -5853,15 +6579,33 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
             if grantable == "YES":
                 grants[by_grantee[grantee]].add("GRANT OPTION")
     definers: dict[tuple[str, str], list[str]] = defaultdict(list)
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
     candidates = [a for u in leaving for a in (my_user_account(u), *my_clone_accounts(u))]
     doomed = {
         f"{user}@{host}": (user, host) for user, host in candidates if (user, host) in accounts
     }
+    elsewhere: dict[tuple[str, str], list[str]] = defaultdict(list)
     if doomed:
         cursor.execute(MY_DEFINERS_QUERY, {"definers": tuple(doomed)})
         for definer, kind, name in cursor.fetchall():
             definers[doomed[definer]].append(f"{kind} {name}")
+        here = (event.database, grant_database(event.database, wildcards), MY_RECORD_DATABASE)
+        grantees = {f"'{user}'@'{host}'": (user, host) for user, host in doomed.values()}
+        cursor.execute(MY_ELSEWHERE_QUERY, {"grantees": tuple(grantees), "here": here})
+        counted = Counter((grantees[grantee], database) for grantee, database in cursor.fetchall())
+        for (account, database), count in sorted(counted.items()):
+            elsewhere[account].append(f"database {database!r} ({count} privileges)")
+        queries += 2
+    recorded = {
+        database
+        for record in records.values()
+        for database in record.databases
+        if database != event.database
+    }
+    existing: frozenset[str] = frozenset()
+    if recorded:
+        cursor.execute(MY_DATABASES_QUERY, {"databases": tuple(sorted(recorded))})
+        existing = frozenset(name for (name,) in cursor.fetchall())
         queries += 1
     return MyState(
         mariadb=mariadb,
@@ -5881,6 +6625,10 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         password_checks=dict(
             item.lower().split("=", 1) for item in (simple_check or "").split(",") if "=" in item
         ),
+        records=records,
+        record_table=bool(record_table),
+        elsewhere=dict(elsewhere),
+        existing_databases=existing,
     )
 
 
@@ -6029,17 +6777,67 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
                 f"{where} cannot be deleted: it is the DEFINER of {', '.join(sorted(objects))}; "
                 "change their DEFINER or drop them first"
             )
+        held_by = [a for a in (my_user_account(user), clone) if a] if user.dropping else []
+        for held in held_by:
+            for place in state.elsewhere.get(held, []):
+                problems.append(
+                    f"{where} cannot be deleted: {my_account_text(held)} holds "
+                    f"privileges in {place}, and DROP USER drops the account on the whole "
+                    "server. Nothing was changed; revoke them there first (or keep the user)"
+                )
     return problems
+
+
+MARIADB_RECORDS_A_STATEMENT = 500  # rows of one INSERT: a first run of 500 users, one statement
+
+
+def my_record_steps(records: list[tuple[UserSpec, Record]], state: MyState) -> list[Step]:
+    """MySQL 8: ALTER USER ... ATTRIBUTE for each account (merged into its attributes: a key
+    set to null is removed). MariaDB: the rows of the tool's table, written together (its
+    table made first when it does not exist yet)."""
+    if not records:
+        return []
+    if not state.mariadb:
+        steps = []
+        for user, record in records:
+            attribute = json.dumps({MY_RECORD_ATTRIBUTE: record.document()}, ensure_ascii=False)
+            statement = (
+                f"ALTER USER {my_account(my_user_account(user), state)} ATTRIBUTE "
+                f"{my_literal(attribute, state)}"
+            )
+            steps.append(Step(statement, record_summary(record), (user.name,), record=True))
+        return steps
+    steps = []
+    if not state.record_table:
+        steps += [
+            Step(statement, "make the tool's table of records", (), record=True)
+            for statement in MARIADB_RECORD_SETUP
+        ]
+    for start in range(0, len(records), MARIADB_RECORDS_A_STATEMENT):
+        chunk = records[start : start + MARIADB_RECORDS_A_STATEMENT]
+        rows = ", ".join(
+            f"({', '.join(my_literal(part, state) for part in my_user_account(user))}, "
+            f"{my_literal(json.dumps(record.document(), ensure_ascii=False), state)})"
+            for user, record in chunk
+        )
+        statement = (
+            f"INSERT INTO `{MY_RECORD_DATABASE}`.`{MY_RECORD_TABLE}` (user, host, record) "
+            f"VALUES {rows} ON DUPLICATE KEY UPDATE record = VALUES(record)"
+        )
+        summary = record_summary(chunk[0][1]) if len(chunk) == 1 else "record their secrets"
+        steps.append(Step(statement, summary, tuple(u.name for u, _ in chunk), record=True))
+    return steps
 
 
 def plan_mysql(event: Event, state: MyState, passwords: dict[str, str]) -> list[Step]:
     """Every statement that brings the server to the event's state, in order. `passwords`
     holds what each account that gets a password now is identified by (see my_password_clause)."""
     staying = [u for u in event.users if not u.deleting]
-    leaving = [u for u in event.users if u.deleting]
+    leaving = [u for u in event.users if u.dropping]
+    detaching = [u for u in event.users if u.deleting and not u.dropping and state.has_user(u)]
     return (
         my_account_steps(staying, state, passwords)
-        + my_privilege_steps(staying, event, state)
+        + my_privilege_steps(staying + detaching, event, state)
         + my_delete_steps(leaving, state)
     )
 
@@ -6099,6 +6897,8 @@ def my_password_clause(password: str, state: MyState) -> tuple[str, str]:
 
 
 def my_wanted(user: UserSpec) -> set[str]:
+    if user.deleting:
+        return set()
     return set(user.privileges) | (set(MY_DDL_PRIVILEGES) if user.ddl else set())
 
 

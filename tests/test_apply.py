@@ -713,8 +713,10 @@ def test_a_delete_killed_before_deleting_the_secret_is_finished_by_the_next_run(
         patch.setattr(tool.SecretWriter, "delete", die)
         with pytest.raises(Killed):
             rds.invoke(delete)
-    assert "airflow-ro-dml" not in rds.roles()
+    # The secret is deleted before the transaction commits: killed there, nothing changed.
+    assert "airflow-ro-dml" in rds.roles()
     assert "DeletedDate" not in rds.sm.describe_secret(SecretId=RO)
+    assert rds.can(RO, "SELECT 1")
 
     report = rds.invoke(delete)
 

@@ -141,7 +141,9 @@ def test_dry_run_plans_only_and_writes_nothing(maria):
 
     assert report["status"] == "dry_run" and report["changed"] is True
     assert maria.accounts() == set()
-    assert report["sql"][0] == "CREATE USER 'airflow-rw-ddl'@'%' IDENTIFIED BY PASSWORD '***'"
+    # The tool's table of records first (made before any account it speaks of), then the records
+    assert report["sql"][0] == "CREATE DATABASE IF NOT EXISTS `rds_initializer`"
+    assert "CREATE USER 'airflow-rw-ddl'@'%' IDENTIFIED BY PASSWORD '***'" in report["sql"]
     assert not {"CreateSecret", "PutSecretValue"} & set(report["stats"]["aws_calls"])
 
 
@@ -152,21 +154,23 @@ def test_the_engine_may_come_from_the_master_secret(maria):
 
 
 def test_a_failure_part_way_says_what_was_applied_and_a_rerun_converges(maria):
-    with maria.root() as connection:  # the master may no longer grant INSERT: GRANT will fail
-        maria.run_sql(connection, "REVOKE INSERT ON *.* FROM %s@'%%'", maria.master)
-    event = maria.event([user("app", grant_privileges="SELECT,INSERT")])
+    with maria.root() as connection:  # the master may no longer grant TRIGGER: GRANT will fail
+        maria.run_sql(connection, "REVOKE TRIGGER ON *.* FROM %s@'%%'", maria.master)
+    event = maria.event([user("app", grant_privileges="SELECT,TRIGGER")])
 
     with pytest.raises(tool.ApplyError) as caught:
         maria.invoke(event)
 
     message = str(caught.value)
-    assert "step 2 of 2 (app: grant SELECT, INSERT on airflow.*) failed" in message
-    assert "Applied before it (1 statements, each final): app: create user." in message
+    # the tool's table of records and the record come first (see MySql.with_records)
+    assert "step 5 of 5 (app: grant SELECT, TRIGGER on airflow.*) failed" in message
+    assert "Applied before it (4 statements, each final): " in message
+    assert "app: create user." in message
     assert "a re-run converges" in message
     with maria.root() as connection:
-        maria.run_sql(connection, "GRANT INSERT ON *.* TO %s@'%%' WITH GRANT OPTION", maria.master)
+        maria.run_sql(connection, "GRANT TRIGGER ON *.* TO %s@'%%' WITH GRANT OPTION", maria.master)
     report = maria.invoke(event)
-    assert report["users"][0]["changes"] == ["grant SELECT, INSERT on airflow.*"]
+    assert report["users"][0]["changes"] == ["grant SELECT, TRIGGER on airflow.*"]
     assert maria.can("secret-app", "SELECT 1")
 
 

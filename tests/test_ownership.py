@@ -2,8 +2,9 @@
 PostgreSQL (14 to 18) and MariaDB, every scenario written once and run on both:
 - the master secret is found by any name Secrets Manager takes, RDS's own `rds!db-...`
   included, whose value holds only a username and a password;
-- a user secret is one account's on one database: an event for another database (or
-  endpoint) that names it is refused before anything changes, unless the event says the
+- a user secret is one account's: it describes the database it was made for, and serves
+  every other database of the server its account is recorded on, never repointed; at
+  another endpoint it is refused before anything changes, unless the event says the
   database moved (move_secrets);
 - an account has one password on its server: a second secret for it is refused up front;
 - a delete that names no secret finds the user's secret by its tags and deletes it too."""
@@ -51,19 +52,26 @@ def test_an_rds_managed_master_secret_works_by_name(db):
     assert all(db.can(secret, "SELECT 1") for secret in SECRETS)
 
 
-def test_another_databases_event_naming_the_secrets_is_refused(db):
+def test_another_databases_event_naming_the_same_secrets_shares_them(db):
+    """One account, one secret, any number of databases: the server's record says which
+    secret manages each account, so another database's event naming the same secrets grants
+    there, and neither changes a password nor repoints a secret."""
     cli_report(db, db.seed_event())
     before = snapshot(db)
     create_database(db, "second")
 
-    refused = db.cli(db.seed_event(database_name="second"))
+    shared = cli_report(db, db.seed_event(database_name="second"))
 
-    assert refused.returncode == 2
-    assert f"secret {DDL!r} describes another database (dbname 'airflow', not 'second')" in (
-        refused.stderr
-    )
+    assert [u["result"] for u in shared["users"]] == ["updated"] * 3
+    assert [u["secret"]["result"] for u in shared["users"]] == ["unchanged"] * 3
     assert snapshot(db) == before
     assert all(db.can(secret, "SELECT 1") for secret in SECRETS)
+    for name in SECRETS:
+        value = db.secret(name)
+        with db.connect(value["username"], value["password"], "second") as connection:
+            assert db.run_sql(connection, "SELECT 1") == [(1,)]
+    assert cli_report(db, db.seed_event(database_name="second"))["changed"] is False
+    assert cli_report(db, db.seed_event())["changed"] is False
 
 
 def test_a_moved_endpoint_is_followed_only_when_the_event_says_so(db):
@@ -96,7 +104,7 @@ def test_a_second_secret_for_an_account_is_refused(db):
     refused = db.cli(event)
 
     assert refused.returncode == 2
-    assert "its account exists and is managed through secret" in refused.stderr
+    assert "its account is managed through secret" in refused.stderr
     assert "second-ro-secret" in refused.stderr
     assert snapshot(db) == before
     assert db.can(RO, "SELECT 1")  # the first database's secret still logs in

@@ -89,6 +89,10 @@ INVALID = {
     "a create without user_secret_name": drop_user_key("user_secret_name"),
     "a bad secret name": first_user(user_secret_name="has spaces"),
     "reassign_to on a create": first_user(reassign_to="someone"),
+    "keep_account on a create": first_user(keep_account=False),
+    "keep_account not a boolean": lambda event: event["users"][2].update(
+        action="delete", keep_account="maybe"
+    ),
     "an unknown ssl_mode": top(ssl_mode="verify_full"),
     "a port out of range": top(rds_port=70000),
     "a port that is not a number": top(rds_port="abc"),
@@ -126,6 +130,9 @@ VALID = {
     "privileges as a list with ALL PRIVILEGES": first_user(grant_privileges=["all privileges"]),
     "a delete without a secret, reassigning": lambda event: event["users"][2].update(
         action=" Delete ", user_secret_name=None, reassign_to="airflow-rw-ddl"
+    ),
+    "a delete from this database only": lambda event: event["users"][2].update(
+        action="delete", keep_account="true"
     ),
     "none-ish optional values": top(rds_host="", kms_key_id=None, ssl_mode="none"),
     "a port as a string": top(rds_port="5432"),
@@ -347,6 +354,7 @@ USER_FIELDS: dict[str, list] = {
     + [["select", "ALL PRIVILEGES"], ["SELEC"], "SELECT\n", "SHOW VIEW", 5, "none", "INDEX"],
     "grantor": [*NAMES, "", None, "none", 5],
     "reassign_to": [*NAMES, "", None, "none", 5],
+    "keep_account": BOOLEANS,
     "host": ["%", "10.0.%", "a'b", "a b", "a\n", "", "x" * 255, "x" * 256, "a@b", "é", "HOST"]
     + [None, 5, "10.0.0.0/255.0.0.0", "\x7f"],
     "rotation": [None, "none", {"enabled": False}, {"days": 7}, True, {"colour": 1}],

@@ -148,37 +148,138 @@ def test_the_role_grants_exactly_the_secrets_manager_calls_of_the_handler():
     assert granted("secretsmanager:") == handler_actions()
 
 
+USER_SECRET_STATEMENTS = ("UserSecrets", "CreateTaggedUserSecrets", "WriteTaggedUserSecrets")
+
+
 def test_secrets_manager_actions_are_granted_on_the_narrowest_resources():
     by_sid = statements()
-    master, users, anywhere = (
-        by_sid["MasterSecrets"],
-        by_sid["UserSecrets"],
-        by_sid["NoResourceLevelPermissions"],
-    )
+    master, anywhere = by_sid["MasterSecrets"], by_sid["NoResourceLevelPermissions"]
     assert master["actions"] == ["secretsmanager:GetSecretValue"]
     assert master["resources"] == "${var.master_secret_arns}"
-    assert users["resources"] == ["${local.user_secrets_arn}"]
+    for sid in USER_SECRET_STATEMENTS:
+        assert by_sid[sid]["resources"] == ["${local.user_secrets_arn}"]
+        assert not set(by_sid[sid]["actions"]) & WITHOUT_RESOURCE_LEVEL
     user_secrets_arn = parsed(MODULE / "main.tf")["locals"][0]["user_secrets_arn"]
     assert user_secrets_arn.endswith(":secret:${var.user_secret_name_prefix}*")
     assert anywhere["resources"] == ["*"]
     assert set(anywhere["actions"]) <= WITHOUT_RESOURCE_LEVEL
-    assert not set(users["actions"]) & WITHOUT_RESOURCE_LEVEL
-    # Only these three statements grant Secrets Manager actions.
+    # Only these statements grant Secrets Manager actions.
     others = {sid for sid, s in by_sid.items() if s["effect"] == "Allow"} - {
         "MasterSecrets",
-        "UserSecrets",
         "NoResourceLevelPermissions",
+        *USER_SECRET_STATEMENTS,
     }
     assert not any(
         a.startswith("secretsmanager:") for sid in others for a in by_sid[sid]["actions"]
     )
 
 
+def handler_writes() -> set[str]:
+    """The Secrets Manager actions the handler makes through its writer (`aws.write(...)`):
+    every call that changes a secret."""
+    operations = set()
+    for node in ast.walk(ast.parse(HANDLER.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "write"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            operations.add(node.args[0].value)
+    api = boto3.client(
+        "secretsmanager",
+        region_name="us-east-1",
+        aws_access_key_id="unused",
+        aws_secret_access_key="unused",  # noqa: S106 - no call is made
+    ).meta.method_to_api_mapping
+    return {f"secretsmanager:{api[operation]}" for operation in operations}
+
+
+def tag_condition(statement: dict) -> tuple[str, list[str]] | None:
+    """(variable, values) of the statement's one StringEquals condition, with the module's
+    locals resolved; None without a condition."""
+    conditions = statement.get("condition", [])
+    if not conditions:
+        return None
+    (condition,) = conditions
+    assert condition["test"] == "StringEquals"
+    main = parsed(MODULE / "main.tf")["locals"][0]
+    variable = condition["variable"].replace("${local.tool_tag_key}", main["tool_tag_key"])
+    values = [
+        v.replace("${local.tool_tag_value}", main["tool_tag_value"]) for v in condition["values"]
+    ]
+    return variable, values
+
+
+def allowed(action: str, tags: dict[str, str], request_tags: dict[str, str]) -> bool:
+    """Whether the role's Allow statements on the user secrets let `action` through for a
+    secret under the prefix carrying `tags`, in a request carrying `request_tags` (the
+    conditions the module writes: StringEquals on one tag)."""
+    for sid in USER_SECRET_STATEMENTS:
+        statement = statements()[sid]
+        if action not in statement["actions"]:
+            continue
+        condition = tag_condition(statement)
+        if condition is None:
+            return True
+        variable, values = condition
+        key = variable.split("/", 1)[1]
+        held = request_tags if variable.startswith("aws:RequestTag/") else tags
+        assert variable.startswith(("aws:RequestTag/", "secretsmanager:ResourceTag/"))
+        if held.get(key) in values:
+            return True
+    return False
+
+
+def test_every_write_of_the_handler_needs_the_tools_tag_and_reads_do_not():
+    """The conditions follow the handler's calls: CreateSecret needs the tag in the request,
+    which the handler always sends; every other write needs it on the secret, which only the
+    handler puts there; a read needs none (a missing secret has no tags, and must read as
+    missing)."""
+    writes = handler_writes()
+    reads = handler_actions() - writes - WITHOUT_RESOURCE_LEVEL
+    assert "secretsmanager:CreateSecret" in writes and "secretsmanager:DeleteSecret" in writes
+    assert reads == {"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"}
+    ours = {"managed-by": tool.TOOL}
+    target = tool.Target("postgres", "h", 5432, "db", "m", "p", "arn:m", "require")
+    event = tool.parse_event(
+        {
+            "secret_name": "m",
+            "database_name": "db",
+            "users": [{"db_user": "u", "user_secret_name": "s"}],
+        }
+    )
+    assert tool.wanted_tags(event, target, "u").items() >= ours.items()
+    for action in reads:
+        assert allowed(action, tags={}, request_tags={})
+    assert allowed("secretsmanager:CreateSecret", tags={}, request_tags=ours)
+    assert not allowed("secretsmanager:CreateSecret", tags={}, request_tags={})
+    assert not allowed("secretsmanager:CreateSecret", tags={}, request_tags={"managed-by": "me"})
+    for action in writes - {"secretsmanager:CreateSecret"}:
+        assert allowed(action, tags=ours, request_tags={}), action
+        assert not allowed(action, tags={}, request_tags=ours), action  # an untagged secret
+        assert not allowed(action, tags={"managed-by": "someone"}, request_tags={}), action
+    assert statements()["CreateTaggedUserSecrets"]["actions"] == ["secretsmanager:CreateSecret"]
+    assert set(statements()["WriteTaggedUserSecrets"]["actions"]) == writes - {
+        "secretsmanager:CreateSecret"
+    }
+
+
+def test_the_examples_user_secret_prefix_covers_no_master_secret():
+    example = parsed(MODULE / "examples" / "basic" / "main.tf")["module"][0]["rds_initializer"]
+    prefix = example["user_secret_name_prefix"]
+    names = [arn.split(":secret:", 1)[1] for arn in example["master_secret_arns"]]
+    assert names and not any(name.startswith(prefix) for name in names)
+    policy = blocks("resource")[("aws_iam_role_policy", "this")]
+    (condition,) = policy["lifecycle"][0]["precondition"]
+    assert "startswith(name, var.user_secret_name_prefix)" in condition["condition"]
+
+
 def test_master_secrets_are_denied_every_write_the_handler_can_make():
     deny = statements()["MasterSecretsStayReadOnly"]
     assert deny["effect"] == "Deny" and deny["resources"] == "${var.master_secret_arns}"
-    reads = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
-    assert set(deny["actions"]) == set(statements()["UserSecrets"]["actions"]) - reads
+    assert set(deny["actions"]) == handler_writes()
 
 
 def test_kms_is_granted_only_on_the_configured_keys_for_what_secrets_manager_does():

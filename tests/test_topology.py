@@ -618,7 +618,7 @@ class ScriptedCursor:
 
 
 def test_a_mysql_57_server_is_refused_before_its_catalog_is_read():
-    cursor = ScriptedCursor(("5.7.44-log", "STRICT_TRANS_TABLES", 1))
+    cursor = ScriptedCursor(("5.7.44-log", "STRICT_TRANS_TABLES", 1, 0))  # 0: no record table
     with pytest.raises(tool.InvalidEvent, match=r"MySQL 5\.7\.44-log is not supported"):
         tool.read_my_state(cursor, tool.parse_event(SEED))
     assert len(cursor.executed) == 1

@@ -11,8 +11,14 @@ locals {
   account_id = data.aws_caller_identity.current.account_id
 
   # Every user secret the function may manage: its name starts with the prefix (AWS appends
-  # -<6 random characters> to the name in the ARN, which the * covers).
+  # -<6 random characters> to the name in the ARN, which the * covers), and it carries the tag
+  # the function gives every secret it makes (TOOL in deploy/lambda_function.py).
   user_secrets_arn = "arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${var.user_secret_name_prefix}*"
+  tool_tag_key     = "managed-by"
+  tool_tag_value   = "rds-initializer"
+
+  # The names of the master secrets (what follows ":secret:" in their ARNs).
+  master_secret_names = [for arn in var.master_secret_arns : element(split(":secret:", arn), 1)]
 
   # The Serverless Application Repository account that publishes the rotation applications.
   rotation_publisher = {
@@ -84,16 +90,42 @@ data "aws_iam_policy_document" "execution" {
     resources = var.master_secret_arns
   }
 
-  # Secrets.read_states and SecretWriter: the user secrets under the prefix.
+  # Secrets.read_states: reading the user secrets under the prefix. Without a tag condition:
+  # a secret that does not exist yet has no tags, and IAM would answer AccessDenied where the
+  # function must learn ResourceNotFound (and a secret somebody else made is read, then
+  # refused by the function with a clear message, never written).
   statement {
     sid    = "UserSecrets"
     effect = "Allow"
     actions = [
-      "secretsmanager:CancelRotateSecret",
-      "secretsmanager:CreateSecret",
-      "secretsmanager:DeleteSecret",
       "secretsmanager:DescribeSecret",
       "secretsmanager:GetSecretValue",
+    ]
+    resources = [local.user_secrets_arn]
+  }
+
+  # SecretWriter: a user secret is created only with the tool's tag (the tag is part of the
+  # request), and every other write needs the tag on the secret: the role cannot change a
+  # secret under the prefix that the tool did not make, a master secret included.
+  statement {
+    sid       = "CreateTaggedUserSecrets"
+    effect    = "Allow"
+    actions   = ["secretsmanager:CreateSecret"]
+    resources = [local.user_secrets_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.tool_tag_key}"
+      values   = [local.tool_tag_value]
+    }
+  }
+
+  statement {
+    sid    = "WriteTaggedUserSecrets"
+    effect = "Allow"
+    actions = [
+      "secretsmanager:CancelRotateSecret",
+      "secretsmanager:DeleteSecret",
       "secretsmanager:PutSecretValue",
       "secretsmanager:RestoreSecret",
       "secretsmanager:RotateSecret",
@@ -102,6 +134,12 @@ data "aws_iam_policy_document" "execution" {
       "secretsmanager:UpdateSecretVersionStage",
     ]
     resources = [local.user_secrets_arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "secretsmanager:ResourceTag/${local.tool_tag_key}"
+      values   = [local.tool_tag_value]
+    }
   }
 
   # These two have no resource-level permissions: AWS accepts only "*". BatchGetSecretValue
@@ -203,6 +241,13 @@ resource "aws_iam_role_policy" "this" {
   name   = "${var.function_name}-execution"
   role   = aws_iam_role.this.id
   policy = data.aws_iam_policy_document.execution.json
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for name in local.master_secret_names : !startswith(name, var.user_secret_name_prefix)])
+      error_message = "user_secret_name_prefix must not be the start of a master secret's name: give the user secrets a prefix of their own."
+    }
+  }
 }
 
 resource "aws_lambda_function" "this" {

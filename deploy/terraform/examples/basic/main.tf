@@ -1,6 +1,8 @@
 # The module for one account and region: tens of databases whose master secrets are named
-# dp-sec-db-ue1-<app>-master_user-<env> and whose user secrets start with dp-sec-db-ue1-,
-# PostgreSQL and MariaDB rotation deployed from the Serverless Application Repository.
+# dp-sec-db-ue1-<app>-master_user-<env> and whose user secrets are named
+# dp-sec-db-ue1-users/<app>-<user>-<env> (a prefix of their own, which no master secret
+# starts with), PostgreSQL and MariaDB rotation deployed from the Serverless Application
+# Repository.
 #
 #   curl -fsSLO https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 #   bash build.sh --arch arm64 --python 3.13 --ca-bundle global-bundle.pem
@@ -39,7 +41,7 @@ module "rds_initializer" {
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:dp-sec-db-ue1-af-activation-master_user-dev-??????",
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:dp-sec-db-ue1-billing-master_user-dev-??????",
   ]
-  user_secret_name_prefix = "dp-sec-db-ue1-"
+  user_secret_name_prefix = "dp-sec-db-ue1-users/"
   kms_key_arns            = ["arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"]
 
   rotation_engines           = ["postgres", "mariadb"]
