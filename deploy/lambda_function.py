@@ -362,6 +362,9 @@ def main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 Action = Literal["create", "update", "delete"]
+# How a user logs in: with the password in its secret, or with IAM tokens only (no password,
+# no secret): see docs/iam.md.
+Auth = Literal["password", "iam"]
 SslMode = Literal["require", "verify-full", "disable"]
 # keep: the password stays; new-user: a new role gets a new password; change: an existing one
 # does (through AWSPENDING); finish: our interrupted change is promoted.
@@ -423,6 +426,9 @@ class UserSpec:
     host: str | None = None  # the account host, where the engine has one (Dialect.for_engine)
     secret_found: bool = False  # a delete's secret, found by its tags (none was named)
     keep_account: bool = False  # a delete from this database only: the account stays
+    # None: not declared, a password user, but an existing account that authenticates
+    # another way (IAM, another plugin) is never given a password; "password" converts it.
+    auth: Auth | None = None
 
     @property
     def clone(self) -> str:
@@ -446,6 +452,16 @@ class UserSpec:
     @property
     def wants_new_password(self) -> bool:
         return self.action == "update" or self.rotate_password
+
+    @property
+    def iam(self) -> bool:
+        """Logs in with IAM tokens only: no password, and no secret (one it had is retired)."""
+        return self.auth == "iam" and not self.deleting
+
+    @property
+    def has_password(self) -> bool:
+        """A user that stays and logs in with the password in its secret."""
+        return not self.deleting and not self.iam
 
 
 @dataclass(frozen=True)
@@ -618,6 +634,11 @@ class EngineState(Protocol):
     def has_clone(self, user: UserSpec) -> bool: ...
     def password_expired(self, user: UserSpec, login: str) -> bool: ...
     def record_of(self, user: UserSpec) -> Record | None: ...
+
+    def other_auth(self, user: UserSpec) -> str | None:
+        """How the user's existing account authenticates when not by a password the tool can
+        set ("IAM (it holds rds_iam)", "plugin ed25519"); None for a password account or none."""
+        ...
 
 
 @dataclass
@@ -896,6 +917,7 @@ TOP_KEYS = {
 }
 
 USER_KEYS = {
+    "auth",
     "db_user",
     "user_secret_name",
     "action",
@@ -914,6 +936,8 @@ TRUE_WORDS = {"true", "yes", "1"}
 FALSE_WORDS = {"false", "no", "0"}
 
 NONE_WORDS = {"", "none", "null"}
+
+AUTHS: tuple[Auth, ...] = ("password", "iam")
 
 ROTATION_KEYS = {"enabled", "lambda_arn", "schedule", "days", "duration", "rotate_immediately"}
 
@@ -1258,9 +1282,11 @@ def parse_user(
     if action not in ACTIONS:
         near = did_you_mean(action, ACTIONS) if isinstance(action, str) else ""
         problems.append(f"action must be one of {', '.join(ACTIONS)}, not {action!r}{near}")
+    auth, found = parse_auth(raw.get("auth", "password"))
+    problems += found
     secret_name = None if is_none(raw.get("user_secret_name")) else raw["user_secret_name"]
-    if secret_name is None and action != "delete":
-        problems.append("user_secret_name is required (except for delete)")
+    if secret_name is None and action != "delete" and auth != "iam":
+        problems.append("user_secret_name is required (except for delete and IAM users)")
     elif secret_name is not None:
         problems += secret_name_problems(secret_name, "user_secret_name")
     flags = {}
@@ -1287,6 +1313,10 @@ def parse_user(
     problems += [f"rotation: {p}" for p in found]
     if is_none(raw.get("rotation")):
         rotation = default_rotation
+    if auth == "iam" and action != "delete":
+        own = rotation if not is_none(raw.get("rotation")) else None
+        problems += iam_user_problems(action, bool(flags["rotate_password"]), own)
+        rotation = None  # nothing to rotate: the event's default is the password users'
     user = UserSpec(
         name=name,
         secret_name=secret_name,
@@ -1300,8 +1330,34 @@ def parse_user(
         reassign_to=reassign_to,
         host=host,
         rotation=None if action == "delete" else rotation,
+        auth=None if action == "delete" or "auth" not in raw else auth,
     )
     return user, problems
+
+
+def parse_auth(value: Any) -> tuple[Auth | None, list[str]]:
+    """`auth`: password or iam, in any case."""
+    auth = value.strip().lower() if isinstance(value, str) else value
+    found = next((a for a in AUTHS if a == auth), None)
+    if found is None:
+        near = did_you_mean(value, AUTHS) if isinstance(value, str) else ""
+        return None, [f"auth must be one of {', '.join(AUTHS)}, not {value!r}{near}"]
+    return found, []
+
+
+def iam_user_problems(action: Any, rotate_password: bool, own: Rotation | None) -> list[str]:
+    """An IAM user has no password to change or rotate: secrets, and so rotation, are for
+    passwords only."""
+    problems = []
+    if action == "update":
+        problems.append(
+            "action update gives a new password, and an IAM user has none (auth iam): use create"
+        )
+    if rotate_password:
+        problems.append("rotate_password: an IAM user has no password (auth iam)")
+    if own and own.enabled:
+        problems.append("rotation: an IAM user has no password to rotate (auth iam)")
+    return problems
 
 
 def parse_bool(value: Any) -> bool | None:
@@ -1647,8 +1703,8 @@ def gather(
         """Whether a write would rest on what ListSecrets says of the secret's tags or
         rotation, which may be minutes old: then it is described (see read_states)."""
         return any(
-            (not u.deleting and missing_tags(secret, wanted_tags(event, target, u.name)))
-            or (not u.deleting and key_change(secret, event) is not None)
+            (u.has_password and missing_tags(secret, wanted_tags(event, target, u.name)))
+            or (u.has_password and key_change(secret, event) is not None)
             or (
                 u.rotation is not None
                 and rotation_change(
@@ -1679,8 +1735,21 @@ def gather(
         state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
     found = read_recorded_secrets(event, state, secrets, found, aws)
+    # A password account becoming an IAM user retires the secret the tool made for it: found
+    # by its tags when the event names none (an account that is already IAM needs no search,
+    # so a re-run makes no call for it).
+    switching = [
+        u
+        for u in event.users
+        if u.iam and not u.secret_name and state.has_user(u) and not state.other_auth(u)
+    ]
+    if switching:
+        retiring = aws.map(lambda user: aws.find_managed(target, user.name), switching)
+        found.update(zip([u.name for u in switching], retiring, strict=True))
+        secrets.update(aws.read_states([arn for arns in retiring for arn in arns]))
     aliases = proven_aliases(connection, event, state, secrets, target)
-    staying = [u for u in event.users if not u.deleting]
+    # An account that authenticates another way (IAM) refuses every password: never probed.
+    staying = [u for u in event.users if u.has_password and not state.other_auth(u)]
     probes = probe_logins(staying, secrets, state, event, target, aws, aliases)
     # An account that exists without a record (made by hand, or managed before the tool kept
     # records) and is to get a password of this event's (its secret is new, or its password
@@ -2536,24 +2605,37 @@ def make_plan(event: Event, target: Target, facts: Facts, problems: Iterable[str
             "changed; manage each account through one secret, in one event"
             for other in facts.elsewhere.get(user.name, [])
         ]
-    staying = [u for u in event.users if not u.deleting]
+    problems += [
+        f"user {user.name!r}: its rotation clone {user.clone!r} exists, and a member of an IAM "
+        "user authenticates with IAM too: drop the clone (REASSIGN OWNED BY it, DROP USER or "
+        "DROP ROLE) before making the user an IAM user"
+        for user in event.users
+        if user.iam and state.has_clone(user)
+    ]
+    staying = [u for u in event.users if u.has_password]
     credentials = {}
     for user in staying:
         secret = secrets[user.secret_name or ""]
         login = login_of(user, secret, state)
+        # Converted to a password (auth password; it authenticated another way), the account
+        # has no password that works: it gets one as a new user does.
+        password_login = state.has_user(user) and not state.other_auth(user)
         use = secret_use(secret, target, event, state.record_of(user), facts.aliases)
         credential = decide_credential(
             user,
             login,
             secret,
-            state.has_user(user),
-            facts.probes[user.name],
+            password_login,
+            facts.probes.get(user.name, Probe()),
             target,
             use,
             expired=state.password_expired(user, login),
         )
         problems += credential_problems(credential, secret)
-        problems += moving_problems(credential, secret, use, facts.probes[user.name], target)
+        problems += downgrade_problems(user, state)
+        problems += moving_problems(
+            credential, secret, use, facts.probes.get(user.name, Probe()), target
+        )
         credentials[user.name] = credential
     rotations = rotation_calls(staying, secrets, dialect, target.settings)
     problems += rotation_call_problems(staying, rotations, secrets)
@@ -2795,7 +2877,8 @@ def deletion_problems(
             f"it out of {', '.join(map(repr, others))} (a delete there, with keep_account: "
             "true, revokes what it holds there and keeps the account)"
         )
-    if not user.secret_name:
+    # An account that logs in another way (IAM) has no password a secret could hold.
+    if not user.secret_name and not state.other_auth(user):
         problems.append(
             f"user {user.name!r}: no secret of the tool's is known for it: the server holds no "
             "record of one, and none was found by its tags (ListSecrets may lag a few minutes "
@@ -2921,6 +3004,22 @@ def decide_credential(
     )
 
 
+def downgrade_problems(user: UserSpec, state: EngineState) -> list[str]:
+    """An existing account that authenticates another way (IAM, another plugin) is managed
+    only as the event declares it: never given a password by default (adopting it, a new
+    password, verify_logins repairing it), which would lock out whatever logs in that way
+    (MySQL's ALTER USER ... IDENTIFIED BY also replaces the account's plugin)."""
+    method = state.other_auth(user)
+    if not method or user.auth is not None:
+        return []
+    return [
+        f"user {user.name!r} authenticates with {method}: the tool never gives such an "
+        "account a password unless the event says so. Nothing was changed. Declare "
+        '"auth": "iam" to keep it an IAM user (no password; its secret retired), or '
+        '"auth": "password" to make it a password user'
+    ]
+
+
 def credential_problems(credential: Credential, secret: SecretState) -> list[str]:
     foreign_pending = secret.pending_version and not secret.pending_is_ours
     if foreign_pending and credential.mode in ("new-user", "change"):
@@ -3036,11 +3135,12 @@ def secret_result(
     tags: dict[str, str],
     key: str | None = None,
 ) -> str:
-    """What happens to the user's secret; the same answer for a run and for its dry run.
-    `key`: the KMS key it is to be encrypted with from now on (key_change)."""
+    """What happens to the user's secret; the same answer for a run and for its dry run. An
+    IAM user's password secret is retired as a delete's is. `key`: the KMS key it is to be
+    encrypted with from now on (key_change)."""
     if user.deleting and not user.dropping:
         return "unchanged" if secret.exists else "absent"
-    if user.deleting:
+    if user.deleting or user.iam:
         return "deleted" if secret.exists and not secret.scheduled_for_deletion else "absent"
     if not secret.exists:
         return "created"
@@ -3105,7 +3205,9 @@ def write_secrets_first(
     writer = SecretWriter(aws, plan.event, plan.target)
     # Only the users whose secret changes: a re-run's hundreds of unchanged secrets need no
     # thread of the pool to learn that there is nothing to write.
-    staying = [u for u in plan.event.users if not u.deleting and plan.writes_secret_of(u)]
+    staying = [
+        u for u in plan.event.users if u.name in plan.credentials and plan.writes_secret_of(u)
+    ]
     check_write_time(len(staying), aws.paces["writes_per_second"], deadline)
 
     def before(user: UserSpec) -> tuple[SecretState, str | None]:
@@ -3143,7 +3245,8 @@ def apply_plan(
     nothing there. MySQL's statements are final as they run: its records of deleted accounts
     are forgotten only after their secrets are deleted, so that a re-run still finds them."""
     writer = SecretWriter(aws, plan.event, plan.target)
-    doomed = [u for u in plan.event.users if u.dropping and u.secret_name]
+    # A deleted user's secret, and the password secret of a user that became an IAM user.
+    doomed = [u for u in plan.event.users if (u.dropping or u.iam) and u.secret_name]
 
     def delete_secrets() -> None:
         try:
@@ -3479,7 +3582,7 @@ def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
     rotation = plan.rotations.get(user.name)
     if rotation:
         changes.append(rotation_summary(rotation))
-    return {
+    entry = {
         "db_user": user.name,
         "action": user.action,
         "grantor": user.grantor,  # the order the users were created in follows it
@@ -3487,6 +3590,33 @@ def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
         "changes": changes,
         "secret": secret,
         "rotation": ROTATION_RESULTS[rotation.change] if rotation else "unchanged",
+    }
+    if user.iam:
+        entry["auth"] = "iam"
+        entry["iam_policy"] = iam_connect_policy(user, plan.target)
+    return entry
+
+
+# The part of an rds-db:connect resource the tool cannot know: RDS's resource id is not in
+# the endpoint's name, and reading it would take rds:Describe* rights the function lacks.
+RESOURCE_ID = "<resource-id>"
+
+
+def iam_connect_policy(user: UserSpec, target: Target) -> dict[str, str]:
+    """What an IAM user's principal must be allowed: rds-db:connect on the user of this
+    database. The partition, region and account come from the master secret's ARN (the
+    secret of an RDS database lives in its region and account)."""
+    parts = target.master_arn.split(":")
+    if len(parts) > 5 and parts[0] == "arn":
+        partition, region, account = parts[1], parts[3], parts[4]
+    else:
+        partition, region, account = "aws", "<region>", "<account-id>"
+    return {
+        "action": "rds-db:connect",
+        "resource": f"arn:{partition}:rds-db:{region}:{account}:dbuser:{RESOURCE_ID}/{user.name}",
+        RESOURCE_ID: "not known to the tool: the DbiResourceId of the DB instance (db-...), "
+        "or for an Aurora cluster the DbClusterResourceId (cluster-...), as aws rds "
+        "describe-db-instances or describe-db-clusters shows it",
     }
 
 
@@ -3499,7 +3629,7 @@ def user_result(user: UserSpec, state: EngineState, changes: list[str], secret: 
         return "deleted" if existed or outcome == "deleted" else "absent"
     if not existed:
         return "created"
-    return "updated" if changes or outcome != "unchanged" else "unchanged"
+    return "updated" if changes or outcome not in ("unchanged", "absent") else "unchanged"
 
 
 SUMMARY_CHANGES_WIDTH = 72  # characters of the changes column before it is cut
@@ -4447,6 +4577,8 @@ class PgRole:
     bypass_rls: bool = False  # likewise with BYPASSRLS
     expired: bool = False  # VALID UNTIL in the past: no password logs in
     comment: str | None = None  # COMMENT ON ROLE: the tool's record, or a person's text
+    iam: bool = False  # a member of rds_iam, directly or through other roles: IAM logins only
+    iam_grantors: tuple[str, ...] = ()  # who granted it rds_iam directly
 
 
 # grantee -> grantor -> what that grantor gave that grantee on one object (managed grantees)
@@ -4506,6 +4638,14 @@ class PgState:
         role = self.roles.get(user.name)
         return pg_record(role.comment)[0] if role else None
 
+    def other_auth(self, user: UserSpec) -> str | None:
+        role = self.roles.get(user.name)
+        if not role or not role.iam:
+            return None
+        if PG_IAM_ROLE in role.member_of:
+            return f"IAM (it holds {PG_IAM_ROLE})"
+        return f"IAM (it holds {PG_IAM_ROLE} through another role)"
+
     def may_act_as(self, owner: str) -> bool:
         """Whether the master can run statements on `owner`'s objects: as itself, or as the
         owner through a membership it may take for the transaction."""
@@ -4535,6 +4675,11 @@ SELECT current_user, current_setting('server_version_num')::int / 10000,
        coalesce(current_setting('createrole_self_grant', true), '')
 """
 
+# RDS's role for IAM database authentication: a role holding it, directly or through other
+# roles, logs in with IAM tokens only (its password logins fail), the master included. Only
+# the event's users are asked about it (ROLES_QUERY), any membership counting (MEMBER).
+PG_IAM_ROLE = "rds_iam"
+
 ROLES_QUERY = """
 SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
        pg_has_role(current_user, r.oid, 'USAGE'), pg_has_role(current_user, r.oid, %(set)s),
@@ -4545,7 +4690,13 @@ SELECT rolname, rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
              WHERE m.member = r.oid),
        coalesce(rolconfig, '{}'),
        rolreplication, rolbypassrls, coalesce(rolvaliduntil < now(), false),
-       CASE WHEN rolname = ANY(%(users)s) THEN shobj_description(r.oid, 'pg_authid') END
+       CASE WHEN rolname = ANY(%(users)s) THEN shobj_description(r.oid, 'pg_authid') END,
+       r.rolname = ANY(%(users)s) AND NOT rolsuper AND EXISTS (
+           SELECT 1 FROM pg_roles i WHERE i.rolname = 'rds_iam' AND i.oid <> r.oid
+           AND pg_has_role(r.oid, i.oid, 'MEMBER')),
+       ARRAY(SELECT pg_get_userbyid(m.grantor) FROM pg_auth_members m
+             JOIN pg_roles i ON i.oid = m.roleid
+             WHERE i.rolname = 'rds_iam' AND m.member = r.oid AND r.rolname = ANY(%(users)s))
 FROM pg_roles r
 """
 
@@ -4683,6 +4834,8 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
             bypass_rls=row[11],
             expired=row[12],
             comment=row[13],
+            iam=row[14],
+            iam_grantors=tuple(row[15]),
         )
         for row in cursor.fetchall()
     }
@@ -4851,7 +5004,59 @@ def pg_state_problems(event: Event, state: PgState) -> list[str]:
                     f"user {user.name!r} has {attribute}, which only a role that has it may "
                     "alter (the master has not): never managed"
                 )
-    return problems + crowded_acl_problems(event, state) + privilege_plan(event, state).problems
+    return (
+        problems
+        + iam_problems(event, state)
+        + crowded_acl_problems(event, state)
+        + privilege_plan(event, state).problems
+    )
+
+
+def iam_problems(event: Event, state: PgState) -> list[str]:
+    """What turning users into IAM users, or back, needs here. The master must never come to
+    inherit rds_iam: it would then log in with IAM tokens only, and the tool with it."""
+    problems = []
+    for user in event.users:
+        role, where = state.roles.get(user.name), f"user {user.name!r}"
+        if user.iam and PG_IAM_ROLE not in state.roles:
+            problems.append(
+                f"{where}: auth iam needs the role {PG_IAM_ROLE}, which RDS and Aurora create; "
+                "this server has none"
+            )
+        if user.iam and role and not role.iam and role.master_has_privileges:
+            problems.append(
+                f"{where}: the master {state.master!r} inherits role {user.name!r}, so with "
+                f"{PG_IAM_ROLE} it would turn the master into an IAM-only login. Nothing was "
+                f"changed; first run REVOKE {sql_quote(user.name)} FROM "
+                f"{sql_quote(state.master)} (16+: or keep it WITH INHERIT FALSE)"
+            )
+        if user.iam and role and not role.iam:
+            members = sorted(
+                r.name
+                for r in state.roles.values()
+                if user.name in r.member_of and r.name not in (state.master, user.clone)
+            )
+            if members:
+                problems.append(
+                    f"{where}: {', '.join(map(repr, members))} are members of it, and a member "
+                    f"of a role holding {PG_IAM_ROLE} logs in with IAM only: revoke those "
+                    "memberships, or give them the user's privileges otherwise, first"
+                )
+        if user.auth == "password" and role and role.iam:
+            if PG_IAM_ROLE not in role.member_of:
+                problems.append(
+                    f"{where} holds {PG_IAM_ROLE} through another role (it is a member of "
+                    f"{', '.join(map(repr, role.member_of))}): it cannot be made a password "
+                    "user while that membership stays"
+                )
+            others = sorted(set(role.iam_grantors) - {state.master})
+            if state.server_major >= 16 and others:
+                problems.append(
+                    f"{where} was granted {PG_IAM_ROLE} by {', '.join(map(repr, others))}, and "
+                    "the master may revoke only its own grant: run REVOKE rds_iam FROM "
+                    f"{sql_quote(user.name)} GRANTED BY that role, then re-run"
+                )
+    return problems
 
 
 # The entries a table's or sequence's ACL may hold. It lives in the object's pg_class row,
@@ -5329,6 +5534,13 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
     for user in grantor_order(users):
         name = sql.Identifier(user.name)
         role = state.roles.get(user.name)
+        if role is None and user.iam:
+            without_password = sql.SQL(
+                "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL"
+            ).format(name)
+            steps += [Step(without_password, "create role (IAM authentication)", (user.name,))]
+            steps += [iam_membership_step("GRANT", user)]
+            continue
         if role is None:
             clause, shown = password_clause(passwords[user.name])
             create = sql.SQL("CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE ")
@@ -5344,7 +5556,14 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
         if not role.can_login or role.create_db or role.create_role:
             statement = sql.SQL("ALTER ROLE {} WITH LOGIN NOCREATEDB NOCREATEROLE").format(name)
             steps.append(Step(statement, "set LOGIN NOCREATEDB NOCREATEROLE", (user.name,)))
-        steps += expiry_steps(user, state)
+        if user.iam and not role.iam:
+            remove = sql.SQL("ALTER ROLE {} WITH PASSWORD NULL").format(name)
+            steps += [Step(remove, "remove its password", (user.name,))]
+            steps += [iam_membership_step("GRANT", user)]
+        elif user.auth == "password" and PG_IAM_ROLE in role.member_of:
+            steps.append(iam_membership_step("REVOKE", user))
+        if not user.iam:
+            steps += expiry_steps(user, state)
         for login, what in (
             (user.name, "new password"),
             (user.clone, f"new password of {user.clone}"),
@@ -5354,6 +5573,15 @@ def role_steps(users: list[UserSpec], state: PgState, passwords: dict[str, str])
                 alter = sql.SQL("ALTER ROLE {} WITH ").format(sql.Identifier(login))
                 steps.append(Step(alter + clause, what, (user.name,), shown=alter + shown))
     return steps
+
+
+def iam_membership_step(verb: str, user: UserSpec) -> Step:
+    """GRANT rds_iam TO U (IAM logins only), or REVOKE it (password logins again)."""
+    direction, what = ("TO", "IAM authentication") if verb == "GRANT" else ("FROM", "passwords")
+    statement = sql.SQL("{} {} {} {}").format(
+        sql.SQL(verb), sql.Identifier(PG_IAM_ROLE), sql.SQL(direction), sql.Identifier(user.name)
+    )
+    return Step(statement, f"{verb.lower()} {PG_IAM_ROLE}: logs in with {what}", (user.name,))
 
 
 def expiry_steps(user: UserSpec, state: PgState) -> list[Step]:
@@ -6047,6 +6275,8 @@ class MyAccount:
     is_role: bool = False  # MariaDB keeps its roles in mysql.user too
     expired: bool = False  # its password expired: it must be set again to work
     locked: bool = False  # ACCOUNT LOCK
+    plugin: str = ""  # how it authenticates: mysql.user.plugin (MariaDB: from global_priv)
+    ssl_type: str = ""  # REQUIRE: '' none, ANY (SSL), X509, SPECIFIED
 
 
 @dataclass
@@ -6065,6 +6295,7 @@ class MyState:
     general_log: bool = False  # MariaDB: the general query log records statements as sent
     binary_log: bool = False  # MariaDB: so does the binary log (RDS: on with automated backups)
     password_checks: dict[str, str] = field(default_factory=dict)  # simple_password_check_*
+    iam_plugin: bool = True  # AWSAuthenticationPlugin is loaded (read when the event has IAM users)
     _names: frozenset[str] | None = field(default=None, repr=False, compare=False)
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
     record_table: bool = False  # MariaDB: the tool's table of records exists
@@ -6088,6 +6319,14 @@ class MyState:
 
     def has_clone(self, user: UserSpec) -> bool:
         return self.clone_account(user) is not None
+
+    def other_auth(self, user: UserSpec) -> str | None:
+        account = self.accounts.get(my_user_account(user))
+        if not account or account.plugin in MY_PASSWORD_PLUGINS:
+            return None
+        if account.plugin == MY_IAM_PLUGIN:
+            return f"IAM (plugin {MY_IAM_PLUGIN})"
+        return f"plugin {account.plugin}"
 
     def password_expired(self, user: UserSpec, login: str) -> bool:
         """Whether the login's password expired, so that it must be set again to work."""
@@ -6190,7 +6429,9 @@ MY_DATABASES_QUERY = (
 # mysql.user's names are utf8mb3 (binary): compared as utf8mb4, exactly, so that a name the
 # engine cannot store (refused by the event's checks, reported with the state's) is no error.
 MY_ACCOUNTS_QUERY = """
-SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked}, {record} FROM mysql.user
+SELECT User, Host, Super_priv = 'Y', {is_role}, {expired}, {locked}, {record}, plugin,
+       ssl_type
+FROM mysql.user
 WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin IN %s
 """
 
@@ -6207,6 +6448,23 @@ MYSQL_ACCOUNT_COLUMNS = {
             COALESCE(password_lifetime, @@GLOBAL.default_password_lifetime) DAY < NOW())""",
     "locked": "account_locked = 'Y'",
 }
+
+# The plugins that authenticate by the password the tool sets ('' is an old MariaDB's native).
+# Any other (AWSAuthenticationPlugin, ed25519, unix_socket, auth_socket...) is another way.
+MY_PASSWORD_PLUGINS = frozenset(
+    {"", "mysql_native_password", "mysql_old_password", "caching_sha2_password", "sha256_password"}
+)
+
+# RDS's plugin for IAM database authentication, on MySQL and MariaDB alike (loaded when the
+# instance has IAM database authentication on), and how an account is made to use it.
+MY_IAM_PLUGIN = "AWSAuthenticationPlugin"
+MY_IAM_CLAUSE = f"IDENTIFIED WITH {MY_IAM_PLUGIN} AS 'RDS'"
+MY_TLS_REQUIRED = ("ANY", "X509", "SPECIFIED")  # ssl_type of an account that REQUIREs TLS
+
+MY_IAM_PLUGIN_QUERY = """
+SELECT COUNT(*) FROM information_schema.PLUGINS
+WHERE PLUGIN_NAME = 'AWSAuthenticationPlugin' AND PLUGIN_STATUS = 'ACTIVE'
+"""
 
 # MariaDB keeps the password's age and lifetime (-1: the server's default) and the lock in
 # the account's JSON in mysql.global_priv; PASSWORD EXPIRE sets password_last_changed to 0.
@@ -6286,11 +6544,25 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
     )
     accounts: dict[tuple[str, str], MyAccount] = {}
     records: dict[tuple[str, str], Record] = {}
-    for user, host, *flags, attribute in cursor.fetchall():
-        accounts[(user, host)] = MyAccount(user, host, *map(bool, flags))
+    for user, host, superuser, role, expired, locked, attribute, plugin, tls in cursor.fetchall():
+        accounts[(user, host)] = MyAccount(
+            user,
+            host,
+            superuser=bool(superuser),
+            is_role=bool(role),
+            expired=bool(expired),
+            locked=bool(locked),
+            plugin=plugin or "",
+            ssl_type=tls or "",
+        )
         record = parse_record(attribute) if attribute else None
         if record:
             records[(user, host)] = record
+    iam_plugin = True
+    if any(u.iam for u in event.users):
+        cursor.execute(MY_IAM_PLUGIN_QUERY)
+        iam_plugin = bool(cursor.fetchone()[0])
+        queries += 1
     if mariadb and record_table:
         cursor.execute(MARIADB_RECORDS_QUERY, (tuple(sorted(names)),))
         for user, host, text in cursor.fetchall():
@@ -6343,6 +6615,7 @@ def read_my_state(cursor: Any, event: Event) -> MyState:
         accounts=accounts,
         grants={account: frozenset(held) for account, held in grants.items()},
         definers=dict(definers),
+        iam_plugin=iam_plugin,
         catalog_queries=queries,
         read_only=my_read_only(read_only, super_read_only, innodb_read_only),
         password_lifetime=int(password_lifetime or 0),
@@ -6490,6 +6763,12 @@ def my_state_problems(event: Event, state: MyState) -> list[str]:
             and not state.has_name(user.grantor)
         ):
             problems.append(f"{where}: {missing_grantor_problem(event, user)}")
+        if user.iam and not state.iam_plugin:
+            problems.append(
+                f"{where}: auth iam needs {MY_IAM_PLUGIN}, which is not loaded on this server: "
+                "turn IAM database authentication on for the DB instance or cluster "
+                "(--enable-iam-database-authentication)"
+            )
         clone = state.clone_account(user)
         objects = state.definers.get(my_user_account(user), [])
         objects += state.definers.get(clone, []) if clone else []
@@ -6630,10 +6909,13 @@ def my_account_steps(
     by login: U, or its rotation clone once the secret names the clone."""
     steps = []
     for user in grantor_order(users):
+        if user.iam:
+            steps += my_iam_steps(user, state)
+            continue
         clone = state.clone_account(user)
-        logins = [
-            (my_user_account(user), "new password" if state.has_user(user) else "create user")
-        ]
+        summary = "new password" if state.has_user(user) else "create user"
+        method = state.other_auth(user)  # auth password: IDENTIFIED BY sets a password plugin
+        logins = [(my_user_account(user), f"{summary} instead of {method}" if method else summary)]
         if clone:
             logins.append((clone, f"new password of {user.clone}"))
         for account, summary in logins:
@@ -6642,10 +6924,28 @@ def my_account_steps(
             if account in state.accounts and state.accounts[account].expired:
                 summary = summary.replace("new password", "password set: it had expired")
             clause, shown = my_password_clause(passwords[account[0]], state)
-            verb = "CREATE" if summary == "create user" else "ALTER"
+            verb = "ALTER" if account in state.accounts else "CREATE"
             statement = f"{verb} USER {my_account(account, state)} "
             steps.append(Step(statement + clause, summary, (user.name,), shown=statement + shown))
     return steps
+
+
+def my_iam_steps(user: UserSpec, state: MyState) -> list[Step]:
+    """An IAM account: RDS's plugin instead of a password, and TLS required (the tokens are
+    sent in the clear otherwise; AWS's IAM documentation requires TLS for these accounts)."""
+    account = state.accounts.get(my_user_account(user))
+    name, who = my_account(my_user_account(user), state), (user.name,)
+    if account is None:
+        statement = f"CREATE USER {name} {MY_IAM_CLAUSE} REQUIRE SSL"
+        return [Step(statement, "create user (IAM authentication)", who)]
+    if account.plugin != MY_IAM_PLUGIN:
+        statement = f"ALTER USER {name} {MY_IAM_CLAUSE} REQUIRE SSL"
+        return [
+            Step(statement, f"IAM authentication instead of {account.plugin or 'a password'}", who)
+        ]
+    if account.ssl_type not in MY_TLS_REQUIRED:
+        return [Step(f"ALTER USER {name} REQUIRE SSL", "require TLS (IAM authentication)", who)]
+    return []
 
 
 def my_privilege_steps(users: list[UserSpec], event: Event, state: MyState) -> list[Step]:

@@ -322,6 +322,16 @@ def up_postgres(major: int) -> dict:
             )
         ],
     )
+    # RDS's role for IAM database authentication (iam-user.json declares an IAM user), made by
+    # the bootstrap superuser as rdsadmin makes it; from 16 on, granting it takes ADMIN OPTION.
+    iam_role = ["CREATE ROLE rds_iam"]
+    if major >= 16:
+        iam_role.append(
+            sql.SQL("GRANT rds_iam TO {} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE").format(
+                master
+            )
+        )
+    pg_run(server, iam_role)
     as_master = {"user": MASTER, "password": password}
     pg_run(server, ["CREATE DATABASE airflow"], **as_master)
     if major < 15:

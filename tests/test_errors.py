@@ -150,7 +150,7 @@ def test_the_cli_turns_an_unexpected_error_into_exit_1_without_a_traceback(
         (
             {"grant_dll": True},
             "user 'app': unknown key 'grant_dll' (did you mean 'grant_ddl'?); a user's keys are "
-            "action, db_user, grant_ddl, grant_privileges, grantor, host, keep_account, "
+            "action, auth, db_user, grant_ddl, grant_privileges, grantor, host, keep_account, "
             "reassign_to, rotate_password, rotation, user_secret_name",
         ),
         (

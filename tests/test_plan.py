@@ -542,3 +542,71 @@ def test_a_plan_is_shown_without_a_connection_as_the_driver_quotes_it(rds, name)
             if step.as_role:
                 driver = f"SET ROLE {sql.Identifier(step.as_role).as_string(connection)}; {driver}"
             assert POSTGRES.render(step) == driver
+
+
+# IAM database authentication (auth iam): no password, a member of rds_iam (docs/iam.md).
+
+IAM_ROLE = PgRole("rds_iam", can_login=False)
+
+
+def role_statements(*users: UserSpec, roles=(), passwords=None, **keys) -> list[str]:
+    steps = plan_postgres(event(*users), state(roles=(IAM_ROLE, *roles), **keys), passwords or {})
+    return [s for s in statements(steps) if "ROLE" in s or "rds_iam" in s]
+
+
+def test_a_new_iam_user_has_no_password_and_holds_rds_iam():
+    assert role_statements(spec("app", auth="iam")) == [
+        'CREATE ROLE "app" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD NULL',
+        'GRANT "rds_iam" TO "app"',
+    ]
+
+
+def test_a_password_user_made_an_iam_user_loses_its_password():
+    assert role_statements(spec("app", auth="iam"), roles=[PgRole("app")]) == [
+        'ALTER ROLE "app" WITH PASSWORD NULL',
+        'GRANT "rds_iam" TO "app"',
+    ]
+
+
+def test_an_iam_user_as_it_should_be_plans_no_role_change():
+    app = PgRole("app", iam=True, member_of=("rds_iam",))
+    assert role_statements(spec("app", auth="iam"), roles=[app]) == []
+
+
+def test_an_iam_user_declared_a_password_user_gives_up_rds_iam_and_gets_a_password():
+    app = PgRole("app", iam=True, member_of=("rds_iam",), iam_grantors=(MASTER,))
+    found = role_statements(
+        spec("app", auth="password"), roles=[app], passwords={"app": "SCRAM-SHA-256$v"}
+    )
+    assert found == [
+        'REVOKE "rds_iam" FROM "app"',
+        "ALTER ROLE \"app\" WITH PASSWORD 'SCRAM-SHA-256$v'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("app", "user", "said"),
+    [
+        (None, spec("app", auth="iam"), "needs the role rds_iam"),
+        (
+            PgRole("app", master_has_privileges=True),
+            spec("app", auth="iam"),
+            "would turn the master into an IAM-only login",
+        ),
+        (
+            PgRole("app", iam=True, member_of=("iam_group",)),
+            spec("app", auth="password"),
+            "holds rds_iam through another role",
+        ),
+        (
+            PgRole("app", iam=True, member_of=("rds_iam",), iam_grantors=("rdsadmin",)),
+            spec("app", auth="password"),
+            "granted rds_iam by 'rdsadmin'",
+        ),
+    ],
+    ids=["no rds_iam", "the master inherits it", "through a group", "another grantor"],
+)
+def test_what_iam_needs_is_checked_before_anything_changes(app, user, said):
+    roles = [r for r in (app,) if r] + ([] if said.startswith("needs") else [IAM_ROLE])
+    problems = pg_state_problems(event(user), state(roles=roles))
+    assert any(said in p for p in problems), problems

@@ -296,3 +296,118 @@ def test_the_planning_function_decides_and_plans_from_values_alone_on_mariadb():
         "GRANT SELECT ON `app`.* TO 'new'@'%'",
     ]
     assert old_secret.value == {"username": "old", "password": "was"}
+
+
+# IAM database authentication (auth iam): RDS's plugin for MySQL and MariaDB alike, as AWS
+# documents it (CREATE USER ... IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'), TLS required.
+# No server here loads that plugin: the statements are checked against the documentation.
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_a_new_iam_user_gets_the_aws_plugin_and_tls_and_its_grants(engine):
+    steps = plan_mysql(
+        event(spec("app", auth="iam", privileges="SELECT"), engine=engine),
+        state(mariadb=engine == "mariadb"),
+        {},
+    )
+
+    assert statements(steps) == [
+        "CREATE USER 'app'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL",
+        "GRANT SELECT ON `app`.* TO 'app'@'%'",
+    ]
+    assert steps[0].summary == "create user (IAM authentication)"
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_a_password_account_made_an_iam_user_changes_plugin_without_a_password(engine):
+    account = MyAccount("app", "%", plugin="mysql_native_password")
+    steps = plan_mysql(
+        event(spec("app", auth="iam"), engine=engine), state(account, mariadb=True), {}
+    )
+
+    assert statements(steps) == [
+        "ALTER USER 'app'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL"
+    ]
+    assert "IDENTIFIED BY" not in steps[0].statement
+
+
+def test_an_iam_account_that_does_not_require_tls_is_made_to():
+    account = MyAccount("app", "10.0.%", plugin="AWSAuthenticationPlugin")
+    (step,) = plan_mysql(event(spec("app", auth="iam", host="10.0.%")), state(account), {})
+
+    assert step.statement == "ALTER USER 'app'@'10.0.%' REQUIRE SSL"
+
+
+def test_an_iam_account_as_it_should_be_plans_nothing():
+    account = MyAccount("app", "%", plugin="AWSAuthenticationPlugin", ssl_type="ANY")
+    steps = plan_mysql(
+        event(spec("app", auth="iam", privileges="SELECT")),
+        state(account, grants={("app", "%"): {"SELECT"}}),
+        {},
+    )
+
+    assert steps == []
+
+
+def test_an_iam_user_is_a_grantor_and_a_ddl_user_as_any_other():
+    steps = plan_mysql(
+        event(
+            spec("owner", auth="iam", ddl=True),
+            spec("reader", grantor="owner", privileges="SELECT"),
+        ),
+        state(),
+        {"reader": "pw"},
+    )
+
+    assert statements(steps)[:2] == [
+        "CREATE USER 'owner'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL",
+        "CREATE USER 'reader'@'%' IDENTIFIED BY 'pw'",
+    ]
+    assert any(
+        s.startswith("GRANT CREATE, DROP") and s.endswith("TO 'owner'@'%'")
+        for s in statements(steps)
+    )
+
+
+@pytest.mark.parametrize(
+    ("plugin", "said"),
+    [
+        ("AWSAuthenticationPlugin", "IAM (plugin AWSAuthenticationPlugin)"),
+        ("ed25519", "plugin ed25519"),
+        ("auth_socket", "plugin auth_socket"),
+    ],
+)
+def test_an_account_of_another_plugin_authenticates_another_way(plugin, said):
+    user = spec("app")
+
+    assert state(MyAccount("app", "%", plugin=plugin)).other_auth(user) == said
+    for password_plugin in ("mysql_native_password", "caching_sha2_password", ""):
+        assert state(MyAccount("app", "%", plugin=password_plugin)).other_auth(user) is None
+
+
+def test_iam_users_need_the_plugin_loaded():
+    loaded = state()
+    missing = state()
+    missing.iam_plugin = False
+
+    assert my_state_problems(event(spec("app", auth="iam")), loaded) == []
+    (problem,) = my_state_problems(event(spec("app", auth="iam")), missing)
+    assert "AWSAuthenticationPlugin, which is not loaded" in problem
+
+
+@pytest.mark.parametrize("engine", ["mysql", "mariadb"])
+def test_an_iam_account_declared_a_password_user_gets_a_password_and_its_plugin(engine):
+    """ALTER USER ... IDENTIFIED BY sets the default password plugin (MySQL) or
+    mysql_native_password (MariaDB's IDENTIFIED BY PASSWORD) in place of RDS's."""
+    mariadb = engine == "mariadb"
+    account = MyAccount("app", "%", plugin="AWSAuthenticationPlugin", ssl_type="ANY")
+    identified_by = native_password_hash("pw") if mariadb else "pw"
+    (step,) = plan_mysql(
+        event(spec("app", auth="password"), engine=engine),
+        state(account, mariadb=mariadb),
+        {"app": identified_by},
+    )
+
+    clause = f"IDENTIFIED BY PASSWORD '{identified_by}'" if mariadb else "IDENTIFIED BY 'pw'"
+    assert step.statement == f"ALTER USER 'app'@'%' {clause}"
+    assert step.summary == "new password instead of IAM (plugin AWSAuthenticationPlugin)"

@@ -109,6 +109,12 @@ INVALID = {
     "an account host with a quote": first_user(host="a'b"),
     "no schemas": top(schemas=[]),
     "schemas repeated": top(schemas=["a", "a"]),
+    "an unknown auth": first_user(auth="token"),
+    "auth not a string": first_user(auth=None),
+    "an IAM user updated": first_user(auth="iam", action="update"),
+    "an IAM user given a new password": first_user(auth="iam", rotate_password="Yes"),
+    "an IAM user with its own rotation": first_user(auth="iam", rotation={"days": 7}),
+    "an IAM user with reassign_to": first_user(auth="iam", reassign_to="someone"),
     "a writes pace of 0": top(secrets_writes_per_second=0),
     "a reads pace above 10,000": top(secrets_reads_per_second=10_001),
     "a pace as a string": top(secrets_writes_per_second="5"),
@@ -143,6 +149,18 @@ VALID = {
         }
     ),
     "no $schema at all": lambda event: event.pop("$schema"),
+    "auth in another case": first_user(auth=" Password "),
+    "an IAM user without a secret name": lambda event: event["users"][2].update(
+        auth="IAM", user_secret_name=None
+    ),
+    "an IAM user turning rotation off": first_user(auth="iam", rotation={"enabled": "false"}),
+    "an IAM user among users the event rotates": lambda event: (
+        event.update(rotation={"days": 30}),
+        event["users"][2].update(auth="iam"),
+    ),
+    "a delete declared iam": lambda event: event["users"][2].update(
+        action="delete", auth="iam", rotate_password=True
+    ),
     "a fleet's share of the paces": top(
         secrets_writes_per_second=6.25, secrets_reads_per_second=10
     ),
@@ -340,6 +358,7 @@ USER_FIELDS: dict[str, list] = {
     "host": ["%", "10.0.%", "a'b", "a b", "a\n", "", "x" * 255, "x" * 256, "a@b", "é", "HOST"]
     + [None, 5, "10.0.0.0/255.0.0.0", "\x7f"],
     "rotation": [None, "none", {"enabled": False}, {"days": 7}, True, {"colour": 1}],
+    "auth": ["password", "iam", " IAM ", "iam\n", "Password", "token", "", None, 5, "none"],
 }
 
 SCHEMA_DESCRIPTION = SCHEMA["description"]

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 
 # The order of the README's "Local stack" section: update and delete need the users that the
 # seed creates; optional-keys runs after delete-user because it gives airflow-ro-dml grants in
-# the schema reporting, which delete-user (schema public only) does not manage.
+# the schema reporting, which delete-user (schema public only) does not manage; iam-user adds
+# an IAM reader of airflow-rw-ddl's tables.
 # (file, what the report's users must show: db_user -> result)
 ORDER = [
     ("seed-example.json", {"airflow-rw-ddl": "created", "airflow-ro-dml": "created"}),
@@ -29,6 +30,7 @@ ORDER = [
     ("rotation.json", {"airflow-rw-ddl": "updated", "airflow-ro-dml": "unchanged"}),
     ("delete-user.json", {"airflow-ro-dml": "deleted"}),
     ("optional-keys.json", {"airflow-ro-dml": "created", "airflow-legacy-etl": "deleted"}),
+    ("iam-user.json", {"airflow-ro-iam": "created"}),
     ("mariadb-seed-example.json", {"airflow-rw-ddl": "created", "airflow-ro-dml": "created"}),
     ("mysql-users.json", {"orders_app": "created", "orders_legacy": "deleted"}),
 ]
