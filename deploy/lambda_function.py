@@ -541,6 +541,9 @@ class SecretState:
     tags: dict[str, str] = field(default_factory=dict)
     rotation: Rotation = NO_ROTATION
     kms_key_id: str | None = None  # a customer managed key; None: aws/secretsmanager
+    # Not found by a read by id, and not described: a secret without a value reads the same
+    # as none (see gather), which only CreateSecret or DescribeSecret tells apart.
+    absent_by_read: bool = False
 
     @property
     def password(self) -> str | None:
@@ -1728,12 +1731,26 @@ def gather(
             )
         )
         arns = [arn for arns in found.values() for arn in arns]
-        return found, aws.read_states(names + arns, recheck)
+        return found, aws.read_states(names + arns, recheck, describe_absent=False)
 
     with ThreadPoolExecutor(1) as pool:
         reading = pool.submit(read_secrets)
         state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
+    # A read by id answers "not found" for a secret without a value as for none. That answer
+    # is described where an existing account or a delete would rest on it; for accounts
+    # still to be created it stands (a first run describes nothing), since CreateSecret
+    # tells the two apart (SecretWriter.create).
+    unsure = [
+        name
+        for name, secret in secrets.items()
+        if secret.absent_by_read
+        and not (
+            users_of.get(name)
+            and all(u.has_password and not state.has_user(u) for u in users_of[name])
+        )
+    ]
+    secrets.update(aws.described(unsure))
     found = read_recorded_secrets(event, state, secrets, found, aws)
     # A password account becoming an IAM user retires the secret the tool made for it: found
     # by its tags when the event names none (an account that is already IAM needs no search,
@@ -2196,26 +2213,45 @@ class SecretsManager:
     #   minutes keeps the AWSCURRENT password this once, and the next run, the list caught up,
     #   finishes or undoes the change (the staged password stays in AWSPENDING, never lost).
     #   SECRETS_LIST_READS=false describes every secret, for no such window at all.
+    # - One answer is not described at once: a secret the batch read did not find
+    #   (ResourceNotFoundException) and the list does not show. A read by id does not lag, but
+    #   it answers so for a secret without a value as well as for none. gather describes it
+    #   where an existing account or a delete would rest on it; for an account still to be
+    #   created, the CreateSecret that follows tells the two apart (SecretWriter.create), so a
+    #   first run of N users makes no DescribeSecret (it made N before).
     # Tags and rotation settings may lag in the list the same way: a listed secret for which
     # `recheck` says a write would rest on them (gather: a tag to add, a rotation to change)
     # is described too, so no write is decided from the list alone.
 
     def read_states(
-        self, names: list[str], recheck: Callable[[SecretState], bool] | None = None
+        self,
+        names: list[str],
+        recheck: Callable[[SecretState], bool] | None = None,
+        *,
+        describe_absent: bool = True,
     ) -> dict[str, SecretState]:
         """The state of each named secret: listed and batch-read in bulk, described where the
-        two disagree or say nothing, then the values the description found unread."""
+        two disagree or say nothing, then the values the description found unread. Without
+        `describe_absent`, a secret the batch read did not find and the list does not show is
+        taken as absent_by_read, not described: the caller describes those it must be sure of
+        (see described)."""
         names = list(dict.fromkeys(names))
         chains = name_prefix_chains(names) if self.list_reads and names else []
         batches = [names[i : i + self.BATCH] for i in range(0, len(names), self.BATCH)]
         tasks = [("list", chain) for chain in chains] + [("batch", b) for b in batches]
         listed: dict[str, dict] = {}
         values: dict[str, dict] = {}
+        not_found: set[str] = set()
         for kind, response in self.map(self._bulk_read, tasks):
             if kind == "list":
                 listed.update((entry["Name"], entry) for entry in response)
             else:
                 values.update((item["Name"], item) for item in response.get("SecretValues", []))
+                not_found.update(
+                    error["SecretId"]
+                    for error in response.get("Errors", [])
+                    if error.get("ErrorCode") == "ResourceNotFoundException"
+                )
         states: dict[str, SecretState] = {}
         doubtful = []
         for name in names:
@@ -2225,9 +2261,24 @@ class SecretsManager:
                 listed_state = self._listed(name, entry)
             if listed_state and not (recheck and recheck(listed_state)):
                 states[name] = listed_state
+            elif not describe_absent and entry is None and name in not_found:
+                states[name] = SecretState(name=name, absent_by_read=True)
             else:
                 doubtful.append(name)
-        states.update((s.name, s) for s in self.map(self._describe, doubtful))
+        described = self.map(self._describe, doubtful)
+        found = self._with_values([*states.values(), *described], values)
+        return {name: found[name] for name in names}
+
+    def described(self, names: list[str]) -> dict[str, SecretState]:
+        """Each named secret as DescribeSecret says (strongly consistent), with its values."""
+        return self._with_values(self.map(self._describe, names), {})
+
+    def _with_values(
+        self, secrets: Iterable[SecretState], values: dict[str, dict]
+    ) -> dict[str, SecretState]:
+        """The secrets with their AWSCURRENT values (from `values`, the batch read's, where the
+        version agrees, else read by ARN) and our own AWSPENDING's."""
+        states = {state.name: state for state in secrets}
         unread = []
         for state in states.values():
             item = values.get(state.name)
@@ -2245,7 +2296,7 @@ class SecretsManager:
                     SecretId=state.arn, VersionId=state.pending_version
                 )
                 state.pending_value = parse_secret_value(response.get("SecretString"))
-        return {name: states[name] for name in names}
+        return states
 
     def _bulk_read(self, task: tuple[str, list[str]]) -> tuple[str, Any]:
         kind, names = task
@@ -3336,7 +3387,11 @@ class SecretWriter:
     def tags(self, user: str) -> dict[str, str]:
         return wanted_tags(self.event, self.target, user)
 
-    def create(self, user: str, secret: SecretState, value: dict | None) -> None:
+    def create(self, user: str, secret: SecretState, value: dict | None) -> bool:
+        """Create the secret, with `value` when one is given. False when the name turns out to
+        be taken by a secret without a value, which a read by id takes for none (see gather):
+        `secret` then describes it, for the caller to put the value in, as it would have
+        had the run described it."""
         kwargs: dict[str, Any] = {
             "Name": secret.name,
             "Description": f"Credentials of {self.target.engine} user {user} in database "
@@ -3347,10 +3402,33 @@ class SecretWriter:
             kwargs["KmsKeyId"] = self.event.kms_key_id
         if value is not None:
             kwargs["SecretString"] = json.dumps(value)
-        response = self.aws.write("create_secret", **kwargs)
+        try:
+            response = self.aws.write("create_secret", **kwargs)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceExistsException":
+                raise
+            self.take_valueless(user, secret)
+            return False
         secret.arn, secret.exists, secret.tags = response["ARN"], True, self.tags(user)
         secret.kms_key_id = self.event.kms_key_id
         secret.current_version = response.get("VersionId")
+        return True
+
+    def take_valueless(self, user: str, secret: SecretState) -> None:
+        """`secret` as DescribeSecret shows the one that holds its name, when it has no value
+        (nothing a password could be lost from). Any other secret there was made after this
+        run read the name: nothing is decided from a read it contradicts."""
+        found = self.aws.described([secret.name])[secret.name]
+        if not found.exists or found.scheduled_for_deletion or found.current_version:
+            raise ApplyError(
+                f"user {user!r}: secret {secret.name!r} was made by someone else after this run "
+                "found no secret by that name, so it was not overwritten. Nothing was changed "
+                "in the database; the secrets written before it are listed in the log ('aws'), "
+                "each with a password that works once the database has it. A re-run reads "
+                "the secret and decides."
+            )
+        secret.arn, secret.exists, secret.tags = found.arn, True, found.tags
+        secret.kms_key_id, secret.rotation = found.kms_key_id, found.rotation
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
         kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
@@ -3397,10 +3475,8 @@ class SecretWriter:
         if credential.undo_pending and secret.pending_version:
             self.drop_pending_label(secret, secret.pending_version)
         if credential.mode == "new-user":
-            if secret.exists:
+            if secret.exists or not self.create(user, secret, credential.final_value):
                 self.put(secret, credential.final_value)
-            else:
-                self.create(user, secret, credential.final_value)
         elif credential.mode == "change":
             if not secret.exists:
                 self.create(user, secret, None)

@@ -585,6 +585,7 @@ def start_moto(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
     from moto.server import ThreadedMotoServer
 
     _read_awscurrent_by_default()
+    _batch_reads_report_secrets_without_a_value()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = port or free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -641,6 +642,43 @@ def create_moto_functions(url: str, names: list[str], region: str = "us-east-1")
         )["FunctionArn"]
         for name in names
     ]
+
+
+def _batch_reads_report_secrets_without_a_value() -> None:
+    """Correct moto 5.2.5's BatchGetSecretValue, which fails as a whole (HTTP 404) when one of
+    the secrets it is asked for has no value. AWS answers each secret it cannot read in the
+    response's Errors (APIErrorType: "the error Secrets Manager encountered while retrieving
+    an individual secret"), here ResourceNotFoundException, as GetSecretValue answers for
+    that secret alone. The server runs in this process: patch its backend.
+    tests/test_secrets.py pins the corrected behaviour."""
+    from moto.secretsmanager.exceptions import ResourceNotFoundException, SecretHasNoValueException
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.batch_get_secret_value
+    if getattr(original, "reports_each_secret", False):
+        return
+
+    def batch_get_secret_value(
+        self, secret_id_list=None, filters=None, max_results=None, next_token=None
+    ):
+        if not secret_id_list or filters or max_results:  # moto's own checks and filters
+            return original(self, secret_id_list, filters, max_results, next_token)
+        values, errors = [], []
+        for secret_id in secret_id_list:
+            try:
+                found, failed, _ = original(self, [secret_id])
+            except (ResourceNotFoundException, SecretHasNoValueException) as error:
+                found = []
+                failed = [
+                    {"SecretId": secret_id, "ErrorCode": error.error_type, "Message": error.message}
+                ]
+            values += found
+            errors += failed
+        page, token = self._get_secret_values_page_and_next_token(values, None, next_token)
+        return page, errors, token
+
+    batch_get_secret_value.reports_each_secret = True
+    SecretsManagerBackend.batch_get_secret_value = batch_get_secret_value
 
 
 def _read_awscurrent_by_default() -> None:

@@ -9,9 +9,10 @@ import json
 
 import botocore.exceptions
 import pytest
-from conftest import user
+from conftest import tool, user
 from lambda_function import (
     VERSION_PREFIX,
+    ApplyError,
     RateLimiter,
     SecretsManager,
     Settings,
@@ -47,6 +48,75 @@ def test_a_no_op_run_of_45_users_makes_at_most_n_over_8_plus_10_calls_and_no_wri
     assert sum(calls.values()) <= 45 / 8 + 10
     # the master secret, one list page, three batch reads of 20: nothing described, no write
     assert calls == {"GetSecretValue": 1, "ListSecrets": 1, "BatchGetSecretValue": 3}
+
+
+def test_a_first_run_describes_no_secret_the_read_by_id_did_not_find(db):
+    users = [user(f"u{i:02}", f"app/u{i:02}", grant_privileges="SELECT") for i in range(25)]
+
+    report = db.invoke(db.event(users))
+
+    calls = report["stats"]["aws_calls"]
+    assert "DescribeSecret" not in calls
+    assert calls["CreateSecret"] == 25
+    assert calls["BatchGetSecretValue"] == 2
+    assert db.logs_in("u07", db.secret("app/u07")["password"])
+
+
+def test_a_new_users_secret_without_a_value_is_given_the_password(db):
+    """A read by id answers "not found" for it as for no secret: CreateSecret tells them apart,
+    and the secret is then written as a described one would have been."""
+    db.sm.create_secret(Name="app/v")
+
+    report = db.invoke(db.event([user("v", "app/v", grant_privileges="SELECT")]))
+
+    assert report["stats"]["aws_calls"]["DescribeSecret"] == 1
+    assert report["stats"]["aws_calls"]["PutSecretValue"] == 1
+    assert db.secret("app/v")["username"] == "v"
+    assert db.logs_in("v", db.secret("app/v")["password"])
+    assert db.invoke(db.event([user("v", "app/v", grant_privileges="SELECT")]))["changed"] is False
+
+
+def test_a_secret_made_by_someone_else_after_the_read_is_not_overwritten(db, monkeypatch):
+    theirs = {"username": "w", "password": "theirs-Pa55word!"}
+    write = tool.SecretsManager.write
+
+    def another_caller_first(self, operation, **kwargs):
+        if operation == "create_secret" and kwargs["Name"] == "app/w":
+            db.sm.create_secret(Name="app/w", SecretString=json.dumps(theirs))
+        return write(self, operation, **kwargs)
+
+    monkeypatch.setattr(tool.SecretsManager, "write", another_caller_first)
+    event = db.event([user("w", "app/w", grant_privileges="SELECT")])
+
+    with pytest.raises(ApplyError, match="made by someone else after this run found no secret"):
+        db.invoke(event)
+
+    assert db.secret("app/w") == theirs
+    assert not db.logs_in("w", theirs["password"])  # no account was made
+    monkeypatch.undo()
+    assert db.invoke(event)["changed"] is True  # the re-run reads it, and takes its password
+    assert db.logs_in("w", theirs["password"])
+
+
+def test_an_existing_account_or_a_delete_never_rests_on_a_read_by_ids_not_found(db, monkeypatch):
+    """Only accounts still to be created go without the description."""
+    db.invoke(db.event([user("a", "app/a"), user("d", "app/d")]))
+    db.sm.delete_secret(SecretId="app/d", ForceDeleteWithoutRecovery=True)
+    described = []
+    describe = tool.SecretsManager.described
+    monkeypatch.setattr(
+        tool.SecretsManager,
+        "described",
+        lambda self, names: described.extend(names) or describe(self, names),
+    )
+    event = db.event(
+        [user("a", "app/a-new"), user("d", "app/d", action="delete"), user("n", "app/n")]
+    )
+
+    with pytest.raises(tool.InvalidEvent, match="app/a"):
+        db.invoke(event)
+
+    assert sorted(described) == ["app/a-new", "app/d"]
 
 
 def test_a_secret_missing_from_the_list_is_described(secretsmanager):

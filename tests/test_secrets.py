@@ -398,6 +398,23 @@ def test_moving_awscurrent_changes_what_a_read_without_a_stage_returns(secretsma
     assert secretsmanager.get_secret_value(SecretId="s")["VersionId"] == new
 
 
+def test_a_batch_read_answers_a_secret_without_a_value_in_its_errors(secretsmanager):
+    """As on AWS (APIErrorType: each secret it cannot read); moto 5.2.5 fails the whole call
+    and needs dev/servers.py's correction for it. CreateSecret tells it from no secret."""
+    secretsmanager.create_secret(Name="valueless")
+    secretsmanager.create_secret(Name="s", SecretString='{"username": "u"}')
+
+    read = secretsmanager.batch_get_secret_value(SecretIdList=["valueless", "s", "none"])
+
+    assert [item["Name"] for item in read["SecretValues"]] == ["s"]
+    assert {e["SecretId"]: e["ErrorCode"] for e in read["Errors"]} == {
+        "valueless": "ResourceNotFoundException",
+        "none": "ResourceNotFoundException",
+    }
+    with pytest.raises(secretsmanager.exceptions.ResourceExistsException):
+        secretsmanager.create_secret(Name="valueless", SecretString="{}")
+
+
 @pytest.mark.parametrize(
     ("rds_host", "refused"), [("db.example", False), ("db-alias.example", True), (None, False)]
 )
