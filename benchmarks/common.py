@@ -141,9 +141,10 @@ def index_moto_secrets() -> None:
     not in the tool: at 2,000 users most of an "update all" run was moto scanning. AWS looks
     a secret up by its id. Here a name is looked up directly, an ARN through an index, and
     a partial ARN as moto reads one: the same answers, in O(1). Nothing iterates over the live
-    store (the index is rebuilt from a copy, taken in one step under the GIL), as moto's
-    server threads add secrets meanwhile: its own scan then failed with "dictionary changed
-    size during iteration", answered HTTP 500, and botocore tried again."""
+    store (the index is rebuilt from a copy, taken in one step under the GIL; ListSecrets
+    walks a copy too), as moto's server threads add secrets meanwhile: its own scans then
+    failed with "dictionary changed size during iteration", answered HTTP 500, and botocore
+    tried again."""
     from moto.secretsmanager.models import SecretsStore
     from moto.secretsmanager.utils import get_secret_name_from_partial_arn
 
@@ -179,6 +180,7 @@ def index_moto_secrets() -> None:
 
     SecretsStore.get, SecretsStore.__getitem__ = get, getitem
     SecretsStore.__contains__ = contains
+    SecretsStore.values = lambda store: list(dict.values(store))
 
 
 def start_moto_process() -> tuple[subprocess.Popen, str]:

@@ -17,11 +17,10 @@ A fleet shares the account's Secrets Manager quotas (docs/fleets.md). Events on 
 (the same rds_host and rds_port, or without rds_host the same master secret) are invoked one
 after the other: the function holds a cluster-wide lock for a whole run, so they would only
 queue behind it. Each invocation is given its share of the fleet's paces in its event
-(secrets_writes_per_second, secrets_reads_per_second): W and R divided by the number of
-invocations that may run beside it, min(N, clusters with events not yet finished); an event's
-own lower pace is kept. So the invocations running at any moment never write faster than W
-a second in all, nor read in bulk faster than R. The cluster with the most users left goes
-first.
+(secrets_writes_per_second, secrets_reads_per_second), by its cluster's users against those
+of the clusters that may run beside it (Schedule says how); an event's own lower pace is
+kept. So the invocations running at any moment never write faster than W a second in all,
+nor read in bulk faster than R. The cluster with the most users left goes first.
 
 Each success prints a per-user summary; each failure prints the error type, its message, what
 was applied, and the tail of the function's log. With several events, one table follows
@@ -169,46 +168,92 @@ def with_share(event, key, share):
     return event
 
 
+def users_of(event):
+    users = event.get("users")
+    return len(users) if isinstance(users, list) else 0
+
+
+class Schedule:
+    """Which events to invoke next, one per cluster and at most `jobs` at a time, and each
+    one's share of the fleet's `paces` (event key -> calls a second in all).
+
+    Each cluster has a weight, fixed when the fleet starts: its users, in all its events, but
+    at least half the clusters' mean when every cluster runs at once (jobs >= clusters), and
+    at least twice the mean when they take turns. An invocation's share is the pace times its
+    cluster's weight over the sum of the largest min(jobs, A) weights of the A clusters with
+    events not yet finished, counted when it starts. That sum never grows (clusters only
+    finish), and the clusters running at any moment are at most min(jobs, A) of those A: so
+    their weights add up to that sum at most, and their shares to the pace at most.
+
+    So when every cluster runs at once, a cluster's share is in proportion to its users and
+    the clusters' queues end together, where equal shares would leave the longest queues to
+    end alone on shares fixed while every cluster ran. When they take turns, clusters up to
+    twice the mean share equally (the turns come and go), and one far above it is not left to
+    run alone at the end on a share fixed while all the others ran (docs/fleets.md;
+    benchmarks/fleet_model.py compares the two)."""
+
+    def __init__(self, events, jobs, paces):
+        self.jobs, self.paces = jobs, paces
+        self.queues = {}  # cluster -> its events not yet started, as (index, path, event)
+        for index, (path, event) in enumerate(events):
+            self.queues.setdefault(cluster_of(event), deque()).append((index, path, event))
+        self.running = set()  # clusters
+        users = {c: sum(users_of(e) for _, _, e in queue) for c, queue in self.queues.items()}
+        mean = sum(users.values()) / len(users) if users else 0
+        least = mean / 2 if jobs >= len(users) else 2 * mean
+        self.weights = {cluster: max(count, least, 1) for cluster, count in users.items()}
+
+    def starts(self):
+        """The invocations to start now, as (cluster, index, path, event with its shares):
+        the clusters free to start, the one with the most users left first."""
+        started = []
+        while len(self.running) < self.jobs:
+            free = [cluster for cluster in self.queues if cluster not in self.running]
+            if not free:
+                break
+            cluster = max(free, key=self.users_left)  # the first of the largest
+            index, path, event = self.queues[cluster].popleft()
+            if not self.queues[cluster]:
+                del self.queues[cluster]
+            self.running.add(cluster)
+            part = self.part(cluster)
+            for key, pace in self.paces.items():
+                event = with_share(event, key, pace * part)
+            started.append((cluster, index, path, event))
+        return started
+
+    def finished(self, cluster):
+        self.running.discard(cluster)
+
+    def users_left(self, cluster):
+        return sum(users_of(event) for _, _, event in self.queues[cluster])
+
+    def part(self, cluster):
+        active = set(self.queues) | self.running
+        heaviest = sorted((self.weights[c] for c in active), reverse=True)
+        return self.weights[cluster] / sum(heaviest[: min(self.jobs, len(active))])
+
+
 def run_fleet(events, jobs, writes, reads, invoke_one):
-    """invoke_one(index, path, event) for each (path, event) of `events`, at most `jobs` at a
-    time and one per cluster, each event given its share of the paces `writes` and `reads`;
-    the outcomes in the order of `events`.
-
-    An invocation's share is the pace divided by min(jobs, clusters with events not yet
-    finished), counted when it starts. That count only falls as the fleet goes on, and no
-    more invocations run than it (one per such cluster, at most `jobs`), so the shares of
-    those running add up to the pace at most."""
-    queues = {}
-    for index, (path, event) in enumerate(events):
-        queues.setdefault(cluster_of(event), deque()).append((index, path, event))
-
-    def users_left(cluster):
-        return sum(
-            len(e.get("users") or []) if isinstance(e.get("users"), list) else 0
-            for _, _, e in queues[cluster]
-        )
-
+    """invoke_one(index, path, event) for each (path, event) of `events`, as Schedule orders
+    them and with the shares it gives of the paces `writes` and `reads`; the outcomes in the
+    order of `events`."""
+    schedule = Schedule(
+        events, jobs, {"secrets_writes_per_second": writes, "secrets_reads_per_second": reads}
+    )
     outcomes = [None] * len(events)
     running = {}  # future -> (cluster, index)
-    with ThreadPoolExecutor(max(1, min(jobs, len(queues)))) as pool:
-        while queues or running:
-            busy = {cluster for cluster, _ in running.values()}
-            free = [c for c in queues if c not in busy]
-            while free and len(running) < jobs:
-                cluster = max(free, key=users_left)  # the first of the largest
-                free.remove(cluster)
-                index, path, event = queues[cluster].popleft()
-                if not queues[cluster]:
-                    del queues[cluster]
-                busy.add(cluster)
-                sharing = min(jobs, len(set(queues) | busy))
-                event = with_share(event, "secrets_writes_per_second", writes / sharing)
-                event = with_share(event, "secrets_reads_per_second", reads / sharing)
+    with ThreadPoolExecutor(max(1, min(jobs, len(schedule.queues)))) as pool:
+        while True:
+            for cluster, index, path, event in schedule.starts():
                 running[pool.submit(invoke_one, index, path, event)] = (cluster, index)
+            if not running:
+                return outcomes
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                outcomes[running.pop(future)[1]] = future.result()
-    return outcomes
+                cluster, index = running.pop(future)
+                schedule.finished(cluster)
+                outcomes[index] = future.result()
 
 
 def aws_region(aws):

@@ -61,34 +61,45 @@ THROTTLED_BODY = json.dumps({"__type": "ThrottlingException", "message": "Rate e
 Rule = Callable[[str], bool]
 
 
-class EveryNth:
-    """Throttle every nth call of `operations` (the writes by default): the nth, the 2nth..."""
+class Counted:
+    """A rule by count: the calls of `operations` (the writes by default) are numbered from 1,
+    and `throttles(number)` says which of them are throttled."""
+
+    def __init__(self, operations: frozenset[str] = WRITES):
+        self.operations, self.seen = operations, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, operation: str) -> bool:
+        if operation not in self.operations:
+            return False
+        with self._lock:
+            self.seen += 1
+            return self.throttles(self.seen)
+
+    def throttles(self, number: int) -> bool:
+        raise NotImplementedError
+
+
+class EveryNth(Counted):
+    """Throttle every nth call: the nth, the 2nth..."""
 
     def __init__(self, n: int, operations: frozenset[str] = WRITES):
-        self.n, self.operations, self.seen = n, operations, 0
-        self._lock = threading.Lock()
+        super().__init__(operations)
+        self.n = n
 
-    def __call__(self, operation: str) -> bool:
-        if operation not in self.operations:
-            return False
-        with self._lock:
-            self.seen += 1
-            return self.seen % self.n == 0
+    def throttles(self, number: int) -> bool:
+        return number % self.n == 0
 
 
-class From:
-    """Let the first `passed` calls of `operations` through, then throttle every one."""
+class From(Counted):
+    """Let the first `passed` calls through, then throttle every one."""
 
     def __init__(self, passed: int, operations: frozenset[str] = WRITES):
-        self.passed, self.operations, self.seen = passed, operations, 0
-        self._lock = threading.Lock()
+        super().__init__(operations)
+        self.passed = passed
 
-    def __call__(self, operation: str) -> bool:
-        if operation not in self.operations:
-            return False
-        with self._lock:
-            self.seen += 1
-            return self.seen > self.passed
+    def throttles(self, number: int) -> bool:
+        return number > self.passed
 
 
 class Quotas:

@@ -20,6 +20,8 @@ import botocore.exceptions
 import invoke
 import pytest
 from conftest import ROOT, tool, user
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dev.quota_proxy import EveryNth, From, QuotaProxy, Quotas
 
@@ -273,10 +275,78 @@ def test_the_fleets_pace_is_shared_and_never_exceeded():
         assert sum(e["secrets_reads_per_second"] for e in running) <= 60 + 1e-9
         hosts = [e["rds_host"] for e in running]
         assert len(hosts) == len(set(hosts))  # one invocation per cluster at a time
-    first = [e for s, _, e in runs if s == min(r[0] for r in runs)][0]
-    assert first["secrets_writes_per_second"] == 10  # 3 at a time: a third each
+    first = sorted(runs, key=lambda r: r[0])[:3]
+    # 4 clusters take turns 3 at a time: none weighs more than twice the mean, equal shares
+    assert [e["secrets_writes_per_second"] for _, _, e in first] == [10, 10, 10]
     last = max(runs, key=lambda r: r[0])[2]
     assert last["rds_host"] == "a" and last["secrets_writes_per_second"] == 30  # alone
+
+
+def test_when_every_cluster_runs_at_once_their_shares_follow_their_users():
+    """The fleet of benchmarks/bench_fleet.py: 20 databases of 100 users on 8 servers. Equal
+    shares would give the third database of a server 50/8 a second, fixed while the others'
+    second ones still ran."""
+    events = [
+        (f"{host}-{n}.json", {"rds_host": host, "users": [{}] * 100})
+        for host, count in zip("abcdefgh", [3, 3, 3, 3, 2, 2, 2, 2], strict=True)
+        for n in range(count)
+    ]
+    schedule = invoke.Schedule(events, 8, {"secrets_writes_per_second": 50})
+
+    shares = {e["rds_host"]: e["secrets_writes_per_second"] for *_, e in schedule.starts()}
+
+    assert shares == {**dict.fromkeys("abcd", 7.5), **dict.fromkeys("efgh", 5)}
+    schedule.finished(("host", "a", ""))
+    ((_, _, _, second),) = schedule.starts()
+    assert second["secrets_writes_per_second"] == 7.5  # 300 of the 2,000 users still to run
+
+
+def test_a_cluster_far_above_the_mean_is_not_left_alone_on_a_small_share():
+    events = [("big.json", {"rds_host": "big", "users": [{}] * 1000})] + [
+        (f"s{n}.json", {"rds_host": f"s{n}", "users": [{}] * 10}) for n in range(10)
+    ]
+
+    started = invoke.Schedule(events, 4, {"secrets_writes_per_second": 50}).starts()
+
+    shares = {e["rds_host"]: e["secrets_writes_per_second"] for *_, e in started}
+    # the 3 others weigh twice the mean (2 x 100)
+    assert shares["big"] == pytest.approx(50 * 1000 / 1600)
+    assert sum(shares.values()) == pytest.approx(50)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clusters=st.lists(
+        st.lists(st.integers(0, 300), min_size=1, max_size=4), min_size=1, max_size=12
+    ),
+    jobs=st.integers(1, 10),
+    durations=st.lists(st.floats(0.1, 100), min_size=48, max_size=48),
+)
+def test_the_shares_of_the_invocations_running_never_add_up_to_more_than_the_pace(
+    clusters, jobs, durations
+):
+    """Played out with invocations of any length, finishing in any order."""
+    events = [
+        (f"c{c}-{n}.json", {"rds_host": f"c{c}", "users": [{}] * users})
+        for c, queue in enumerate(clusters)
+        for n, users in enumerate(queue)
+    ]
+    schedule = invoke.Schedule(events, jobs, {"secrets_writes_per_second": 50})
+    running, now, started = {}, 0.0, []
+    while True:
+        for cluster, index, _, event in schedule.starts():
+            running[cluster] = (now + durations[index % len(durations)], event)
+            started.append(index)
+            shares = [e["secrets_writes_per_second"] for _, e in running.values()]
+            assert len(running) <= jobs
+            assert sum(shares) <= 50 + 1e-9
+            assert min(shares) > 0
+        if not running:
+            break
+        cluster, (now, _) = min(running.items(), key=lambda item: item[1][0])
+        del running[cluster]
+        schedule.finished(cluster)
+    assert sorted(started) == list(range(len(events)))
 
 
 def test_an_events_own_lower_pace_is_kept():
