@@ -49,6 +49,25 @@ PG_MAJORS = [
 ]
 REGION = "us-east-1"
 SEED = json.loads((ROOT / "lambda-invocation" / "seed-example.json").read_text())
+# The keys of a report and of each of its users, as docs/report-and-errors.md shows them (a dry
+# run's report adds "sql").
+REPORT_KEYS = frozenset(
+    {
+        "status",
+        "dry_run",
+        "changed",
+        "engine",
+        "host",
+        "database",
+        "users",
+        "warnings",
+        "stats",
+        "duration_ms",
+    }
+)
+USER_REPORT_KEYS = frozenset(
+    {"db_user", "action", "grantor", "result", "changes", "secret", "rotation"}
+)
 _numbers = itertools.count(1)
 
 

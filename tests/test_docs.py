@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tool
+from conftest import REPORT_KEYS, ROOT, USER_REPORT_KEYS, tool
 from jsonschema import Draft202012Validator
 
 DOCS = sorted(
@@ -33,19 +33,6 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 MEASURED = re.compile(r"\b(measured|took|ran in|peak(s|ed)? at)\b", re.IGNORECASE)
 FIGURE = re.compile(r"\b\d[\d,.]*\s?(ms|s|seconds|minutes|MB|KB|kB)\b")
 SOURCE = re.compile(r"RESULTS\.md|\b20\d\d-\d\d-\d\d\b")
-REPORT_KEYS = {
-    "status",
-    "dry_run",
-    "changed",
-    "engine",
-    "host",
-    "database",
-    "users",
-    "warnings",
-    "stats",
-    "duration_ms",
-}
-USER_REPORT_KEYS = {"db_user", "action", "grantor", "result", "changes", "secret", "rotation"}
 
 
 def ids(paths):

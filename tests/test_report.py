@@ -8,7 +8,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from conftest import SEED, tool, user
+from conftest import REPORT_KEYS, SEED, USER_REPORT_KEYS, tool, user
 
 
 def all_passwords(db) -> list[str]:
@@ -19,20 +19,10 @@ def all_passwords(db) -> list[str]:
 def test_the_report_names_every_user_and_its_secret(db):
     report = db.invoke(db.seed_event())
 
-    assert set(report) >= {
-        "status",
-        "dry_run",
-        "changed",
-        "engine",
-        "host",
-        "database",
-        "duration_ms",
-        "users",
-        "warnings",
-        "stats",
-    }
+    assert set(report) == REPORT_KEYS
     assert (report["engine"], report["database"]) == (db.ENGINE, "airflow")
     ro = report["users"][2]
+    assert set(ro) == USER_REPORT_KEYS
     assert ro["db_user"] == "airflow-ro-dml" and ro["action"] == "create"
     assert ro["secret"]["name"] == SEED["users"][2]["user_secret_name"]
     assert ro["secret"]["arn"].startswith("arn:aws:secretsmanager:")
