@@ -544,6 +544,9 @@ class SecretState:
     # Not found by a read by id, and not described: a secret without a value reads the same
     # as none (see gather), which only CreateSecret or DescribeSecret tells apart.
     absent_by_read: bool = False
+    # CreateSecret found the name taken by a secret without a value, which was given one
+    # instead (SecretWriter.create): the report says "updated", as a description would have.
+    found_without_value: bool = False
 
     @property
     def password(self) -> str | None:
@@ -1738,16 +1741,18 @@ def gather(
         state = target.dialect.read_state(connection, target, event, deadline)
         found, secrets = reading.result()
     # A read by id answers "not found" for a secret without a value as for none. That answer
-    # is described where an existing account or a delete would rest on it; for accounts
-    # still to be created it stands (a first run describes nothing), since CreateSecret
-    # tells the two apart (SecretWriter.create).
+    # is described where an existing account or a delete would rest on it, and in a dry run,
+    # which writes nothing that could tell; for accounts still to be created it stands (a
+    # first run describes nothing), since CreateSecret tells the two apart
+    # (SecretWriter.create).
     unsure = [
         name
         for name, secret in secrets.items()
         if secret.absent_by_read
-        and not (
-            users_of.get(name)
-            and all(u.has_password and not state.has_user(u) for u in users_of[name])
+        and (
+            event.dry_run
+            or not users_of.get(name)
+            or any(not u.has_password or state.has_user(u) for u in users_of[name])
         )
     ]
     secrets.update(aws.described(unsure))
@@ -2218,7 +2223,7 @@ class SecretsManager:
     #   it answers so for a secret without a value as well as for none. gather describes it
     #   where an existing account or a delete would rest on it; for an account still to be
     #   created, the CreateSecret that follows tells the two apart (SecretWriter.create), so a
-    #   first run of N users makes no DescribeSecret (it made N before).
+    #   first run of N users makes no DescribeSecret (it made N before; its dry run does).
     # Tags and rotation settings may lag in the list the same way: a listed secret for which
     # `recheck` says a write would rest on them (gather: a tag to add, a rotation to change)
     # is described too, so no write is decided from the list alone.
@@ -3429,6 +3434,7 @@ class SecretWriter:
             )
         secret.arn, secret.exists, secret.tags = found.arn, True, found.tags
         secret.kms_key_id, secret.rotation = found.kms_key_id, found.rotation
+        secret.found_without_value = True
 
     def put(self, secret: SecretState, value: dict, pending: bool = False) -> str:
         kwargs: dict[str, Any] = {"SecretId": secret.arn, "SecretString": json.dumps(value)}
@@ -3644,9 +3650,9 @@ def user_report(user: UserSpec, plan: Plan, applied: Applied) -> dict:
         changes.append("undo an interrupted password change")
     secret: dict[str, Any] | None = None
     if user.secret_name:
-        result = plan.secret_results[user.name]
-        arn = applied.secrets.get(user.name, plan.secret_of(user)).arn
-        secret = {"name": user.secret_name, "arn": arn, "result": result}
+        written = applied.secrets.get(user.name, plan.secret_of(user))
+        result = "updated" if written.found_without_value else plan.secret_results[user.name]
+        secret = {"name": user.secret_name, "arn": written.arn, "result": result}
         if user.secret_found:
             secret["found_by_tags"] = True
         if result not in ("unchanged", "absent"):
