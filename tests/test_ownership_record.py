@@ -667,15 +667,20 @@ def test_postgresql_records_a_role_the_master_did_not_create_once_it_may_manage_
     assert rds.can(secret, "SELECT 1")
 
 
-def test_the_mysql_8_record_is_an_account_attribute():
-    state = tool.MyState(
-        mariadb=False,
+def no_accounts(*, mariadb: bool) -> Any:
+    """A MySQL 8 or MariaDB server's state without an account of the event's."""
+    return tool.MyState(
+        mariadb=mariadb,
         database_exists=True,
         backslash_escapes=True,
         wildcards=True,
         accounts={},
         grants={},
     )
+
+
+def test_the_mysql_8_record_is_an_account_attribute():
+    state = no_accounts(mariadb=False)
     spec = tool.UserSpec(name="app's", secret_name="s")
     record = tool.Record("arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf", ("db1", "db2"), None)
 
@@ -700,14 +705,7 @@ def test_the_mysql_8_record_is_an_account_attribute():
 
 
 def test_mariadb_makes_its_table_of_records_first_and_writes_each_record_before_its_account():
-    state = tool.MyState(
-        mariadb=True,
-        database_exists=True,
-        backslash_escapes=True,
-        wildcards=True,
-        accounts={},
-        grants={},
-    )
+    state = no_accounts(mariadb=True)
     spec = tool.UserSpec(name="app", secret_name="s")
     record = tool.Record("arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf", ("db1",), "v1")
 

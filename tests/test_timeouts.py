@@ -8,51 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from conftest import ROOT, SEED, tool
+from endpoints import SilentEndpoint
 
 DDL, DML, RO = (u["user_secret_name"] for u in SEED["users"])
 SEED_USERS = {"airflow-rw-ddl", "airflow-rw-dml", "airflow-ro-dml"}
-
-
-class SilentEndpoint:
-    """A TCP listener on 127.0.0.1 that accepts every connection, sends `greeting` (nothing by
-    default) and then never answers: a database host that hangs. Its thread ends with close()."""
-
-    def __init__(self, greeting: bytes = b""):
-        self.greeting = greeting
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                connection, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted.append(connection)
-            if self.greeting:
-                connection.sendall(self.greeting)
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=5)
-        self.listener.close()
-        for connection in self.accepted:
-            connection.close()
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import socket
-import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 from conftest import SEED, tool, user
+from endpoints import ResumingEndpoint
 
 from dev.servers import catch_up, moto_client, start_standby
 
@@ -238,61 +237,6 @@ def test_a_reader_endpoint_is_named_as_such(host, says_reader):
 
 
 # --- 2. a paused Aurora Serverless v2 instance -----------------------------------------------
-
-
-class ResumingEndpoint:
-    """A TCP forwarder to a real server that holds its first connection `pause` seconds
-    before relaying it (what an auto-paused Aurora Serverless v2 instance does while it
-    resumes); every later connection is relayed at once."""
-
-    def __init__(self, upstream: tuple[str, int], pause: float):
-        self.upstream, self.pause = upstream, pause
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stopped = threading.Event()
-        self.connections = 0
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            pause = self.pause if self.connections == 1 else 0
-            threading.Thread(target=self._relay, args=(client, pause), daemon=True).start()
-
-    def _relay(self, client: socket.socket, pause: float) -> None:
-        if self.stopped.wait(pause):
-            client.close()
-            return
-        server = socket.create_connection(self.upstream)
-        self.sockets += [client, server]
-        for source, sink in ((client, server), (server, client)):
-            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.listener.close()
-        for end in self.sockets:
-            end.close()
 
 
 @pytest.fixture
