@@ -350,14 +350,9 @@ class Fleet:
             server = fleet_server.server
             for database in fleet_server.databases:
                 event = {
+                    **common.event_for(server, fleet_server.engine, fleet_users(database, users)),
                     "secret_name": fleet_server.secret,
                     "database_name": database,
-                    "rds_host": server.host,
-                    "rds_port": server.port,
-                    "db_engine": fleet_server.engine,
-                    "ssl_mode": "disable",
-                    "region": REGION,
-                    "users": fleet_users(database, users),
                 }
                 (folder / f"{database}.json").write_text(json.dumps(event))
         return folder

@@ -1641,6 +1641,17 @@ def engine_problems(event: Event, dialect: Dialect[Any], settings: Settings) -> 
     return problems
 
 
+def engine_privileges(user: UserSpec, dialect: Dialect[Any]) -> frozenset[str]:
+    """The user's table privileges as the engine has them: ALL as all of them, an alias as
+    what it means. One the engine does not have (DROP on PostgreSQL, MAINTAIN on MySQL) is
+    left out: engine_problems refused it, and the planner must still read the rest."""
+    named = set(dialect.table_privileges) if user.all_privileges else set(user.privileges)
+    for alias, meaning in dialect.privilege_aliases.items():
+        if alias in named:
+            named = (named - {alias}) | {meaning}
+    return frozenset(named) & frozenset(dialect.table_privileges)
+
+
 def bind_engine(event: Event, dialect: Dialect[Any]) -> Event:
     """The event for its engine: each user as the engine names and stores it
     (Dialect.for_engine)."""
@@ -3315,10 +3326,8 @@ def apply_plan(
             ) from None
 
     deadline.check("changing the database")
-    if doomed:
-        stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=delete_secrets)
-    else:
-        stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
+    then = delete_secrets if doomed else None
+    stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=then)
 
     def after(user: str) -> SecretState:
         secret, staged = first[user]
@@ -3512,7 +3521,9 @@ class SecretWriter:
                 self.put(secret, credential.final_value)
         elif credential.mode == "keep" and credential.final_value != secret.value:
             self.put(secret, credential.final_value)
-        missing = {} if credential.shared else missing_tags(secret, self.tags(credential.user))
+        missing = missing_tags(
+            secret, secret_tags(self.event, self.target, credential.user, credential)
+        )
         if missing:
             tags = [{"Key": k, "Value": v} for k, v in missing.items()]
             self.aws.write("tag_resource", SecretId=secret.arn, Tags=tags)
@@ -4271,12 +4282,7 @@ class Postgres:
         return []
 
     def for_engine(self, user: UserSpec) -> UserSpec:
-        """ALL as PostgreSQL's table privileges. One it does not have (DROP, say) is left out:
-        engine_problems refused it, and the planner must still read the rest of the state."""
-        if user.all_privileges:
-            privileges = frozenset(PG_TABLE_PRIVILEGES)
-        else:
-            privileges = user.privileges & frozenset(PG_TABLE_PRIVILEGES)
+        privileges = engine_privileges(user, self)
         return user if privileges == user.privileges else replace(user, privileges=privileges)
 
     def connect_args(
@@ -4662,6 +4668,12 @@ class PgRole:
     iam: bool = False  # a member of rds_iam, directly or through other roles: IAM logins only
     iam_grantors: tuple[str, ...] = ()  # who granted it rds_iam directly
 
+    @cached_property
+    def parsed_comment(self) -> tuple[Record | None, str | None]:
+        """The comment as the tool's record and a person's note (pg_record): read once, as
+        every stage asks for the record."""
+        return pg_record(self.comment)
+
 
 # grantee -> grantor -> what that grantor gave that grantee on one object (managed grantees)
 Held = Mapping[str, Mapping[str, frozenset[str]]]
@@ -4718,7 +4730,7 @@ class PgState:
 
     def record_of(self, user: UserSpec) -> Record | None:
         role = self.roles.get(user.name)
-        return pg_record(role.comment)[0] if role else None
+        return role.parsed_comment[0] if role else None
 
     def other_auth(self, user: UserSpec) -> str | None:
         role = self.roles.get(user.name)
@@ -4990,7 +5002,7 @@ def read_pg_state(cursor: Any, event: Event) -> PgState:
         database
         for user in event.users
         if user.name in roles
-        for database in (pg_record(roles[user.name].comment)[0] or Record("")).databases
+        for database in (roles[user.name].parsed_comment[0] or Record("")).databases
         if database != event.database
     }
     existing: frozenset[str] = frozenset()
@@ -5297,7 +5309,7 @@ def pg_record_steps(records: list[tuple[UserSpec, Record]], state: PgState) -> l
     steps = []
     for user, record in records:
         role = state.roles.get(user.name)
-        note = pg_record(role.comment)[1] if role else None
+        note = role.parsed_comment[1] if role else None
         statement = sql.SQL("COMMENT ON ROLE {} IS {}").format(
             sql.Identifier(user.name), sql.Literal(pg_record_text(record, note))
         )
@@ -6068,15 +6080,10 @@ class MySql:
         return settings.clone_limits.get(self.clone_limit.variable, self.clone_limit.default)
 
     def for_engine(self, user: UserSpec) -> UserSpec:
-        """ALL as MySQL's table privileges; TRUNCATE read as the DROP it needs (user_problems
-        made sure DROP is granted anyway). One MySQL does not have (MAINTAIN, say) is left
-        out: engine_problems refused it, and the planner must still read the rest. The host
-        in lower case, as the servers store host names."""
-        named = set(MY_TABLE_PRIVILEGES) if user.all_privileges else set(user.privileges)
-        for alias, meaning in self.privilege_aliases.items():
-            if alias in named:
-                named = (named - {alias}) | {meaning}
-        privileges = frozenset(named) & frozenset(MY_TABLE_PRIVILEGES)
+        """The privileges as engine_privileges has them (TRUNCATE read as the DROP it needs:
+        user_problems made sure DROP is granted anyway), the host in lower case, as the
+        servers store host names."""
+        privileges = engine_privileges(user, self)
         host = user.host.lower() if user.host else user.host
         if privileges == user.privileges and host == user.host:
             return user
@@ -6278,8 +6285,12 @@ class MySql:
         account, so a new account's record comes last."""
         if state.mariadb:
             return records + steps
-        existing = [r for r in records if all(state.has_name(name) for name in r.users)]
-        return existing + steps + [r for r in records if r not in existing]
+        existing: list[Step] = []
+        new: list[Step] = []
+        for record in records:
+            named = all(state.has_name(name) for name in record.users)
+            (existing if named else new).append(record)
+        return existing + steps + new
 
     def forget_records(self, users: list[UserSpec], state: MyState) -> list[Step]:
         """MariaDB: the rows of deleted accounts (MySQL 8's attributes go with the account)."""

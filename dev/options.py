@@ -26,7 +26,9 @@ def docstring(script: str) -> str:
 
 def demo_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bash dev/demo.sh", description=docstring("demo.py").splitlines()[0]
+        prog="bash dev/demo.sh",
+        description=docstring("demo.py").splitlines()[0],
+        allow_abbrev=False,  # demo.sh reads the options whole to choose what to set up
     )
     parser.add_argument(
         "--engine",
@@ -37,7 +39,7 @@ def demo_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pg-major",
         type=int,
-        choices=range(14, 19),
+        choices=sorted(PG_VERSIONS),
         metavar="{14..18}",
         help="PostgreSQL major version to run (default 16; only with --engine postgres)",
     )
@@ -51,6 +53,7 @@ def stack_options(argv: list[str] | None = None) -> argparse.Namespace:
     doc = docstring("stack.py")
     parser = argparse.ArgumentParser(
         prog="bash dev/stack.sh",
+        allow_abbrev=False,  # stack.sh reads the options whole to choose what to set up
         description=doc.split("\n\n")[0],
         epilog=doc.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,

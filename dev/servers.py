@@ -308,7 +308,7 @@ def start_postgres(
 def start_standby(primary: PostgresServer, workdir: Path) -> PostgresServer:
     """A hot standby of `primary` (pg_basebackup -R: streaming replication, read-only), on a
     port of its own: what an RDS read replica or an Aurora reader is to the tool. Roles,
-    databases and passwords follow the primary (see PostgresServer.catch_up)."""
+    databases and passwords follow the primary (see catch_up)."""
     _check_socket_path(workdir)
     bindir = pg_bindir(primary.major)
     workdir.mkdir(parents=True, exist_ok=True)
