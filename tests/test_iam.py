@@ -2,7 +2,8 @@
 only, and an account that authenticates another way is never given a password.
 
 PostgreSQL: RDS's rds_iam is made here by the bootstrap superuser (as rdsadmin makes it on RDS),
-and pg_hba.conf rejects every password login of its members, directly or through other roles,
+and pg_hba.conf refuses every password login of its members (ident, with no ident server: an
+authentication failure, as RDS's PAM check answers), directly or through other roles,
 as RDS does (it sends them to its IAM token check): "IAM-only" is enforced by the server.
 MariaDB: RDS's AWSAuthenticationPlugin is not here; accounts of the ed25519 and unix_socket
 plugins stand in for it where what matters is that an account authenticates another way. The
@@ -41,7 +42,10 @@ def iam(rds):
                 admin, f"GRANT rds_iam TO {master} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
             )
             lines.append(f"host all {rds.master} 127.0.0.1/32 scram-sha-256")
-        lines += ["host all +rds_iam 127.0.0.1/32 reject", "host all +rds_iam ::1/128 reject"]
+        # ident with no ident server: refused as "Ident authentication failed", which the
+        # drivers report as RDS reports its PAM check ("PAM authentication failed"): an
+        # authentication failure, as a wrong password is, not a connection refused.
+        lines += ["host all +rds_iam 127.0.0.1/32 ident", "host all +rds_iam ::1/128 ident"]
         hba = rds.server.datadir / "pg_hba.conf"
         before = hba.read_text()
         hba.write_text("\n".join(lines) + "\n" + before)
@@ -136,7 +140,7 @@ def test_the_seed_with_an_iam_reader_creates_it_without_a_password(iam):
     )
     assert "DbiResourceId" in reader["iam_policy"]["<resource-id>"]
     assert not has_password(iam, RO_USER) and holds_rds_iam(iam, RO_USER)
-    assert "pg_hba.conf rejects" in password_login_refused(iam, RO_USER)
+    assert "Ident authentication failed" in password_login_refused(iam, RO_USER)
     # The other two work as before, and the reader gets what the DDL user creates later.
     with iam.login(DDL) as connection:
         iam.run_sql(connection, "CREATE TABLE dag_run (id serial PRIMARY KEY, state text)")
@@ -176,7 +180,7 @@ def test_switching_a_user_to_iam_and_back_converges_each_way(iam):
     assert entry(to_iam, RO_USER)["secret"]["result"] == "deleted"
     assert "DeletedDate" in iam.sm.describe_secret(SecretId=RO)  # the recovery window
     assert not has_password(iam, RO_USER) and holds_rds_iam(iam, RO_USER)
-    assert "pg_hba.conf rejects" in password_login_refused(iam, RO_USER)
+    assert "Ident authentication failed" in password_login_refused(iam, RO_USER)
     assert iam.invoke(seed_with_iam_reader(iam))["changed"] is False
 
     back = iam.invoke(seed_with_iam_reader(iam, auth="password"))
