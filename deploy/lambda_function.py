@@ -3326,8 +3326,10 @@ def apply_plan(
             ) from None
 
     deadline.check("changing the database")
-    then = delete_secrets if doomed else None
-    stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=then)
+    if doomed:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps, then=delete_secrets)
+    else:
+        stats = plan.target.dialect.apply(connection, plan.target, plan.steps)
 
     def after(user: str) -> SecretState:
         secret, staged = first[user]
